@@ -1,0 +1,1 @@
+"""Builds the local cluster binaries from Go modules and configures kwok."""

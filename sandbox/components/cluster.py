@@ -1,0 +1,191 @@
+"""The Kubernetes cluster: control plane built from Go modules, run by kwokctl --runtime binary."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+
+from core.errors import PlatformError
+from sandbox.cluster import kwok_config
+from sandbox.components import Status
+from sandbox.install import go_build
+from sandbox.procs import port_open, run
+from sandbox.settings import CLUSTER_NAME, HOST, K8S_VERSION, KWOK_VERSION, Settings
+
+MODULE_DIR = Path(kwok_config.__file__).parent  # the wrapper go.mod that builds Kubernetes
+K8S_PACKAGES = {  # binary name -> Go main package
+    "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+    "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+    "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+    "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+    "etcd": "go.etcd.io/etcd/server/v3",  # go names this binary "server"; renamed below
+}
+KWOK_PACKAGES = {"kwok": "sigs.k8s.io/kwok/cmd/kwok", "kwokctl": "sigs.k8s.io/kwok/cmd/kwokctl"}
+NODES = 2
+
+
+def _version_ldflags() -> str:
+    major, minor, _ = K8S_VERSION.split(".")
+    pairs = {"gitVersion": f"v{K8S_VERSION}", "gitMajor": major, "gitMinor": minor}
+    pkgs = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"]
+    flags = [f"-X {p}.{k}={v}" for p in pkgs for k, v in pairs.items()]
+    return " ".join([*flags, "-X k8s.io/component-base/version.gitTreeState=clean"])
+
+
+class Cluster:
+    """kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok on 127.0.0.1."""
+
+    name = "cluster"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = settings.dir("kwok")
+        self.kubeconfig = settings.kubeconfig
+        self.server = f"https://{HOST}:{settings.ports.apiserver}"
+        self.build_seconds: dict[str, float] = {}
+
+    # ---- install -------------------------------------------------------------------------------
+    def _missing(self, folder: Path, names: list[str]) -> bool:
+        return not all((folder / n).is_file() for n in names)
+
+    def install(self) -> None:
+        """Build the Kubernetes and kwok binaries into the cache unless they are there already."""
+        k8s, kwok = self.settings.k8s_bin, self.settings.kwok_bin
+        if self._missing(k8s, list(K8S_PACKAGES)):
+            secs = go_build(
+                self.name, MODULE_DIR, list(K8S_PACKAGES.values()), k8s, _version_ldflags()
+            )
+            (k8s / "server").rename(k8s / "etcd")
+            self.build_seconds[f"kubernetes v{K8S_VERSION}"] = secs
+        if self._missing(kwok, list(KWOK_PACKAGES)):
+            pkgs = [f"{p}@v{KWOK_VERSION}" for p in KWOK_PACKAGES.values()]
+            self.build_seconds[f"kwok v{KWOK_VERSION}"] = go_build(self.name, None, pkgs, kwok)
+
+    # ---- run -----------------------------------------------------------------------------------
+    def _kwokctl(self, *args: str, timeout: float = 300) -> str:
+        env = {**os.environ, "KWOK_WORKDIR": str(self.state)}
+        argv = [str(self.settings.kwok_bin / "kwokctl"), "--name", CLUSTER_NAME, *args]
+        return run(
+            argv,
+            self.name,
+            "see the component logs under " + str(self.state),
+            env=env,
+            timeout=timeout,
+        )
+
+    def _answers(self) -> bool:
+        if not self.kubeconfig.exists():
+            return False
+        pki = self.kubeconfig.parent / "pki"
+        try:
+            resp = httpx.get(
+                f"{self.server}/readyz",
+                verify=str(pki / "ca.crt"),
+                cert=(str(pki / "admin.crt"), str(pki / "admin.key")),
+                timeout=3,
+            )
+        except (httpx.HTTPError, OSError):
+            return False
+        return resp.status_code == 200
+
+    def up(self) -> None:
+        """Create the cluster, or start it again if it exists with the same configuration."""
+        config = kwok_config.render(self.settings)
+        digest = hashlib.sha256(config.encode()).hexdigest()
+        stamp = self.state / "config.sha256"
+        cluster_dir = self.kubeconfig.parent
+        same = stamp.exists() and stamp.read_text() == digest
+        if same and self._answers():
+            self._ensure_nodes()
+            return
+        if cluster_dir.exists() and not same:
+            self.delete()  # configuration changed: rebuild the cluster from scratch
+        if port_open(self.settings.ports.apiserver) and not self._answers():
+            raise PlatformError(
+                self.name,
+                f"port {HOST}:{self.settings.ports.apiserver} is taken by another process",
+                "stop it or set KYB_APISERVER_PORT (and the other KYB_*_PORT) to free ports",
+            )
+        if cluster_dir.exists():
+            self._kwokctl("start", "cluster", "--timeout", "3m", "--wait", "2m")
+        else:
+            path = self.state / "kwokctl.yaml"
+            path.write_text(config)
+            self._kwokctl(
+                "create", "cluster", "--runtime", "binary", "--config", str(path),
+                "--kubeconfig", str(self.state / "merged-kubeconfig.yaml"),
+                "--timeout", "5m", "--wait", "2m",
+            )  # fmt: skip
+        stamp.write_text(digest)
+        if not self._answers():
+            raise PlatformError(self.name, "the apiserver does not answer after start", "see logs")
+        self._ensure_nodes()
+
+    def _ensure_nodes(self) -> None:
+        """Create the fake nodes (kwok manages nodes annotated kwok.x-k8s.io/node=fake)."""
+        from kubernetes import client, config
+
+        api = client.CoreV1Api(config.new_client_from_config(str(self.kubeconfig)))
+        existing = {n.metadata.name for n in api.list_node().items}
+        for i in range(NODES):
+            name = f"kwok-node-{i}"
+            if name in existing:
+                continue
+            api.create_node(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "annotations": {"kwok.x-k8s.io/node": "fake"},
+                        "labels": {
+                            "type": "kwok",
+                            "kubernetes.io/hostname": name,
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": "amd64",
+                        },
+                    },
+                    "status": {
+                        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                    },
+                }
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready = [
+                n
+                for n in api.list_node().items
+                if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+            ]
+            if len(ready) >= NODES:
+                return
+            time.sleep(0.5)  # bounded: kwok marks nodes Ready within a second or two
+        raise PlatformError(self.name, "kwok did not mark the fake nodes Ready in 60s", "see logs")
+
+    def down(self) -> None:
+        """Stop the cluster's processes (etcd data stays, so the next `up` is quick)."""
+        if (self.kubeconfig.parent).exists() and (self.settings.kwok_bin / "kwokctl").exists():
+            self._kwokctl("stop", "cluster")
+
+    def delete(self) -> None:
+        """Stop the cluster and remove its state."""
+        if (self.settings.kwok_bin / "kwokctl").exists():
+            with contextlib.suppress(PlatformError):
+                self._kwokctl("delete", "cluster")
+        shutil.rmtree(self.kubeconfig.parent, ignore_errors=True)
+
+    def status(self) -> Status:
+        """Running or stopped, with the API server URL."""
+        state = "running" if self._answers() else "stopped"
+        return Status(self.name, state, self.server, f"Kubernetes v{K8S_VERSION}, kwok nodes")
+
+    def env(self) -> dict[str, str]:
+        """KUBECONFIG for kubectl and the kubernetes client."""
+        return {"KUBECONFIG": str(self.kubeconfig)}

@@ -1,0 +1,164 @@
+"""Start, find and stop the platform's daemons; only processes in our pid files are touched."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from core.errors import PlatformError
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+class Daemon:
+    """One long-running process owned by the platform, tracked by a pid file in its state folder."""
+
+    def __init__(self, name: str, state_dir: Path) -> None:
+        self.name = name
+        self.pidfile = state_dir / f"{name}.pid"
+        self.logfile = state_dir / f"{name}.log"
+
+    def pid(self) -> int | None:
+        """Return the pid if the recorded process still runs the recorded program, else None."""
+        try:
+            record = json.loads(self.pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+        pid = int(record.get("pid", 0))
+        argv = _cmdline(pid) if pid > 0 else []
+        program = Path(record.get("program", "")).name
+        # a script started through its shebang shows up as "python /path/to/script ..."
+        if program and any(Path(arg).name == program for arg in argv[:2]):
+            return pid
+        return None  # gone, or the pid was reused by another program
+
+    def start(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
+        """Start argv in its own session with output to the log file; return its pid."""
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        with self.logfile.open("ab") as log:
+            try:
+                proc = subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **(env or {})},
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise PlatformError(
+                    self.name,
+                    f"cannot run {argv[0]}: {exc.strerror}",
+                    "run `sandbox up` to install",
+                ) from None
+        self.pidfile.write_text(json.dumps({"pid": proc.pid, "program": argv[0]}))
+        return proc.pid
+
+    def ensure(
+        self,
+        argv: Callable[[], Sequence[str]],
+        answers: Callable[[], bool],
+        what: str,
+        port: int,
+        fix: str,
+        timeout: float = 60,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start the daemon unless ours already runs, then wait until answers() is true.
+
+        argv is called only when a start is needed (it may write config files). A port held by a
+        process we did not start is an error that names the port and how to free it.
+        """
+        if self.pid() is None:
+            if port_open(port):
+                raise PlatformError(
+                    self.name, f"port 127.0.0.1:{port} is taken by a process we did not start", fix
+                )
+            self.start(argv(), env)
+        wait_until(answers, timeout, what, self)
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """Stop the process group we started (TERM, then KILL); return whether one was running."""
+        pid = self.pid()
+        self.pidfile.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                return True
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if not _alive(pid):
+                    return True
+                time.sleep(0.1)  # bounded by timeout: polling a process we signalled
+        return True
+
+    def log_tail(self, lines: int = 15) -> str:
+        """Return the last lines of the daemon's log, for error messages."""
+        try:
+            text = self.logfile.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Return whether something accepts TCP connections on host:port (loopback only)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, daemon: Daemon | None = None
+) -> None:
+    """Poll check() until it is true; on timeout raise PlatformError with the daemon's log tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if daemon is not None and daemon.pid() is None:
+            raise PlatformError(
+                daemon.name, f"exited while starting:\n{daemon.log_tail()}", f"see {daemon.logfile}"
+            )
+        time.sleep(0.25)  # bounded by timeout: a service we just started is not up yet
+    name = daemon.name if daemon else what
+    tail = f":\n{daemon.log_tail()}" if daemon else ""
+    raise PlatformError(name, f"{what} not ready after {timeout:.0f}s{tail}", "see its log")
+
+
+def run(argv: Sequence[str], component: str, fix: str = "", **kwargs: object) -> str:
+    """Run a short command; return stdout, or raise PlatformError naming the component."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, check=False, **kwargs)
+    except OSError as exc:
+        raise PlatformError(component, f"cannot run {argv[0]}: {exc.strerror}", fix) from None
+    if done.returncode != 0:
+        err = (done.stderr or done.stdout).strip()[-2000:]
+        raise PlatformError(component, f"`{' '.join(argv[:3])} ...` failed: {err}", fix)
+    return done.stdout
