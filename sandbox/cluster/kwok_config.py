@@ -84,12 +84,16 @@ def render(settings: Settings) -> str:
                 "name": "kube-apiserver",
                 "extraArgs": [{"key": "service-cluster-ip-range", "value": SERVICE_CIDR}],
             },
+            {
+                # flags, not a KwokConfiguration document: a document would replace all of
+                # kwok's defaults (parallelism and the like), not just these two fields
+                "name": "kwok-controller",
+                "extraArgs": [
+                    {"key": "cidr", "value": POD_CIDR},
+                    {"key": "node-ip", "value": NODE_IP},
+                ],
+            },
         ],
     }
-    kwok_conf = {
-        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-        "kind": "KwokConfiguration",
-        "options": {"cidr": POD_CIDR, "nodeIP": NODE_IP},
-    }
-    docs = [kwokctl, kwok_conf, *default_stages(), *project_stages()]
+    docs = [kwokctl, *default_stages(), *project_stages()]
     return yaml.safe_dump_all(docs, sort_keys=False)

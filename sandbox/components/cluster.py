@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import ssl
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from core.errors import PlatformError
 from sandbox.cluster import kwok_config
 from sandbox.components import Status
 from sandbox.install import go_build
-from sandbox.procs import port_open, run
+from sandbox.procs import port_open, run, wait_until
 from sandbox.settings import CLUSTER_NAME, HOST, K8S_VERSION, KWOK_VERSION, Settings
 
 MODULE_DIR = Path(kwok_config.__file__).parent  # the wrapper go.mod that builds Kubernetes
@@ -84,12 +85,9 @@ class Cluster:
             return False
         pki = self.kubeconfig.parent / "pki"
         try:
-            resp = httpx.get(
-                f"{self.server}/readyz",
-                verify=str(pki / "ca.crt"),
-                cert=(str(pki / "admin.crt"), str(pki / "admin.key")),
-                timeout=3,
-            )
+            tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+            tls.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+            resp = httpx.get(f"{self.server}/readyz", verify=tls, timeout=3)
         except (httpx.HTTPError, OSError):
             return False
         return resp.status_code == 200
@@ -180,6 +178,8 @@ class Cluster:
             with contextlib.suppress(PlatformError):
                 self._kwokctl("delete", "cluster")
         shutil.rmtree(self.kubeconfig.parent, ignore_errors=True)
+        port = self.settings.ports.apiserver
+        wait_until(lambda: not port_open(port), 30, f"apiserver to release port {port}")
 
     def status(self) -> Status:
         """Running or stopped, with the API server URL."""

@@ -1,0 +1,20 @@
+# The two commands of the README. `make demo` sets up and runs the main job on the local platform;
+# `make test` runs every test (it brings the platform up itself if it is not running).
+.PHONY: setup demo test lint down
+
+setup:
+	@command -v uv >/dev/null || python3 -m pip install -q "uv==0.13.9"
+	uv sync --frozen
+
+demo: setup
+	uv run sandbox up
+	uv run sandbox status
+
+test: setup
+	uv run pytest
+
+lint: setup
+	uv run ruff check . && uv run ruff format --check .
+
+down:
+	uv run sandbox down
