@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class RolloutState(str, Enum):
+class RolloutState(StrEnum):
     """Where a Deployment's rollout stands."""
 
     PROGRESSING = "Progressing"
