@@ -1,0 +1,11 @@
+"""Test-wide settings: Prefect never phones home and never starts a throwaway ephemeral server."""
+
+from __future__ import annotations
+
+import os
+
+from sandbox.settings import HOST, Ports
+
+# Set before prefect is imported by any test module: its settings are read at import time.
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_API_URL", f"http://{HOST}:{Ports().prefect}/api")

@@ -1,0 +1,54 @@
+"""Bring the local platform up once per test session (or reuse the one that runs) for real tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from core.errors import PlatformError
+from sandbox.platform import BLOCK_NAME, Platform
+
+
+def _unavailable(reason: str) -> None:
+    """In CI a missing service fails the run loudly; elsewhere the tests are skipped with why."""
+    if os.environ.get("CI"):
+        pytest.fail(f"the local platform is required in CI and did not come up: {reason}")
+    pytest.skip(f"local platform unavailable ({reason}); run `uv run sandbox up` first")
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Platform]:
+    """The running local platform, with Prefect pointed at its server for the whole session."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    plat = Platform()
+    try:
+        plat.up(say=lambda _msg: None)
+    except PlatformError as exc:
+        _unavailable(str(exc))
+    with temporary_settings({PREFECT_API_URL: plat.prefect.api_url}):
+        yield plat
+
+
+@pytest.fixture(scope="session")
+def kube(platform: Platform):
+    """A kubernetes ApiClient built from the saved 'local' cluster block."""
+    from blocks import KubernetesCluster
+
+    return KubernetesCluster.load(BLOCK_NAME).api_client()
+
+
+@pytest.fixture
+def namespace(kube) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    import uuid
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube)
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)

@@ -1,0 +1,79 @@
+"""Flows run against the platform's real Prefect server: retries, stored runs, masked secrets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from prefect import flow, task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from core.errors import TransientError
+from sandbox.platform import Platform
+
+_attempts: list[int] = []
+
+
+@task(retries=2, retry_delay_seconds=0)
+def flaky_step() -> str:
+    """Fails once with a transient error, then succeeds."""
+    _attempts.append(1)
+    if len(_attempts) == 1:
+        raise TransientError("registry answered 503", registry="127.0.0.1:5001")
+    return "pushed"
+
+
+@flow
+def retry_probe() -> str:
+    return flaky_step()
+
+
+async def _task_runs(flow_run_id):
+    async with get_client() as client:
+        run = await client.read_flow_run(flow_run_id)
+        tasks = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+        return run, tasks
+
+
+def test_flow_with_retried_task_runs_on_server(platform: Platform) -> None:
+    _attempts.clear()
+    state = retry_probe(return_state=True)
+    assert state.is_completed()
+    assert state.result() == "pushed"
+    assert len(_attempts) == 2
+
+    run, tasks = asyncio.run(_task_runs(state.state_details.flow_run_id))
+    assert run.state.is_completed()
+    assert [t.run_count for t in tasks] == [2]  # one task run, attempted twice
+    health = httpx.get(f"{platform.prefect.api_url}/health")
+    assert health.status_code == 200
+
+
+def test_saved_block_secrets_are_masked_by_the_api(platform: Platform) -> None:
+    _user, password = platform.registry.credentials()
+    resp = httpx.post(
+        f"{platform.prefect.api_url}/block_documents/filter",
+        json={
+            "include_secrets": False,
+            "block_types": {"slug": {"any_": ["kyb-container-registry"]}},
+        },
+    )
+    resp.raise_for_status()
+    docs = resp.json()
+    assert docs, "sandbox up saved no registry block"
+    assert password.get_secret_value() not in resp.text
+    assert all(d["data"]["password"] == "********" for d in docs)
+
+    clusters = httpx.post(
+        f"{platform.prefect.api_url}/block_documents/filter",
+        json={
+            "include_secrets": False,
+            "block_types": {"slug": {"any_": ["kyb-kubernetes-cluster"]}},
+        },
+    ).json()
+    assert clusters and all(d["data"]["kubeconfig"] == "********" for d in clusters)
+    key = (platform.settings.kubeconfig.parent / "pki" / "admin.key").read_text()
+    assert key.splitlines()[1] not in str(clusters)

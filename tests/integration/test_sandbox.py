@@ -1,0 +1,86 @@
+"""`sandbox` keeps its promises: idempotent up, down stops only its own, clear errors."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+import yaml
+
+from core.errors import PlatformError
+from sandbox.cluster import kwok_config
+from sandbox.components.registry import Registry
+from sandbox.platform import Platform
+from sandbox.settings import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_second_up_reuses_running_services(platform: Platform) -> None:
+    before = [c.daemon.pid() for c in (platform.registry, platform.prometheus, platform.prefect)]
+    platform.up(say=lambda _m: None)
+    after = [c.daemon.pid() for c in (platform.registry, platform.prometheus, platform.prefect)]
+    assert before == after and all(before)
+    assert all(row.state in ("running", "external") for row in platform.status())
+
+
+def test_taken_port_fails_naming_component_and_fix(platform, tmp_path, monkeypatch) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    monkeypatch.setenv("KYB_SANDBOX_HOME", str(tmp_path))
+    monkeypatch.setenv("KYB_REGISTRY_PORT", str(port))
+    try:
+        with pytest.raises(PlatformError) as err:
+            Registry(Settings()).up()
+    finally:
+        holder.close()
+    text = str(err.value)
+    assert text.startswith("[registry]") and str(port) in text and "KYB_REGISTRY_PORT" in text
+
+
+def test_down_stops_its_own_processes_and_nothing_else(platform, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("KYB_SANDBOX_HOME", str(tmp_path))
+    monkeypatch.setenv("KYB_REGISTRY_PORT", str(_free_port()))
+    second = Registry(Settings())
+    second.up()
+    pid = second.daemon.pid()
+    assert pid and httpx.get(f"http://{second.address}/v2/").status_code == 401
+    second.down()
+    assert second.daemon.pid() is None
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://{second.address}/v2/", timeout=2)
+    # the platform's own registry, started by another Settings, still serves
+    assert httpx.get(f"http://{platform.registry.address}/v2/").status_code == 401
+
+
+def test_bad_port_setting_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("KYB_PROMETHEUS_PORT", "ninety")
+    with pytest.raises(ValueError, match="KYB_PROMETHEUS_PORT"):
+        Settings()
+
+
+def test_kwok_config_keeps_every_address_on_loopback(platform: Platform) -> None:
+    docs = list(yaml.safe_load_all(kwok_config.render(platform.settings)))
+    kinds = [d["kind"] for d in docs]
+    assert kinds[0] == "KwokctlConfiguration"
+    stages = [d["metadata"]["name"] for d in docs if d["kind"] == "Stage"]
+    assert stages == [
+        "node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete",
+        "pod-delete", "pod-not-ready",
+    ]  # fmt: skip
+    opts = docs[0]["options"]
+    assert opts["bindAddress"] == "127.0.0.1" and opts["runtime"] == "binary"
+    kwok_args = {
+        a["key"]: a["value"]
+        for patch in docs[0]["componentsPatches"]
+        if patch["name"] == "kwok-controller"
+        for a in patch["extraArgs"]
+    }
+    assert kwok_args["cidr"].startswith("127.") and kwok_args["node-ip"].startswith("127.")
