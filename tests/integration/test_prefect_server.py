@@ -77,3 +77,21 @@ def test_saved_block_secrets_are_masked_by_the_api(platform: Platform) -> None:
     assert clusters and all(d["data"]["kubeconfig"] == "********" for d in clusters)
     key = (platform.settings.kubeconfig.parent / "pki" / "admin.key").read_text()
     assert key.splitlines()[1] not in str(clusters)
+
+
+def test_block_types_register_from_the_module(platform: Platform) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    prefect = Path(sys.executable).parent / "prefect"
+    done = subprocess.run(
+        [str(prefect), "block", "register", "-m", "blocks"],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).parents[2],
+        env={**platform.env(), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Successfully registered 3 blocks" in done.stdout
+    for slug in ("kyb-kubernetes-cluster", "kyb-container-registry", "kyb-prometheus"):
+        resp = httpx.get(f"{platform.prefect.api_url}/block_types/slug/{slug}")
+        assert resp.status_code == 200, slug
