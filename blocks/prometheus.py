@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import ssl
 from urllib.parse import urlsplit
 
 import httpx
@@ -12,18 +11,10 @@ from prefect.blocks.core import Block
 from prometheus_api_client import PrometheusConnect
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from blocks._http import probe
 from core.errors import ConfigError, CredentialsError, TransientError
 
 logger = logging.getLogger(__name__)
-
-
-def _is_tls_error(exc: BaseException | None) -> bool:
-    """Whether an httpx transport error was caused by TLS (a setting to fix, not a retry)."""
-    while exc is not None:
-        if isinstance(exc, ssl.SSLError):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 class PrometheusServer(Block):
@@ -126,18 +117,14 @@ class PrometheusServer(Block):
         """
         url, where = f"{self.url}/api/v1/status/buildinfo", f"block {self._label()}"
         logger.debug("checking Prometheus at %s", self.url)
-        try:
-            with httpx.Client(verify=self.verify_tls, timeout=timeout) as client:
-                response = client.get(url, headers=self.headers())
-        except httpx.TransportError as exc:
-            if _is_tls_error(exc):
-                raise ConfigError(
-                    f"TLS with Prometheus {self.url} failed: check the URL's scheme, or set "
-                    f"verify_tls=False / trust its CA, in {where}"
-                ) from None
-            raise TransientError(
-                f"cannot reach Prometheus {self.url}: {type(exc).__name__} (is it running?)"
-            ) from None
+        response = probe(
+            url,
+            verify=self.verify_tls,
+            timeout=timeout,
+            what=f"Prometheus {self.url}",
+            tls_fix=f"check the URL's scheme, or set verify_tls=False / trust its CA, in {where}",
+            headers=self.headers(),
+        )
         status = response.status_code
         if status in (401, 403):
             kind = "bearer token" if self.bearer_token else "basic auth" if self.username else ""

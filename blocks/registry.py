@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
-import ssl
 
 import docker
 import httpx
 from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from blocks._http import probe
 from core.errors import ConfigError, CredentialsError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -23,15 +23,6 @@ _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Za-z0-9=_-]{32,}")
-
-
-def _is_tls_error(exc: BaseException | None) -> bool:
-    """Whether an httpx transport error was caused by TLS (a setting to fix, not a retry)."""
-    while exc is not None:
-        if isinstance(exc, ssl.SSLError):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 class ContainerRegistry(Block):
@@ -153,18 +144,15 @@ class ContainerRegistry(Block):
         if self.username is not None and self.password is not None:
             auth = httpx.BasicAuth(self.username, self.password.get_secret_value())
         logger.debug("checking registry %s as user %r", self.address, self.username)
-        try:
-            with httpx.Client(verify=self.verify_tls, timeout=timeout) as client:
-                status = client.get(url, auth=auth).status_code
-        except httpx.TransportError as exc:
-            if _is_tls_error(exc):
-                raise ConfigError(
-                    f"TLS with registry {self.address} failed: set insecure=True if it serves "
-                    f"plain HTTP, or verify_tls=False / trust its CA, in {where}"
-                ) from None
-            raise TransientError(
-                f"cannot reach registry {self.url}: {type(exc).__name__} (is it running?)"
-            ) from None
+        status = probe(
+            url,
+            verify=self.verify_tls,
+            timeout=timeout,
+            what=f"registry {self.url}",
+            tls_fix="set insecure=True if it serves plain HTTP, or verify_tls=False / trust its "
+            f"CA, in {where}",
+            auth=auth,
+        ).status_code
         if status < 300:
             return
         if status in (401, 403) and auth is None:
