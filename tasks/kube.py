@@ -1,19 +1,96 @@
-"""The Kubernetes boundary: wait on rollouts with the watch API (no sleep loops)."""
+"""The Kubernetes boundary: idempotent writes (server-side apply, scale, selector switch), reads,
+and waits on the watch API. Each function is a thin task: one cluster block in, one call out."""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from core.errors import PipelineError
+from blocks import KubernetesCluster
+from core.errors import ConfigError, PipelineError
+from core.revisions import current_revision, history, rollback_target, undo_patch
 from core.rollout import RolloutState, rollout_state
+from tasks.retry import RETRIES
+
+FIELD_MANAGER = "kyb-pipeline"
+APPLY = "application/apply-patch+yaml"
+_clients: dict[str, ApiClient] = {}
 
 
 class RolloutTimeout(PipelineError):
     """The rollout neither completed nor failed within the time we were willing to wait."""
+
+
+def api_for(cluster: KubernetesCluster) -> ApiClient:
+    """One ApiClient per cluster configuration for this process (built from the block in memory)."""
+    secret = cluster.kubeconfig.get_secret_value() if cluster.kubeconfig else "in-cluster"
+    key = hashlib.sha256(f"{secret}\0{cluster.context}".encode()).hexdigest()
+    if key not in _clients:
+        _clients[key] = cluster.api_client()
+    return _clients[key]
+
+
+def to_dict(api: ApiClient, obj: Any) -> dict[str, Any]:
+    """A client model as API JSON (camelCase), the form the pure core reads."""
+    return api.sanitize_for_serialization(obj)
+
+
+@task(name="k8s-apply", cache_policy=NO_CACHE, **RETRIES)
+def apply(cluster: KubernetesCluster, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply a Deployment, Service or ConfigMap (idempotent); return the live object."""
+    api = api_for(cluster)
+    kind, meta = manifest.get("kind"), manifest.get("metadata", {})
+    name, ns = meta.get("name"), meta.get("namespace") or cluster.namespace
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    writers = {
+        "Deployment": apps.patch_namespaced_deployment,
+        "Service": core.patch_namespaced_service,
+        "ConfigMap": core.patch_namespaced_config_map,
+    }
+    if kind not in writers or not name:
+        raise ConfigError(f"cannot apply kind {kind!r}: give a name and one of {sorted(writers)}")
+    live = writers[kind](
+        name, ns, manifest, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+    )
+    return to_dict(api, live)
+
+
+@task(name="k8s-scale", cache_policy=NO_CACHE, **RETRIES)
+def scale(cluster: KubernetesCluster, namespace: str, name: str, replicas: int) -> None:
+    """Set a Deployment's replica count through its scale subresource (idempotent)."""
+    apps = client.AppsV1Api(api_for(cluster))
+    apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
+
+
+@task(name="k8s-switch-selector", cache_policy=NO_CACHE, **RETRIES)
+def switch_selector(
+    cluster: KubernetesCluster, namespace: str, service: str, selector: dict[str, str]
+) -> None:
+    """Replace a Service's whole selector (not merge), so traffic goes where selector points."""
+    core = client.CoreV1Api(api_for(cluster))
+    patch = [{"op": "replace", "path": "/spec/selector", "value": selector}]
+    core.patch_namespaced_service(
+        service, namespace, patch, _content_type="application/json-patch+json"
+    )
+
+
+@task(name="k8s-read-deployment", cache_policy=NO_CACHE, **RETRIES)
+def read_deployment(cluster: KubernetesCluster, namespace: str, name: str) -> dict | None:
+    """The Deployment as API JSON, or None when it does not exist."""
+    api = api_for(cluster)
+    try:
+        return to_dict(api, client.AppsV1Api(api).read_namespaced_deployment(name, namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def wait_for_rollout(
@@ -22,7 +99,7 @@ def wait_for_rollout(
     """Watch a Deployment until its rollout completes or exceeds its progress deadline.
 
     Args:
-        api: a configured kubernetes ApiClient (from the cluster block).
+        api: a configured kubernetes ApiClient (see api_for).
         namespace: the Deployment's namespace.
         name: the Deployment's name.
         timeout: seconds to wait in all.
@@ -38,7 +115,7 @@ def wait_for_rollout(
     reason = "no status yet"
     while (left := deadline - time.monotonic()) > 0:
         current = apps.read_namespaced_deployment(name, namespace)
-        state, reason = rollout_state(api.sanitize_for_serialization(current))
+        state, reason = rollout_state(to_dict(api, current))
         if state is not RolloutState.PROGRESSING:
             return state, reason
         stream = watch.Watch().stream(
@@ -50,7 +127,7 @@ def wait_for_rollout(
         )
         try:
             for event in stream:
-                state, reason = rollout_state(api.sanitize_for_serialization(event["object"]))
+                state, reason = rollout_state(to_dict(api, event["object"]))
                 if state is not RolloutState.PROGRESSING:
                     return state, reason
         except ApiException as exc:
@@ -61,3 +138,31 @@ def wait_for_rollout(
         namespace=namespace,
         deployment=name,
     )
+
+
+@task(name="k8s-wait-rollout", cache_policy=NO_CACHE, **RETRIES)
+def wait_rollout(
+    cluster: KubernetesCluster, namespace: str, name: str, timeout: float = 600
+) -> tuple[RolloutState, str]:
+    """Task form of wait_for_rollout (a dropped watch or apiserver restart is retried)."""
+    return wait_for_rollout(api_for(cluster), namespace, name, timeout)
+
+
+@task(name="k8s-undo", cache_policy=NO_CACHE, **RETRIES)
+def undo(cluster: KubernetesCluster, namespace: str, name: str, to_revision: int = 0) -> dict:
+    """Restore an earlier revision's pod template, as `kubectl rollout undo [--to-revision]`.
+
+    Returns:
+        {"from": revision, "to": revision, "image": image restored}.
+    """
+    api = api_for(cluster)
+    apps = client.AppsV1Api(api)
+    dep = to_dict(api, apps.read_namespaced_deployment(name, namespace))
+    selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+    sets = apps.list_namespaced_replica_set(namespace, label_selector=selector).items
+    current = current_revision(dep)
+    target = rollback_target(history(dep, [to_dict(api, s) for s in sets]), current, to_revision)
+    apps.patch_namespaced_deployment(
+        name, namespace, undo_patch(target), _content_type="application/json-patch+json"
+    )
+    return {"from": current, "to": target.number, "image": target.image}
