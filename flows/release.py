@@ -1,0 +1,131 @@
+"""The `release` flow: one image, one environment, one strategy; a plan before, a report after."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from prefect import flow, get_run_logger, pause_flow_run
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.context import get_run_context
+from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists
+from prefect.input import RunInput
+from prefect.states import Running
+
+from blocks import KubernetesCluster
+from core.actions import Pause, worst_case_seconds
+from core.analysis import AnalysisRunner, Choice, Decision, NoJudge
+from core.errors import PipelineError
+from core.planners import plan_release
+from core.spec import ReleaseSpec
+from tasks.release import Executor, ReleaseResult
+
+POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
+
+
+class ReleaseFailed(PipelineError):
+    """The release did not reach its end state; the cluster was rolled back where possible."""
+
+
+class ReleaseDecision(RunInput):
+    """The form a paused release shows in the Prefect UI."""
+
+    choice: Choice = Choice.ABORT
+    decided_by: str
+    reason: str = ""
+
+
+def ask_in_ui(pause: Pause, spec: ReleaseSpec) -> Decision:
+    """Pause the flow run for a typed human answer; no answer in time aborts (never promotes)."""
+    text = (f"**{spec.app}** in `{spec.namespace}`: {pause.reason}\n\n"
+            f"Image `{spec.image}`. Choose promote, promote-full, skip or abort; "
+            f"no answer within {pause.timeout_seconds}s aborts the release.")  # fmt: skip
+    try:
+        answer = pause_flow_run(
+            wait_for_input=ReleaseDecision.with_initial_data(description=text),
+            timeout=pause.timeout_seconds or 3600,
+            poll_interval=POLL_SECONDS,
+            key=pause.key.replace(":", "-"),
+        )
+    except FlowPauseTimeout:
+        run_id = get_run_context().flow_run.id
+        with get_client(sync_client=True) as client:  # back to Running, so rollback can proceed
+            client.set_flow_run_state(run_id, Running(), force=True)
+        return Decision(Choice.ABORT, "timeout", f"no answer within {pause.timeout_seconds}s")
+    return Decision(answer.choice, answer.decided_by, answer.reason)
+
+
+def lock_name(spec: ReleaseSpec) -> str:
+    """One release per application and namespace at a time."""
+    return f"release-{spec.namespace}-{spec.app}"
+
+
+def _ensure_limit(name: str) -> None:
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+
+
+def publish_plan(spec: ReleaseSpec) -> list[dict[str, Any]]:
+    """The release plan artifact: steps, weights, pauses and the worst-case time."""
+    plan = plan_release(spec)
+    rows = [{"step": i + 1, "kind": p.kind, "what": p.description, "worst case (s)": p.seconds,
+             "weight": p.weight, "canary": p.canary_replicas, "stable": p.stable_replicas,
+             "human": p.needs_human} for i, p in enumerate(plan)]  # fmt: skip
+    create_table_artifact(
+        rows, key=f"release-plan-{spec.app}",
+        description=f"{spec.kind} release of {spec.image} to {spec.namespace}: worst case "
+        f"{worst_case_seconds(plan)}s",
+    )  # fmt: skip
+    return rows
+
+
+def publish_result(spec: ReleaseSpec, result: ReleaseResult) -> None:
+    """The release result artifact: every action with timings, verdicts and decisions."""
+    lines = [f"# Release of `{spec.app}` to `{spec.namespace}`: "
+             f"{'succeeded' if result.ok else 'FAILED'}", "", result.summary, "",
+             "| # | action | seconds | note |", "|---|---|---|---|"]  # fmt: skip
+    for i, e in enumerate(result.journal, 1):
+        lines.append(f"| {i} | {e.action} | {e.seconds} | {e.note} |")
+    if result.verdicts:
+        lines += ["", "## Analysis verdicts", ""]
+        lines += [f"- {k}: **{v.outcome}**: {v.reason}" for k, v in result.verdicts.items()]
+    if result.decisions:
+        lines += ["", "## Human decisions", ""]
+        lines += [f"- {d.choice} by {d.decided_by}: {d.reason}" for d in result.decisions]
+    create_markdown_artifact("\n".join(lines), key=f"release-result-{spec.app}")
+
+
+def perform_release(
+    spec: ReleaseSpec,
+    cluster: KubernetesCluster,
+    runner: AnalysisRunner,
+    template: dict | None = None,
+    lock_timeout: float = 1800,
+) -> ReleaseResult:
+    """Plan, lock, execute and report one release inside the current flow run."""
+    publish_plan(spec)
+    name = lock_name(spec)
+    _ensure_limit(name)
+    with concurrency(name, occupy=1, strict=True, timeout_seconds=lock_timeout):
+        result = Executor(spec, cluster, runner, ask_in_ui, template).run()
+    publish_result(spec, result)
+    get_run_logger().info("release %s: %s", "succeeded" if result.ok else "failed", result.summary)
+    return result
+
+
+@flow(name="release")
+def release(spec: ReleaseSpec, cluster_block: str = "local") -> dict[str, Any]:
+    """Release spec.image to spec.namespace with the spec's strategy; fails if rolled back.
+
+    Args:
+        spec: what to release and how (Argo Rollouts' fields; the image by digest).
+        cluster_block: name of the KYB Kubernetes Cluster block to release to.
+    """
+    result = perform_release(spec, KubernetesCluster.load(cluster_block), NoJudge())
+    if not result.ok:
+        raise ReleaseFailed(result.summary, app=spec.app, namespace=spec.namespace)
+    return {"app": spec.app, "image": spec.image, "summary": result.summary}

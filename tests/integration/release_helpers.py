@@ -1,0 +1,96 @@
+"""Helpers for release tests: specs, a scripted analysis runner, cluster reads, a resumer thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from kubernetes import client
+from prefect import flow, resume_flow_run
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from blocks import KubernetesCluster
+from core.actions import AnalysisPhase
+from core.analysis import Verdict
+from core.observed import Outcome
+from core.spec import AnalysisRef, ReleaseSpec
+from flows.release import perform_release
+from tasks import kube
+
+REPO = "127.0.0.1:5001/kyb-platform@sha256:"
+V1, V2, V3 = (REPO + ch * 64 for ch in "123")
+NOT_READY = {"metadata": {"labels": {"sandbox.kyb.dev/not-ready": "true"}}}
+
+
+class Scripted:
+    """A test double of the analysis protocol (the Prometheus judge is tested on its own):
+    answers each template name with a fixed outcome and records every call."""
+
+    def __init__(self, outcomes: dict[str, Outcome] | None = None) -> None:
+        self.outcomes = outcomes or {}
+        self.calls: list[tuple[str, AnalysisPhase]] = []
+
+    def run(self, ref: AnalysisRef, phase: AnalysisPhase, spec: ReleaseSpec) -> Verdict:
+        name = ref.names[0]
+        self.calls.append((name, phase))
+        outcome = self.outcomes.get(name, Outcome.SUCCESSFUL)
+        return Verdict(outcome, f"scripted {outcome} for {name}")
+
+
+def spec(ns: str, image: str, strategy: dict, replicas: int = 3, **kw) -> ReleaseSpec:
+    return ReleaseSpec.model_validate(
+        {"app": "web", "namespace": ns, "image": image, "replicas": replicas,
+         "strategy": strategy, **kw}
+    )  # fmt: skip
+
+
+@flow(name="release-under-test")
+def release_flow(spec: ReleaseSpec, runner: Scripted, template: dict | None = None):
+    """The real release path with a scripted analysis runner injected."""
+    return perform_release(spec, KubernetesCluster.load("local"), runner, template)
+
+
+def deployments(cluster: KubernetesCluster, ns: str) -> dict[str, tuple[str, int, int]]:
+    """name -> (image, spec.replicas, readyReplicas) for every Deployment in ns."""
+    apps = client.AppsV1Api(kube.api_for(cluster))
+    return {
+        d.metadata.name: (d.spec.template.spec.containers[0].image, d.spec.replicas,
+                          d.status.ready_replicas or 0)
+        for d in apps.list_namespaced_deployment(ns).items
+    }  # fmt: skip
+
+
+def selector(cluster: KubernetesCluster, ns: str, service: str) -> dict[str, str]:
+    core = client.CoreV1Api(kube.api_for(cluster))
+    return dict(core.read_namespaced_service(service, ns).spec.selector)
+
+
+def resume_when_paused(answers: list[dict], timeout: float = 120) -> threading.Thread:
+    """Answer each pause of the next paused flow runs in turn (from another thread, as a human)."""
+
+    def work() -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(answers)
+        with get_client(sync_client=True) as c:
+            while pending and time.monotonic() < deadline:
+                runs = c.read_flow_runs(limit=20, sort="START_TIME_DESC")
+                paused = [r for r in runs if r.state and r.state.is_paused()]
+                if paused:
+                    resume_flow_run(paused[0].id, run_input=pending.pop(0))
+                time.sleep(0.5)  # bounded by the deadline: polling for the next pause
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def flow_state(flow_run_id) -> str:
+    with get_client(sync_client=True) as c:
+        return c.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )[0].state.type.value
+
+
+Check = Callable[[], bool]
