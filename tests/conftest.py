@@ -9,4 +9,5 @@ from sandbox.settings import HOST, Ports
 # Set before prefect is imported by any test module: its settings are read at import time.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # tasks called bare
+os.environ.setdefault("KYB_PAUSE_POLL_SECONDS", "1")  # human pauses answered by tests
 os.environ.setdefault("PREFECT_API_URL", f"http://{HOST}:{Ports().prefect}/api")

@@ -15,7 +15,7 @@ from tests.integration.release_helpers import (
     deployments,
     release_flow,
     spec,
-)  # fmt: skip
+)
 
 ROLLING = {"rolling": {"maxSurge": 1, "maxUnavailable": 0}}
 
