@@ -59,12 +59,13 @@ def ask_in_ui(pause: Pause, spec: ReleaseSpec) -> Decision:
     return Decision(answer.choice, answer.decided_by, answer.reason)
 
 
-def lock_name(spec: ReleaseSpec) -> str:
-    """One release per application and namespace at a time."""
-    return f"release-{spec.namespace}-{spec.app}"
+def lock_name(app: str, namespace: str) -> str:
+    """One release (or rollback) per application and namespace at a time."""
+    return f"release-{namespace}-{app}"
 
 
-def _ensure_limit(name: str) -> None:
+def ensure_limit(name: str) -> None:
+    """Create the limit-1 global concurrency limit `name` if missing (strict locks need it)."""
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
@@ -108,9 +109,9 @@ def perform_release(
 ) -> ReleaseResult:
     """Plan, lock, execute and report one release inside the current flow run."""
     publish_plan(spec)
-    name = lock_name(spec)
-    _ensure_limit(name)
-    with concurrency(name, occupy=1, strict=True, timeout_seconds=lock_timeout):
+    name = lock_name(spec.app, spec.namespace)
+    ensure_limit(name)
+    with concurrency(name, occupy=1, strict=True, timeout_seconds=lock_timeout, lease_duration=60):
         result = Executor(spec, cluster, runner, ask_in_ui, template).run()
     publish_result(spec, result)
     get_run_logger().info("release %s: %s", "succeeded" if result.ok else "failed", result.summary)

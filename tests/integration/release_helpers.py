@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from kubernetes import client
 from prefect import flow, resume_flow_run
@@ -68,7 +69,8 @@ def selector(cluster: KubernetesCluster, ns: str, service: str) -> dict[str, str
 
 
 def resume_when_paused(answers: list[dict], timeout: float = 120) -> threading.Thread:
-    """Answer each pause of the next paused flow runs in turn (from another thread, as a human)."""
+    """Answer each pause of flow runs started from now on, in turn (another thread, as a human)."""
+    since = datetime.now(UTC)
 
     def work() -> None:
         deadline = time.monotonic() + timeout
@@ -76,7 +78,8 @@ def resume_when_paused(answers: list[dict], timeout: float = 120) -> threading.T
         with get_client(sync_client=True) as c:
             while pending and time.monotonic() < deadline:
                 runs = c.read_flow_runs(limit=20, sort="START_TIME_DESC")
-                paused = [r for r in runs if r.state and r.state.is_paused()]
+                paused = [r for r in runs if r.state and r.state.is_paused()
+                          and r.start_time and r.start_time >= since]  # fmt: skip
                 if paused:
                     resume_flow_run(paused[0].id, run_input=pending.pop(0))
                 time.sleep(0.5)  # bounded by the deadline: polling for the next pause

@@ -1,0 +1,79 @@
+"""The manual `rollback` flow: a Deployment back to its previous (or a given) revision, verified."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+
+from blocks import KubernetesCluster
+from core.errors import ConfigError, PipelineError, TransientError
+from core.rollout import RolloutState
+from flows.release import ensure_limit, lock_name
+from tasks import kube
+from tasks.retry import RETRIES
+
+
+class RollbackFailed(PipelineError):
+    """The rollback did not bring the Deployment back to a healthy state."""
+
+
+@task(name="health-check", cache_policy=NO_CACHE, **RETRIES)
+def verify_health(url: str) -> dict[str, Any]:
+    """GET a loopback health URL; 5xx and connection errors are retried, other answers fail."""
+    if not url.startswith(("http://127.", "http://localhost")):
+        raise ConfigError("health checks may only call loopback addresses", url=url)
+    try:
+        resp = httpx.get(url, timeout=5)
+    except httpx.TransportError as exc:
+        raise TransientError(
+            f"health check could not connect: {type(exc).__name__}", url=url
+        ) from None
+    if resp.status_code >= 500:
+        raise TransientError(f"health check answered {resp.status_code}", url=url)
+    if resp.status_code != 200:
+        raise RollbackFailed(f"health check answered {resp.status_code}", url=url)
+    return resp.json()
+
+
+@flow(name="rollback")
+def rollback(
+    app: str,
+    namespace: str,
+    to_revision: int = 0,
+    cluster_block: str = "local",
+    health_url: str = "",
+) -> dict[str, Any]:
+    """Roll `app`'s Deployment back, as the seed's rollback.sh does, then verify it is healthy.
+
+    Args:
+        app: the Deployment (the stable workload of rolling and canary releases).
+        namespace: its namespace.
+        to_revision: 0 for the previous revision, or a revision number from its history.
+        cluster_block: name of the KYB Kubernetes Cluster block.
+        health_url: optional loopback URL answering the /health contract after the rollback.
+    """
+    log = get_run_logger()
+    cluster = KubernetesCluster.load(cluster_block)
+    name = lock_name(app, namespace)  # the same lock as releases: never interleave with one
+    ensure_limit(name)
+    with concurrency(name, occupy=1, strict=True, timeout_seconds=1800, lease_duration=60):
+        if kube.read_deployment(cluster, namespace, app) is None:
+            raise ConfigError(f"no Deployment {app!r} in namespace {namespace!r}: check the names")
+        undone = kube.undo(cluster, namespace, app, to_revision)
+        state, why = kube.wait_rollout(cluster, namespace, app, 600)
+    if state is not RolloutState.COMPLETE:
+        raise RollbackFailed(f"rollback to revision {undone['to']} did not complete: {why}")
+    health = verify_health(health_url) if health_url else None
+    if health is not None and health.get("status") != "healthy":
+        raise RollbackFailed(f"rolled back, but {health_url} reports {health.get('status')!r}")
+    summary = (f"{app} rolled back from revision {undone['from']} to {undone['to']} "
+               f"({undone['image']}): {why}")  # fmt: skip
+    report = f"# Rollback of `{app}` in `{namespace}`\n\n{summary}\n\nHealth: {health or '-'}"
+    create_markdown_artifact(report, key=f"rollback-{app}")
+    log.info(summary)
+    return {**undone, "summary": summary, "health": health}
