@@ -24,6 +24,7 @@ DEFAULT_STAGES = [
 POD_CIDR = "127.32.0.0/16"  # pod IPs are loopback: nothing can ever dial out of the machine
 NODE_IP = HOST
 SERVICE_CIDR = "127.64.0.0/16"  # Service ClusterIPs too
+NO_LEADER_ELECTION = {"key": "leader-elect", "value": "false"}
 
 
 def kwok_module_dir() -> Path:
@@ -84,6 +85,10 @@ def render(settings: Settings) -> str:
                 "name": "kube-apiserver",
                 "extraArgs": [{"key": "service-cluster-ip-range", "value": SERVICE_CIDR}],
             },
+            # One instance each, and nobody restarts them: without leader election they ride out
+            # an apiserver outage instead of exiting when their lease cannot be renewed.
+            {"name": "kube-controller-manager", "extraArgs": [NO_LEADER_ELECTION]},
+            {"name": "kube-scheduler", "extraArgs": [NO_LEADER_ELECTION]},
             {
                 # flags, not a KwokConfiguration document: a document would replace all of
                 # kwok's defaults (parallelism and the like), not just these two fields

@@ -92,6 +92,11 @@ class Cluster:
             return False
         return resp.status_code == 200
 
+    def _all_alive(self) -> bool:
+        """Every component kwokctl started still runs (none exited behind our back)."""
+        pids = list((self.kubeconfig.parent / "pids").glob("*.pid"))
+        return bool(pids) and all(Path(f"/proc/{p.read_text().strip()}").exists() for p in pids)
+
     def up(self) -> None:
         """Create the cluster, or start it again if it exists with the same configuration."""
         config = kwok_config.render(self.settings)
@@ -99,9 +104,11 @@ class Cluster:
         stamp = self.state / "config.sha256"
         cluster_dir = self.kubeconfig.parent
         same = stamp.exists() and stamp.read_text() == digest
-        if same and self._answers():
+        if same and self._answers() and self._all_alive():
             self._ensure_nodes()
             return
+        if same and self._answers():  # a component died: restart them all, data stays
+            self._kwokctl("stop", "cluster")
         if cluster_dir.exists() and not same:
             self.delete()  # configuration changed: rebuild the cluster from scratch
         if port_open(self.settings.ports.apiserver) and not self._answers():
