@@ -100,6 +100,7 @@ def load_record(cluster: KubernetesCluster, spec: ReleaseSpec) -> RunRecord:
     return _load((cm.data or {}).get("record", "{}"), spec.image)
 
 
+@task(name="release-record-save", cache_policy=NO_CACHE, **RETRIES)
 def save_record(cluster: KubernetesCluster, spec: ReleaseSpec, rec: RunRecord | None) -> None:
     """Keep the record on the cluster (None: the release ended, forget it)."""
     name = spec.app + layout.RECORD_SUFFIX
@@ -111,7 +112,7 @@ def save_record(cluster: KubernetesCluster, spec: ReleaseSpec, rec: RunRecord | 
             if exc.status != 404:
                 raise
         return
-    kube.apply.fn(cluster, {
+    kube.apply.fn(cluster, {  # inside this retrying task
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": spec.namespace, "labels": layout.MANAGED_BY},
         "data": {"record": _dump(rec, spec.image)},

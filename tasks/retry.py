@@ -48,9 +48,10 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-# Shared by every task that talks to a service: 4 retries, 1-2-4-8 s apart, with jitter.
+# Shared by every task that talks to a service: 6 retries, 1-2-4-8-16-32 s apart (jittered), so
+# an outage of up to about a minute (an apiserver restart, a registry redeploy) is ridden out.
 RETRIES: dict[str, Any] = {
-    "retries": 4,
+    "retries": 6,
     "retry_delay_seconds": exponential_backoff(backoff_factor=1),
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": retry_on_transient,
