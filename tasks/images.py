@@ -1,0 +1,230 @@
+"""Build and push the application image: metadata-action tags, OCI labels, a verified digest."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from blocks import ContainerRegistry
+from core.ci import (
+    BuildFailed,
+    BuildLog,
+    GitRef,
+    ImageResult,
+    artifact_key,
+    classify_push_error,
+    image_tags,
+    looks_transient,
+    oci_labels,
+)
+from core.errors import ConfigError, CredentialsError, PipelineError, TransientError
+from tasks.quality import run_tool
+from tasks.retry import RETRIES
+
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+])  # fmt: skip
+
+
+@task(name="prepare-image-context", cache_policy=NO_CACHE, **RETRIES)
+def prepare_context(
+    source_dir: str | Path,
+    out_dir: str | Path | None = None,
+    version: str = "0.0.0-dev",
+    script: str = "build-context.sh",
+    timeout: float = 600,
+) -> str:
+    """Run the project's context script (the example's build-context.sh: static binary, CA
+    bundle, passwd, Dockerfile FROM scratch) so the image builds without pulling a base image.
+
+    Args:
+        source_dir: the project holding the script.
+        out_dir: where the context goes (default: a new temporary folder).
+        version: passed to the script as VERSION (compiled into the binary).
+        script: the script's path relative to source_dir; it gets out_dir as its argument.
+        timeout: seconds the script may take.
+
+    Returns:
+        The context folder.
+
+    Raises:
+        BuildFailed: the script failed (e.g. the Go build), with its output.
+    """
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="kyb-context-"))
+    argv = [str(Path(source_dir).resolve() / script), str(out)]
+    proc = run_tool(argv, source_dir, timeout, env={"VERSION": version})
+    if proc.returncode != 0:
+        text = f"{proc.stderr}\n{proc.stdout}".strip()[-3000:]
+        error = TransientError if looks_transient(text) else BuildFailed
+        raise error(f"{script} failed (exit {proc.returncode}): {text}", context=str(out))
+    return str(out)
+
+
+def manifest_digest(registry: ContainerRegistry, repository: str, reference: str) -> str | None:
+    """HEAD a manifest through the registry's v2 API with the block's credentials.
+
+    Returns:
+        Its Docker-Content-Digest, or None when the registry has no such tag.
+
+    Raises:
+        CredentialsError: 401/403.  TransientError: 429/5xx (connection errors propagate as
+        httpx.TransportError, which the retry policy treats as transient).  ConfigError: other.
+    """
+    url = f"{registry.url}/v2/{repository}/manifests/{reference}"
+    auth = None
+    if registry.username is not None and registry.password is not None:
+        auth = httpx.BasicAuth(registry.username, registry.password.get_secret_value())
+    with httpx.Client(verify=registry.verify_tls, timeout=30) as client:
+        resp = client.head(url, headers={"Accept": MANIFEST_TYPES}, auth=auth)
+    status = resp.status_code
+    if status == 200 and resp.headers.get("Docker-Content-Digest", "").startswith("sha256:"):
+        return resp.headers["Docker-Content-Digest"]
+    if status == 404:
+        return None
+    if status in (401, 403):
+        raise CredentialsError(
+            f"registry {registry.address} refused user {registry.username!r} (HTTP {status}) "
+            f"reading {repository}:{reference}: check the registry block's credentials"
+        )
+    if status == 429 or status >= 500:
+        raise TransientError(f"registry {registry.address} answered HTTP {status}", url=url)
+    raise ConfigError(f"registry {registry.address} answered HTTP {status} without a digest")
+
+
+def _client(docker_host: str | None, timeout: float) -> docker.DockerClient:
+    try:
+        if docker_host:
+            return docker.DockerClient(base_url=docker_host, timeout=int(timeout))
+        return docker.from_env(timeout=int(timeout))
+    except docker.errors.DockerException as exc:
+        raise TransientError(f"cannot reach the Docker daemon: {exc}") from None
+
+
+def _build(api: docker.APIClient, context: Path, name: str, labels: dict[str, str]) -> str:
+    if not (context / "Dockerfile").is_file():
+        raise ConfigError(f"no Dockerfile in the build context {context}: prepare it first")
+    log = BuildLog()
+    try:
+        stream: Any = api.build(path=str(context), tag=name, labels=labels, rm=True,
+                                forcerm=True, decode=True)  # fmt: skip
+        for event in stream:
+            log.feed(event)
+            if log.error:
+                raise BuildFailed(log.failure(), image=name)
+    except docker.errors.APIError as exc:
+        if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
+            raise  # the daemon is busy or failing: transient, retried
+        raise BuildFailed(f"the daemon refused the build: {exc.explanation}", image=name) from None
+    if not log.image_id:
+        raise BuildFailed(f"the build of {name} ended without an image id: {log.failure()}")
+    return log.image_id
+
+
+def _push(api: docker.APIClient, name: str, tag: str) -> str:
+    digest = ""
+    for event in api.push(name, tag=tag, stream=True, decode=True):
+        if "error" in event or "errorDetail" in event:
+            text = (event.get("errorDetail") or {}).get("message") or str(event.get("error"))
+            kind = classify_push_error(text)
+            error = {"credentials": CredentialsError, "transient": TransientError}.get(
+                kind, PipelineError
+            )
+            raise error(f"push of {name}:{tag} failed: {text}")
+        digest = (event.get("aux") or {}).get("Digest", digest)
+    if not digest:
+        raise TransientError(f"push of {name}:{tag} ended without a digest")
+    return digest
+
+
+def _publish(result: ImageResult, app: str) -> None:
+    how = "reused (already in the registry; not rebuilt)" if result.reused else "built and pushed"
+    md = [f"# Image of {app}: {how}", "", f"`{result.reference}`", "", "| tag |", "|---|"]
+    md += [f"| `{t}` |" for t in result.tags]
+    if result.labels:
+        md += ["", "| label | value |", "|---|---|"]
+        md += [f"| {k} | {v} |" for k, v in result.labels.items()]
+    create_markdown_artifact("\n".join(md), key=artifact_key("image", app))
+
+
+@task(name="build-and-push", cache_policy=NO_CACHE, **RETRIES)
+def build_and_push(
+    registry: ContainerRegistry,
+    repository: str,
+    context_dir: str | Path,
+    ref: GitRef,
+    source: str,
+    app: str = "",
+    docker_host: str | None = None,
+    created: datetime | None = None,
+    timeout: float = 600,
+) -> ImageResult:
+    """Build the image, push every tag with the block's credentials, verify the digest.
+
+    Tags follow the seed's metadata-action scheme (see core.ci.image_tags), never `latest`;
+    the immutable `<branch>-<sha7>` tag is pushed last. If the registry already has it, its
+    digest is returned without building (result.reused, and the log says so).
+
+    Args:
+        registry: the registry block (address, credentials, insecure).
+        repository: the repository inside the registry, e.g. "kyb-platform".
+        context_dir: a prepared build context (see prepare_context).
+        ref: the branch or pull request and commit being built.
+        source: the repository URL for org.opencontainers.image.source.
+        app: the application's name (artifact key, image title); default: repository.
+        docker_host: the Docker daemon (default: DOCKER_HOST or the local socket).
+        created: the build time for the created label (default: now).
+        timeout: seconds for each call to the Docker daemon.
+
+    Returns:
+        ImageResult with reference `registry/repository@sha256:...`.
+
+    Raises:
+        BuildFailed: the build failed (the failing step and its message).
+        CredentialsError: the registry refused the credentials (not retried).
+        TransientError: registry 5xx/429 or a daemon/network fault (retried with backoff).
+    """
+    log, app = get_run_logger(), app or repository
+    tags, commit_tag = image_tags(ref)
+    name = registry.image(repository, commit_tag).rsplit(":", 1)[0]  # validates the names
+    existing = manifest_digest(registry, repository, commit_tag)
+    if existing:
+        log.info("reusing %s:%s = %s: already in the registry, no build and no push",
+                 name, commit_tag, existing)  # fmt: skip
+        result = ImageResult(reference=f"{name}@{existing}", digest=existing, tags=[commit_tag],
+                             reused=True)  # fmt: skip
+        _publish(result, app)
+        return result
+    labels = oci_labels(source, ref.sha, created, version=tags[0], title=app)
+    client = _client(docker_host, timeout)
+    try:
+        registry.login(client)
+        image_id = _build(client.api, Path(context_dir), f"{name}:{tags[0]}", labels)
+        log.info("built %s (%s) with tags %s", name, image_id[:19], tags)
+        for tag in tags[1:]:
+            client.api.tag(image_id, name, tag)
+        digests = {tag: _push(client.api, name, tag) for tag in tags}  # commit tag last
+    finally:
+        client.close()
+    digest = digests[commit_tag]
+    verified = manifest_digest(registry, repository, commit_tag)
+    if len(set(digests.values())) != 1 or verified != digest:
+        raise PipelineError(
+            f"digests disagree for {name}: pushed {digests}, registry has {verified}", image=name
+        )
+    log.info("pushed %s@%s (verified through the registry API)", name, digest)
+    result = ImageResult(reference=f"{name}@{digest}", digest=digest, tags=tags, reused=False,
+                         labels=labels)  # fmt: skip
+    _publish(result, app)
+    return result

@@ -1,0 +1,183 @@
+"""The security scan: pluggable scanners (gosec by default; bandit, pip-audit) gated by severity."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from core.ci import (
+    Finding,
+    GateReport,
+    Severity,
+    ToolUnavailable,
+    parse_bandit,
+    parse_gosec,
+    parse_pip_audit,
+)
+from core.errors import ConfigError, PlatformError
+from sandbox.install import go_build
+from sandbox.settings import Settings
+from tasks.quality import find_tool, publish_gate, run_tool, unexplained
+from tasks.retry import RETRIES
+
+logger = logging.getLogger(__name__)
+
+GOSEC_MODULE = "github.com/securego/gosec/v2/cmd/gosec"
+GOSEC_VERSION = "v2.30.0"  # builds with Go 1.26 from the module proxy
+
+
+@runtime_checkable
+class Scanner(Protocol):
+    """A security scanner: runs on a project folder and reports findings (never gates)."""
+
+    name: str
+
+    def run(self, directory: Path) -> list[Finding]:
+        """Scan the project in `directory`; raise ToolUnavailable if the scanner cannot run."""
+        ...
+
+
+def ensure_gosec(version: str = GOSEC_VERSION) -> Path:
+    """The gosec binary, built once from its Go module into ~/.cache/kyb-pipeline/gosec-<version>.
+
+    Raises:
+        ToolUnavailable: Go is missing or the module cannot be fetched or built.
+    """
+    binary = Settings().cache / f"gosec-{version}" / "gosec"
+    if binary.exists():
+        return binary
+    logger.info("building gosec %s from %s (once; cached in %s)", version, GOSEC_MODULE,
+                binary.parent)  # fmt: skip
+    try:
+        seconds = go_build("gosec", None, [f"{GOSEC_MODULE}@{version}"], binary.parent)
+    except PlatformError as exc:
+        raise ToolUnavailable(
+            f"gosec {version} could not be built from its Go module: {exc}", tool="gosec"
+        ) from None
+    logger.info("built gosec %s in %.0fs", version, seconds)
+    return binary
+
+
+@dataclass
+class GosecScanner:
+    """gosec (Go): `gosec -fmt json -no-fail ./...`; HIGH/MEDIUM/LOW -> critical/major/minor."""
+
+    name: str = "gosec"
+    version: str = GOSEC_VERSION
+    timeout: float = 600
+
+    def run(self, directory: Path) -> list[Finding]:
+        """Scan every package of the Go module in `directory`."""
+        argv = [str(ensure_gosec(self.version)), "-fmt", "json", "-no-fail", "./..."]
+        proc = run_tool(argv, directory, self.timeout)
+        try:
+            return parse_gosec(proc.stdout, str(Path(directory).resolve()))
+        except (ValueError, KeyError):
+            raise unexplained(proc, "gosec") from None
+
+
+@dataclass
+class BanditScanner:
+    """bandit (Python source): `bandit -r . -f json`; optional, must be installed."""
+
+    name: str = "bandit"
+    timeout: float = 600
+
+    def run(self, directory: Path) -> list[Finding]:
+        """Scan the Python files under `directory` (virtualenvs left out)."""
+        exe = find_tool("bandit", "install it: `uv tool install bandit` or `pip install bandit`")
+        argv = [exe, "-r", ".", "-f", "json", "-q", "-x", "./.venv,./venv,./node_modules"]
+        proc = run_tool(argv, directory, self.timeout)
+        try:
+            return parse_bandit(proc.stdout, str(Path(directory).resolve()))
+        except (ValueError, KeyError):
+            raise unexplained(proc, "bandit") from None
+
+
+@dataclass
+class PipAuditScanner:
+    """pip-audit (Python dependencies): requirements.txt if present, else the project itself."""
+
+    name: str = "pip-audit"
+    timeout: float = 600
+
+    def run(self, directory: Path) -> list[Finding]:
+        """Audit the dependencies of the Python project in `directory`."""
+        hint = "install it: `uv tool install pip-audit` or `pip install pip-audit`"
+        exe = find_tool("pip-audit", hint)
+        reqs = (Path(directory) / "requirements.txt").exists()
+        target = ["-r", "requirements.txt"] if reqs else ["."]
+        argv = [exe, "-f", "json", "--progress-spinner", "off", *target]
+        proc = run_tool(argv, directory, self.timeout)
+        try:
+            return parse_pip_audit(proc.stdout)
+        except (ValueError, KeyError):
+            raise unexplained(proc, "pip-audit") from None
+
+
+SCANNERS: dict[str, Callable[..., Scanner]] = {
+    "gosec": GosecScanner,
+    "bandit": BanditScanner,
+    "pip-audit": PipAuditScanner,
+}
+
+
+def scanner_for(name: str, timeout: float = 600) -> Scanner:
+    """The scanner registered under `name`.
+
+    Raises:
+        ConfigError: no scanner has that name (the message lists the known ones).
+    """
+    if name not in SCANNERS:
+        raise ConfigError(f"unknown scanner {name!r}: known scanners are {sorted(SCANNERS)}")
+    return SCANNERS[name](timeout=timeout)
+
+
+@task(name="security-scan", cache_policy=NO_CACHE, **RETRIES)
+def security_scan(
+    directory: str | Path,
+    app: str,
+    scanners: Sequence[str | Scanner] = ("gosec",),
+    threshold: str | Severity = "low",
+    timeout: float = 600,
+) -> GateReport:
+    """Run the scanners and fail at the threshold, as the seed's `gosec ./...` (any finding).
+
+    Publishes the table artifact security-report-<app>.
+
+    Args:
+        directory: the project folder.
+        app: the application's name.
+        scanners: names from SCANNERS, or Scanner objects.
+        threshold: the lowest severity that fails (low/minor < medium/major < high/critical).
+        timeout: seconds each scanner may take.
+
+    Returns:
+        The GateReport when nothing reaches the threshold.
+
+    Raises:
+        GateFailed: findings at or above the threshold; the message names rule and file:line.
+        ToolUnavailable: a scanner is not installed or cannot be built (never a silent pass).
+        ConfigError: an unknown scanner name.
+    """
+    level = Severity.parse(threshold)
+    chosen = [s if isinstance(s, Scanner) else scanner_for(s, timeout) for s in scanners]
+    if not chosen:
+        raise ConfigError("no scanner given: name at least one of " + ", ".join(SCANNERS))
+    findings: list[Finding] = []
+    for scanner in chosen:
+        findings += scanner.run(Path(directory))
+    tools = [s.name for s in chosen]
+    report = GateReport(stage="security", app=app, threshold=level, tools=tools, findings=findings)
+    publish_gate(report)
+    get_run_logger().info("%s security (%s): %d finding(s), %d at or above %s", app,
+                          ", ".join(tools), len(findings), len(report.blocking),
+                          level.name.lower())  # fmt: skip
+    report.check()
+    return report
