@@ -15,6 +15,7 @@ from sandbox.components.registry import Registry
 from sandbox.settings import Settings
 
 BLOCK_NAME = "local"  # name of the block documents that point at this platform
+WORK_POOL = "kyb-local"  # the process work pool prefect.yaml's deployments run on
 
 
 @dataclass
@@ -74,7 +75,12 @@ class Platform:
         return timings
 
     def save_blocks(self) -> None:
-        """Register the block types and save blocks named 'local' that point at this platform."""
+        """Save blocks named 'local' that point at this platform, and create the work pool."""
+        import contextlib
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.exceptions import ObjectAlreadyExists
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         from blocks import ContainerRegistry, KubernetesCluster, PrometheusServer
@@ -88,6 +94,8 @@ class Platform:
                 address=self.registry.address, username=user, password=password, insecure=True
             ).save(BLOCK_NAME, overwrite=True)
             PrometheusServer(url=self.prometheus.url).save(BLOCK_NAME, overwrite=True)
+            with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+                client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
 
     def down(self, only: list[str] | None = None) -> None:
         """Stop the components we started, in reverse order."""

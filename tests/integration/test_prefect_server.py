@@ -95,3 +95,22 @@ def test_block_types_register_from_the_module(platform: Platform) -> None:
     for slug in ("kyb-kubernetes-cluster", "kyb-container-registry", "kyb-prometheus"):
         resp = httpx.get(f"{platform.prefect.api_url}/block_types/slug/{slug}")
         assert resp.status_code == 200, slug
+
+
+def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    prefect = Path(sys.executable).parent / "prefect"
+    done = subprocess.run(
+        [str(prefect), "--no-prompt", "deploy", "--all"],
+        capture_output=True, text=True, check=False, cwd=root,
+        env={**platform.env(), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for name in ("release/release", "rollback/rollback"):
+        resp = httpx.get(f"{platform.prefect.api_url}/deployments/name/{name}")
+        assert resp.status_code == 200, name
+        assert resp.json()["work_pool_name"] == "kyb-local"
