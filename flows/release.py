@@ -12,7 +12,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
-from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists
+from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists, ObjectNotFound
 from prefect.input import RunInput
 from prefect.states import Running
 
@@ -66,8 +66,14 @@ def lock_name(app: str, namespace: str) -> str:
 
 def ensure_limit(name: str) -> None:
     """Create the limit-1 global concurrency limit `name` if missing (strict locks need it)."""
-    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
-        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            return
+        except ObjectNotFound:
+            pass
+        with contextlib.suppress(ObjectAlreadyExists):  # another run created it meanwhile
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
 
 def publish_plan(spec: ReleaseSpec) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from sandbox.components import Component, Status
 from sandbox.components.cluster import Cluster
 from sandbox.components.docker import Docker
+from sandbox.components.postgres import Postgres
 from sandbox.components.prefect_server import PrefectServer
 from sandbox.components.prometheus import Prometheus
 from sandbox.components.registry import Registry
@@ -42,10 +44,16 @@ class Platform:
         self.docker = Docker(s)
         self.registry = Registry(s)
         self.prometheus = Prometheus(s)
-        self.prefect = PrefectServer(s)
+        self.postgres = Postgres(s)
+        database = os.environ.get("KYB_PREFECT_DB", "sqlite")
+        if database not in ("sqlite", "postgres"):
+            raise ValueError(f"KYB_PREFECT_DB={database!r}: use sqlite (default) or postgres")
+        pg = database == "postgres"  # opt-in: for bursts of concurrent flow runs
+        self.prefect = PrefectServer(s, self.postgres.url if pg else None)
         self.cluster = Cluster(s)
         self.components: list[Component] = [
-            self.docker, self.registry, self.prometheus, self.prefect, self.cluster,
+            self.docker, self.registry, self.prometheus, *([self.postgres] if pg else []),
+            self.prefect, self.cluster,
         ]  # fmt: skip
 
     def _pick(self, only: list[str] | None) -> list[Component]:
@@ -101,6 +109,8 @@ class Platform:
         """Stop the components we started, in reverse order."""
         for comp in reversed(self._pick(only)):
             comp.down()
+        if not only:
+            self.postgres.down()  # also when KYB_PREFECT_DB changed since it was started
 
     def status(self) -> list[Status]:
         """Status of every component."""

@@ -45,8 +45,10 @@ class Daemon:
             return pid
         return None  # gone, or the pid was reused by another program
 
-    def start(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
-        """Start argv in its own session with output to the log file; return its pid."""
+    def start(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, user: str | None = None
+    ) -> int:
+        """Start argv (as `user`, if given) in its own session, output to the log; return pid."""
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         with self.logfile.open("ab") as log:
             try:
@@ -57,6 +59,7 @@ class Daemon:
                     stderr=subprocess.STDOUT,
                     env={**os.environ, **(env or {})},
                     start_new_session=True,
+                    user=user,
                 )
             except OSError as exc:
                 raise PlatformError(
@@ -76,6 +79,7 @@ class Daemon:
         fix: str,
         timeout: float = 60,
         env: Mapping[str, str] | None = None,
+        user: str | None = None,
     ) -> None:
         """Start the daemon unless ours already runs, then wait until answers() is true.
 
@@ -87,7 +91,7 @@ class Daemon:
                 raise PlatformError(
                     self.name, f"port 127.0.0.1:{port} is taken by a process we did not start", fix
                 )
-            self.start(argv(), env)
+            self.start(argv(), env, user)
         wait_until(answers, timeout, what, self)
 
     def stop(self, timeout: float = 20.0) -> bool:

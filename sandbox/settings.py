@@ -34,6 +34,7 @@ class Ports:
     registry: int = field(default_factory=lambda: _port("KYB_REGISTRY_PORT", 5001))
     prometheus: int = field(default_factory=lambda: _port("KYB_PROMETHEUS_PORT", 9090))
     prefect: int = field(default_factory=lambda: _port("KYB_PREFECT_PORT", 4200))
+    postgres: int = field(default_factory=lambda: _port("KYB_POSTGRES_PORT", 55432))
     apiserver: int = field(default_factory=lambda: _port("KYB_APISERVER_PORT", 36443))
     etcd: int = field(default_factory=lambda: _port("KYB_ETCD_PORT", 32379))
     etcd_peer: int = field(default_factory=lambda: _port("KYB_ETCD_PEER_PORT", 32380))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from core.errors import PlatformError
 from sandbox.components import Status
@@ -20,8 +22,9 @@ class PrefectServer:
 
     name = "prefect"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, database: Callable[[], SecretStr] | None = None) -> None:
         self.settings = settings
+        self.database = database  # the PostgreSQL URL; None: SQLite under the state folder
         self.state = settings.dir("prefect")
         self.port = settings.ports.prefect
         self.url = f"http://{HOST}:{self.port}"
@@ -43,10 +46,20 @@ class PrefectServer:
 
     def up(self) -> None:
         """Start the server unless ours already answers."""
-        database = f"sqlite+aiosqlite:///{self.state / 'prefect.db'}"
+        if self.database is not None:
+            database, kind = self.database().get_secret_value(), "postgres"
+        else:
+            database, kind = f"sqlite+aiosqlite:///{self.state / 'prefect.db'}", "sqlite"
+        stamp = self.state / "database-kind"
+        if self.daemon.pid() and (not stamp.exists() or stamp.read_text() != kind):
+            self.daemon.stop(timeout=30)  # running on the other database: restart on this one
+        stamp.write_text(kind)
         env = {
             "PREFECT_HOME": str(self.state),
             "PREFECT_API_DATABASE_CONNECTION_URL": database,
+            # SQLite serialises writers: wait for the lock instead of answering 503 under bursts
+            "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
+            "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "30",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_API_URL": self.api_url,
             "PREFECT_API_URL": "",

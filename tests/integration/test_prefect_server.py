@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 from prefect import flow, task
@@ -45,7 +46,11 @@ def test_flow_with_retried_task_runs_on_server(platform: Platform) -> None:
     assert state.result() == "pushed"
     assert len(_attempts) == 2
 
+    deadline = time.monotonic() + 30  # task run records arrive through the events pipeline
     run, tasks = asyncio.run(_task_runs(state.state_details.flow_run_id))
+    while not (tasks and tasks[0].run_count == 2) and time.monotonic() < deadline:
+        time.sleep(0.5)  # bounded by the deadline
+        run, tasks = asyncio.run(_task_runs(state.state_details.flow_run_id))
     assert run.state.is_completed()
     assert [t.run_count for t in tasks] == [2]  # one task run, attempted twice
     health = httpx.get(f"{platform.prefect.api_url}/health")
