@@ -1,8 +1,14 @@
-"""Build and push the application image: metadata-action tags, OCI labels, a verified digest."""
+"""Build and push the application image: metadata-action tags, OCI labels, a verified digest.
+
+build_image and push_image are separate tasks so a pipeline can build while its gates run and
+push only once they passed (tasks/ci_pipeline.py); build_and_push does both in one task.
+"""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,7 @@ from blocks import ContainerRegistry
 from core.ci import (
     BuildFailed,
     BuildLog,
+    BuiltImage,
     GitRef,
     ImageResult,
     artifact_key,
@@ -158,6 +165,136 @@ def _publish(result: ImageResult, app: str) -> None:
     create_markdown_artifact("\n".join(md), key=artifact_key("image", app))
 
 
+def _found(registry: ContainerRegistry, repository: str, ref: GitRef, app: str) -> BuiltImage:
+    """The image to build: its name and tags, and the commit tag's digest if the registry has it."""
+    tags, commit_tag = image_tags(ref)
+    name = registry.image(repository, commit_tag).rsplit(":", 1)[0]  # validates the names
+    existing = manifest_digest(registry, repository, commit_tag) or ""
+    if existing:
+        get_run_logger().info("reusing %s:%s = %s: already in the registry, no build and no push",
+                              name, commit_tag, existing)  # fmt: skip
+        return BuiltImage(name=name, repository=repository, tags=[commit_tag], existing=existing,
+                          app=app)  # fmt: skip
+    return BuiltImage(name=name, repository=repository, tags=tags, app=app)
+
+
+@contextmanager
+def _session(
+    registry: ContainerRegistry, docker_host: str | None, timeout: float
+) -> Iterator[docker.DockerClient]:
+    client = _client(docker_host, timeout)
+    try:
+        registry.login(client)
+        yield client
+    finally:
+        client.close()
+
+
+def _build_tagged(
+    client: docker.DockerClient,
+    image: BuiltImage,
+    context_dir: str | Path,
+    ref: GitRef,
+    source: str,
+    created: datetime | None,
+) -> BuiltImage:
+    labels = oci_labels(source, ref.sha, created, version=image.tags[0], title=image.app)
+    image_id = _build(client.api, Path(context_dir), f"{image.name}:{image.tags[0]}", labels)
+    get_run_logger().info("built %s (%s) with tags %s", image.name, image_id[:19], image.tags)
+    for tag in image.tags[1:]:
+        client.api.tag(image_id, image.name, tag)
+    return image.model_copy(update={"image_id": image_id, "labels": labels})
+
+
+def _push_all(client: docker.DockerClient, image: BuiltImage) -> dict[str, str]:
+    return {tag: _push(client.api, image.name, tag) for tag in image.tags}  # commit tag last
+
+
+def _verified(
+    registry: ContainerRegistry, image: BuiltImage, digests: dict[str, str]
+) -> ImageResult:
+    name, commit_tag = image.name, image.tags[-1]
+    digest = digests[commit_tag]
+    verified = manifest_digest(registry, image.repository, commit_tag)
+    if len(set(digests.values())) != 1 or verified != digest:
+        raise PipelineError(
+            f"digests disagree for {name}: pushed {digests}, registry has {verified}", image=name
+        )
+    get_run_logger().info("pushed %s@%s (verified through the registry API)", name, digest)
+    result = ImageResult(reference=f"{name}@{digest}", digest=digest, tags=image.tags,
+                         reused=False, labels=image.labels)  # fmt: skip
+    _publish(result, image.app)
+    return result
+
+
+def _reused(image: BuiltImage) -> ImageResult:
+    result = ImageResult(reference=f"{image.name}@{image.existing}", digest=image.existing,
+                         tags=image.tags, reused=True)  # fmt: skip
+    _publish(result, image.app)
+    return result
+
+
+@task(name="build-image", cache_policy=NO_CACHE, **RETRIES)
+def build_image(
+    registry: ContainerRegistry,
+    repository: str,
+    context_dir: str | Path,
+    ref: GitRef,
+    source: str,
+    app: str = "",
+    docker_host: str | None = None,
+    created: datetime | None = None,
+    timeout: float = 600,
+) -> BuiltImage:
+    """Build and tag the image in the Docker daemon, without pushing it (see push_image).
+
+    If the registry already has the commit tag, nothing is built: the result carries its digest
+    (result.reused). Arguments as build_and_push.
+
+    Returns:
+        BuiltImage: the image's name, its tags (commit tag last), image id and labels.
+
+    Raises:
+        BuildFailed: the build failed (the failing step and its message).
+        CredentialsError: the registry refused the credentials (not retried).
+        TransientError: registry 5xx/429 or a daemon/network fault (retried with backoff).
+    """
+    image = _found(registry, repository, ref, app or repository)
+    if image.reused:
+        return image
+    with _session(registry, docker_host, timeout) as client:
+        return _build_tagged(client, image, context_dir, ref, source, created)
+
+
+@task(name="push-image", cache_policy=NO_CACHE, **RETRIES)
+def push_image(
+    registry: ContainerRegistry,
+    image: BuiltImage,
+    docker_host: str | None = None,
+    timeout: float = 600,
+) -> ImageResult:
+    """Push every tag of a built image (commit tag last) and verify its digest in the registry.
+
+    Args:
+        registry: the registry block (address, credentials, insecure), as given to build_image.
+        image: what build_image returned (a reused image is not pushed again).
+        docker_host: the Docker daemon that holds the image.
+        timeout: seconds for each call to the Docker daemon.
+
+    Returns:
+        ImageResult with reference `registry/repository@sha256:...`.
+
+    Raises:
+        CredentialsError: the registry refused the credentials (not retried).
+        TransientError: registry 5xx/429 or a daemon/network fault (retried with backoff).
+    """
+    if image.reused:
+        return _reused(image)
+    with _session(registry, docker_host, timeout) as client:
+        digests = _push_all(client, image)
+    return _verified(registry, image, digests)
+
+
 @task(name="build-and-push", cache_policy=NO_CACHE, **RETRIES)
 def build_and_push(
     registry: ContainerRegistry,
@@ -174,7 +311,8 @@ def build_and_push(
 
     Tags follow the seed's metadata-action scheme (see core.ci.image_tags), never `latest`;
     the immutable `<branch>-<sha7>` tag is pushed last. If the registry already has it, its
-    digest is returned without building (result.reused, and the log says so).
+    digest is returned without building (result.reused, and the log says so). One task doing
+    build_image then push_image (one daemon session, retried as a whole).
 
     Args:
         registry: the registry block (address, credentials, insecure).
@@ -195,36 +333,10 @@ def build_and_push(
         CredentialsError: the registry refused the credentials (not retried).
         TransientError: registry 5xx/429 or a daemon/network fault (retried with backoff).
     """
-    log, app = get_run_logger(), app or repository
-    tags, commit_tag = image_tags(ref)
-    name = registry.image(repository, commit_tag).rsplit(":", 1)[0]  # validates the names
-    existing = manifest_digest(registry, repository, commit_tag)
-    if existing:
-        log.info("reusing %s:%s = %s: already in the registry, no build and no push",
-                 name, commit_tag, existing)  # fmt: skip
-        result = ImageResult(reference=f"{name}@{existing}", digest=existing, tags=[commit_tag],
-                             reused=True)  # fmt: skip
-        _publish(result, app)
-        return result
-    labels = oci_labels(source, ref.sha, created, version=tags[0], title=app)
-    client = _client(docker_host, timeout)
-    try:
-        registry.login(client)
-        image_id = _build(client.api, Path(context_dir), f"{name}:{tags[0]}", labels)
-        log.info("built %s (%s) with tags %s", name, image_id[:19], tags)
-        for tag in tags[1:]:
-            client.api.tag(image_id, name, tag)
-        digests = {tag: _push(client.api, name, tag) for tag in tags}  # commit tag last
-    finally:
-        client.close()
-    digest = digests[commit_tag]
-    verified = manifest_digest(registry, repository, commit_tag)
-    if len(set(digests.values())) != 1 or verified != digest:
-        raise PipelineError(
-            f"digests disagree for {name}: pushed {digests}, registry has {verified}", image=name
-        )
-    log.info("pushed %s@%s (verified through the registry API)", name, digest)
-    result = ImageResult(reference=f"{name}@{digest}", digest=digest, tags=tags, reused=False,
-                         labels=labels)  # fmt: skip
-    _publish(result, app)
-    return result
+    image = _found(registry, repository, ref, app or repository)
+    if image.reused:
+        return _reused(image)
+    with _session(registry, docker_host, timeout) as client:
+        image = _build_tagged(client, image, context_dir, ref, source, created)
+        digests = _push_all(client, image)
+    return _verified(registry, image, digests)

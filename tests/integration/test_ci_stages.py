@@ -1,6 +1,7 @@
 """The CI stages as tasks on the real platform (Prefect server, Docker, registry with htpasswd):
 tests, quality gate, gosec, build and push, reuse, refused credentials, a registry that answers
-503 for a while (through a loopback proxy in front of the real one)."""
+503 for a while (through a loopback proxy in front of the real one), and the concurrent pipeline
+(gates and build at once, the push only after every gate passed)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
+from prefect import flow
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from pydantic import SecretStr
@@ -36,6 +38,7 @@ from core.ci import (
 from core.errors import CredentialsError
 from sandbox.platform import BLOCK_NAME
 from tasks import images, quality, security
+from tasks.ci_pipeline import STAGES, CIResult, run_ci_stages
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
 REPO = "kyb-ci-test/kyb-platform"
@@ -71,7 +74,8 @@ def _require(tool: str) -> None:
 def no_retry_delay(monkeypatch) -> None:
     """Retries (if any) start at once: the tests count them, they don't wait for them."""
     for t in (quality.run_tests, quality.quality_gate, security.security_scan,
-              images.prepare_context, images.build_and_push):  # fmt: skip
+              images.prepare_context, images.build_and_push, images.build_image,
+              images.push_image):  # fmt: skip
         monkeypatch.setattr(t, "retry_delay_seconds", 0)
 
 
@@ -379,3 +383,49 @@ def test_registry_503s_are_retried_then_the_push_succeeds(platform, context, doc
     assert any("docker" in r.lower() for r in proxy.refused), proxy.refused  # the daemon too
     assert _run_count(state) == 3  # HEAD refused -> retry; daemon login refused -> retry; done
     assert _manifest(real, commit_tag) == result.digest  # the push reached the real registry
+
+
+# --- the concurrent pipeline -------------------------------------------------------------------
+
+
+@flow(name="ci-stages-test")
+def ci_stages(directory: str, ref: GitRef, app: str) -> CIResult:
+    """The pipeline as a flow would run it (Prefect's default ThreadPoolTaskRunner)."""
+    registry = ContainerRegistry.load(BLOCK_NAME)
+    return run_ci_stages(registry, REPO, directory, ref, SOURCE, app, use_test_cache=False)
+
+
+def test_pipeline_pushes_once_every_gate_passed(platform, docker_client) -> None:
+    _require("go")
+    registry, ref = ContainerRegistry.load(BLOCK_NAME), _ref("pipeline")
+    tags, commit_tag = image_tags(ref)
+    try:
+        result = ci_stages(str(EXAMPLE), ref, "kyb-platform")
+    finally:
+        _drop_local(docker_client, registry, tags)
+    assert result.tests.total("passed") >= 10 and result.tests.total("failed") == 0
+    assert result.quality.blocking == [] and result.security.findings == []
+    assert not result.image.reused and result.image.tags == tags
+    assert _manifest(registry, commit_tag) == result.image.digest  # the registry holds it
+    assert result.image.reference == f"{registry.address}/{REPO}@{result.image.digest}"
+    assert all(_manifest(registry, tag) == result.image.digest for tag in tags)
+    assert set(result.seconds) == {*STAGES, "push", "total"}
+    assert result.seconds["total"] >= max(result.seconds[s] for s in STAGES)
+
+
+def test_pipeline_with_a_failing_test_pushes_nothing(platform, example, docker_client) -> None:
+    (example / "planted_test.go").write_text(PLANTED_TEST)
+    registry, ref = ContainerRegistry.load(BLOCK_NAME), _ref("pipeline-fail")
+    tags, commit_tag = image_tags(ref)
+    name = f"{registry.address}/{REPO}"
+    try:
+        state = ci_stages(str(example), ref, "kyb-pipeline-fail", return_state=True)
+        error = _failure(state)
+        built = docker_client.images.get(f"{name}:{commit_tag}")  # the build ran to its end
+    finally:
+        _drop_local(docker_client, registry, tags)
+    assert isinstance(error, TestsFailed), error
+    assert "TestPlantedFailure" in str(error) and "planted failure: want 1, got 2" in str(error)
+    assert built.labels["org.opencontainers.image.revision"] == ref.sha
+    for tag in tags:  # neither the commit tag nor the branch tag reached the registry
+        assert images.manifest_digest(registry, REPO, tag) is None, tag

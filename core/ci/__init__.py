@@ -1,0 +1,88 @@
+"""The CI stages' pure logic: test and scanner output parsers, severity gates, image tags, labels.
+
+The tasks (tasks/quality.py, security.py, images.py) run the tools; everything decided is here:
+
+    errors.py    StageFailed and its kinds (tests, compile, gate, build), ToolUnavailable
+    output.py    meaningful output lines, transient-fault wording, relative paths, artifact keys
+    findings.py  Severity, Finding, GateReport; gofmt/vet/staticcheck/gosec/bandit/pip-audit parsers
+    reports.py   TestReport from go test -json, JUnit XML and Go coverprofiles
+    images.py    GitRef, tags, OCI labels, BuildLog, BuiltImage, push errors, ImageResult
+"""
+
+from __future__ import annotations
+
+from core.ci.errors import (
+    BuildFailed,
+    CompileFailed,
+    GateFailed,
+    StageFailed,
+    TestsFailed,
+    ToolUnavailable,
+)
+from core.ci.findings import (
+    Finding,
+    GateReport,
+    Severity,
+    parse_bandit,
+    parse_go_vet,
+    parse_gofmt,
+    parse_gosec,
+    parse_pip_audit,
+    parse_staticcheck,
+)
+from core.ci.images import (
+    BuildLog,
+    BuiltImage,
+    GitRef,
+    ImageResult,
+    classify_push_error,
+    image_tags,
+    oci_labels,
+    sanitize_tag,
+)
+from core.ci.output import OUTPUT_LINES, artifact_key, looks_transient, pick, relative
+from core.ci.reports import (
+    FailedTest,
+    PackageResult,
+    TestReport,
+    parse_coverprofile,
+    parse_go_test,
+    parse_junit,
+)
+
+__all__ = [
+    "OUTPUT_LINES",
+    "BuildFailed",
+    "BuildLog",
+    "BuiltImage",
+    "CompileFailed",
+    "FailedTest",
+    "Finding",
+    "GateFailed",
+    "GateReport",
+    "GitRef",
+    "ImageResult",
+    "PackageResult",
+    "Severity",
+    "StageFailed",
+    "TestReport",
+    "TestsFailed",
+    "ToolUnavailable",
+    "artifact_key",
+    "classify_push_error",
+    "image_tags",
+    "looks_transient",
+    "oci_labels",
+    "parse_bandit",
+    "parse_coverprofile",
+    "parse_go_test",
+    "parse_go_vet",
+    "parse_gofmt",
+    "parse_gosec",
+    "parse_junit",
+    "parse_pip_audit",
+    "parse_staticcheck",
+    "pick",
+    "relative",
+    "sanitize_tag",
+]
