@@ -183,7 +183,7 @@ def _finished(spec: ReleaseSpec, seen: ObservedState) -> bool:
 def _promotion(spec: ReleaseSpec, seen: ObservedState) -> Action:
     """Stable takes the new image at N, then the canary steps aside."""
     c, n = _canary(spec), spec.replicas
-    stable, canary = seen.workload(STABLE), seen.workload(CANARY)
+    stable = seen.workload(STABLE)
     if stable is None or stable.image != spec.image or stable.replicas != n:
         return ApplyWorkload(STABLE, spec.image, n)
     if stable.deadline_exceeded:
@@ -191,30 +191,34 @@ def _promotion(spec: ReleaseSpec, seen: ObservedState) -> Action:
                     "while taking the new image: roll it back")  # fmt: skip
     if not stable.settled:
         return WaitReady(STABLE, spec.progress_deadline_seconds)
-    if seen.canary_weight not in (None, 0):
-        return SetCanaryWeight(0)
-    if canary and canary.replicas:
-        if c.traffic_routing is None:
-            return Scale(CANARY, 0)
-        return ScaleDownAfter(CANARY, c.scale_down_delay_seconds)
-    return Done(f"{spec.app} runs {spec.image} at {n} replicas")
+    return _retire_canary(spec, seen, c.scale_down_delay_seconds) or Done(
+        f"{spec.app} runs {spec.image} at {n} replicas"
+    )
 
 
 def _rollback(spec: ReleaseSpec, seen: ObservedState) -> Action:
     """Traffic back to stable first (stable at N and ready, weight 0), then the canary to 0."""
     c, n, reason = _canary(spec), spec.replicas, seen.record.aborted or "aborted"
-    stable, canary = seen.workload(STABLE), seen.workload(CANARY)
+    stable = seen.workload(STABLE)
     if stable is not None and stable.replicas != n:
         return Scale(STABLE, n)
     if stable is not None and not stable.settled and not stable.deadline_exceeded:
         return WaitReady(STABLE, spec.progress_deadline_seconds)
+    return _retire_canary(spec, seen, c.abort_scale_down_delay_seconds) or Fail(
+        f"{reason}; rolled back to the stable version"
+    )
+
+
+def _retire_canary(spec: ReleaseSpec, seen: ObservedState, delay: int) -> Action | None:
+    """Route no traffic to the canary, then scale it to 0 (after `delay` behind a router)."""
+    canary = seen.workload(CANARY)
     if seen.canary_weight not in (None, 0):
         return SetCanaryWeight(0)
     if canary and canary.replicas:
-        if c.traffic_routing is None:
+        if _canary(spec).traffic_routing is None:
             return Scale(CANARY, 0)
-        return ScaleDownAfter(CANARY, c.abort_scale_down_delay_seconds)
-    return Fail(f"{reason}; rolled back to the stable version")
+        return ScaleDownAfter(CANARY, delay)
+    return None
 
 
 def next_action(spec: ReleaseSpec, observed: ObservedState) -> Action:
