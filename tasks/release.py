@@ -200,6 +200,7 @@ class Executor:
         preflight(self.spec)
         ensure_services(self.cluster, self.spec)
         rec = load_record(self.cluster, self.spec)
+        stored = rec != RunRecord()  # a crashed run of this release left its record
         for _ in range(MAX_ACTIONS):
             rec = self._collect_background(rec)
             action = next_action(self.spec, observe(self.cluster, self.spec, rec))
@@ -209,14 +210,17 @@ class Executor:
                 self.result.ok = isinstance(action, Done)
                 self.result.summary = entry.action
                 break
-            rec = self._perform(action, rec, entry)
+            before, rec = rec, self._perform(action, rec, entry)
             entry.seconds = round(time.time() - entry.started, 2)
-            save_record(self.cluster, self.spec, rec)
+            if rec != before:  # only decisions change the record; writes show on the cluster
+                save_record(self.cluster, self.spec, rec)
+                stored = True
         else:
             self.result.summary = f"gave up after {MAX_ACTIONS} actions: not converging"
         if not self.result.ok and self.spec.kind == StrategyKind.ROLLING:
             self._undo_rolling()
-        save_record(self.cluster, self.spec, None)
+        if stored:
+            save_record(self.cluster, self.spec, None)
         return self.result
 
     def _undo_rolling(self) -> None:
