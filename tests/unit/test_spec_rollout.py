@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from core.spec import SpecError, StrategyKind, load_rollout
 
-SEED = Path("/work/shared/seed/deployment-strategies.md")
+SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "deployment-strategies.md"
 IMAGE = "ghcr.io/kyb/kyb-platform@sha256:" + "ab" * 32
 
 # Copied verbatim from the seed (sections 1-3); test_fixtures_match_the_seed guards the copy.
@@ -99,7 +100,10 @@ def seed_documents() -> list[dict]:
     return [d for d in docs if isinstance(d, dict) and "strategy" in (d.get("spec") or {})]
 
 
-@pytest.mark.skipif(not SEED.exists(), reason="seed document not present")
+@pytest.mark.skipif(
+    not SEED.exists() and not os.environ.get("CI"),  # in CI shared/ is beside the clone: fail
+    reason="the seed document (../shared/seed) is not beside this checkout",
+)
 def test_fixtures_match_the_seed() -> None:
     docs = seed_documents()
     for fixture in (BLUE_GREEN, CANARY):
@@ -108,7 +112,10 @@ def test_fixtures_match_the_seed() -> None:
     assert rolling["spec"]["strategy"] == yaml.safe_load(ROLLING)["spec"]["strategy"]
 
 
-@pytest.mark.skipif(not SEED.exists(), reason="seed document not present")
+@pytest.mark.skipif(
+    not SEED.exists() and not os.environ.get("CI"),  # in CI shared/ is beside the clone: fail
+    reason="the seed document (../shared/seed) is not beside this checkout",
+)
 def test_every_seed_rollout_loads_as_it_is() -> None:
     docs = seed_documents()
     kinds = [load_rollout(d, image=IMAGE, namespace="kyb-production").kind for d in docs]
