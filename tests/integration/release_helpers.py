@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from kubernetes import client
@@ -95,5 +94,3 @@ def flow_state(flow_run_id) -> str:
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )[0].state.type.value
 
-
-Check = Callable[[], bool]
