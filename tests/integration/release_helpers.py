@@ -93,4 +93,3 @@ def flow_state(flow_run_id) -> str:
         return c.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )[0].state.type.value
-
