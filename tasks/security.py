@@ -75,11 +75,8 @@ class GosecScanner:
     def run(self, directory: Path) -> list[Finding]:
         """Scan every package of the Go module in `directory`."""
         argv = [str(ensure_gosec(self.version)), "-fmt", "json", "-no-fail", "./..."]
-        proc = run_tool(argv, directory, self.timeout)
-        try:
-            return parse_gosec(proc.stdout, str(Path(directory).resolve()))
-        except (ValueError, KeyError):
-            raise unexplained(proc, "gosec") from None
+        root = str(Path(directory).resolve())
+        return _scan(argv, directory, self.timeout, "gosec", lambda out: parse_gosec(out, root))
 
 
 @dataclass
@@ -93,11 +90,8 @@ class BanditScanner:
         """Scan the Python files under `directory` (virtualenvs left out)."""
         exe = find_tool("bandit", "install it: `uv tool install bandit` or `pip install bandit`")
         argv = [exe, "-r", ".", "-f", "json", "-q", "-x", "./.venv,./venv,./node_modules"]
-        proc = run_tool(argv, directory, self.timeout)
-        try:
-            return parse_bandit(proc.stdout, str(Path(directory).resolve()))
-        except (ValueError, KeyError):
-            raise unexplained(proc, "bandit") from None
+        root = str(Path(directory).resolve())
+        return _scan(argv, directory, self.timeout, "bandit", lambda out: parse_bandit(out, root))
 
 
 @dataclass
@@ -114,11 +108,22 @@ class PipAuditScanner:
         reqs = (Path(directory) / "requirements.txt").exists()
         target = ["-r", "requirements.txt"] if reqs else ["."]
         argv = [exe, "-f", "json", "--progress-spinner", "off", *target]
-        proc = run_tool(argv, directory, self.timeout)
-        try:
-            return parse_pip_audit(proc.stdout)
-        except (ValueError, KeyError):
-            raise unexplained(proc, "pip-audit") from None
+        return _scan(argv, directory, self.timeout, "pip-audit", parse_pip_audit)
+
+
+def _scan(
+    argv: list[str],
+    directory: Path,
+    timeout: float,
+    tool: str,
+    parse: Callable[[str], list[Finding]],
+) -> list[Finding]:
+    """Run a scanner and parse its JSON; output it cannot parse is an error, never a pass."""
+    proc = run_tool(argv, directory, timeout)
+    try:
+        return parse(proc.stdout)
+    except (ValueError, KeyError):
+        raise unexplained(proc, tool) from None
 
 
 SCANNERS: dict[str, Callable[..., Scanner]] = {
