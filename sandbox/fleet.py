@@ -1,0 +1,55 @@
+"""Example-service instances that the local Prometheus scrapes, labelled like release tracks.
+
+The cluster's pods are simulated and serve nothing, so analyses are exercised against loopback
+instances of the example service carrying the labels the analysis templates select on:
+`service`, `namespace`, `track` (and `revision` when given).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+
+from core.errors import PlatformError
+from sandbox import example
+from sandbox.components.prometheus import Prometheus
+
+SEEN_TIMEOUT_SECONDS = 60  # file_sd refresh (5 s) plus a scrape (2 s), with a wide margin
+
+
+def wait_scraped(prometheus: Prometheus, labels: dict[str, str]) -> float:
+    """Wait until Prometheus has scraped a target with `labels`; return the seconds it took."""
+    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    start = time.monotonic()
+    while time.monotonic() - start < SEEN_TIMEOUT_SECONDS:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            query = {"query": f"up{{{matchers}}}"}
+            resp = httpx.get(f"{prometheus.url}/api/v1/query", params=query, timeout=5)
+            result = resp.json()["data"]["result"]
+            if result and result[0]["value"][1] == "1":
+                return time.monotonic() - start
+        time.sleep(0.5)
+    why = f"no scrape of a target with {matchers} within {SEEN_TIMEOUT_SECONDS}s"
+    raise PlatformError("prometheus", why, "check `sandbox status` and its log")
+
+
+@contextlib.contextmanager
+def scraped(
+    prometheus: Prometheus, labels: dict[str, str], **faults: float | int | str
+) -> Iterator[example.Instance]:
+    """Run one example instance (faults as in example.run), scraped with `labels`, until the end.
+
+    Yields once Prometheus has scraped it at least once.
+    """
+    name = re.sub(r"[^a-z0-9-]+", "-", "-".join(labels.values()).lower()).strip("-")[:60]
+    with example.run(**faults) as inst:  # type: ignore[arg-type]
+        prometheus.add_target(name, inst.address, labels)
+        try:
+            wait_scraped(prometheus, labels)
+            yield inst
+        finally:
+            prometheus.remove_target(name)
