@@ -5,7 +5,9 @@ A template is frozen data (DESIGN.md, principle 5): metrics with a PromQL query 
 text replacement: no eval, no Jinja); `thresholds` applies arguments that override a bound, such as
 the seed's `error-threshold`. Every placeholder must sit inside a double-quoted PromQL string, and
 argument values may hold no quote, backslash or control character, so a value cannot leave its
-label matcher and inject PromQL.
+label matcher and inject PromQL. The one exception is an argument of kind "duration" (a range
+window such as `{_W}`): it may stand outside quotes because its value must be a
+PromQL duration (`30s`, `5m`, `1h`) and nothing else.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,6 +25,7 @@ from core.errors import ConfigError
 PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}")
 _ARG_NAME = r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$"
 _UNSAFE = re.compile(r"[\"\\\x00-\x1f\x7f]")
+_DURATION = re.compile(r"[1-9][0-9]{0,6}(ms|s|m|h|d)")
 
 
 class _Frozen(BaseModel):
@@ -65,10 +69,15 @@ class Threshold(_Frozen):
 
 
 class TemplateArg(_Frozen):
-    """A template argument; without a default, every analysis must pass a value."""
+    """A template argument; without a default, every analysis must pass a value.
+
+    `kind` "label" (a label value, used inside quotes) or "duration" (a PromQL range such as
+    `5m`, the only kind allowed outside quotes).
+    """
 
     name: str = Field(pattern=_ARG_NAME)
     default: str | None = None
+    kind: Literal["label", "duration"] = "label"
 
 
 class MetricTemplate(_Frozen):
@@ -96,7 +105,6 @@ class MetricTemplate(_Frozen):
                 f"metric {self.name}: min_samples {self.min_samples} > count {self.count}, "
                 "so it could never succeed"
             )
-        _check_quoted(self.name, self.query)
         return self
 
 
@@ -115,7 +123,9 @@ class AnalysisTemplate(_Frozen):
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise ValueError(f"template {self.name} has two metrics of the same name")
+        durations = {a.name for a in self.args if a.kind == "duration"}
         for metric in self.metrics:
+            _check_quoted(metric.name, metric.query, durations)
             used = set(PLACEHOLDER.findall(metric.query))
             used |= {a for a in (metric.success.min_arg, metric.success.max_arg) if a}
             if used - declared:
@@ -125,8 +135,9 @@ class AnalysisTemplate(_Frozen):
         return self
 
 
-def _check_quoted(metric: str, query: str) -> None:
-    """Raise ValueError unless every placeholder of `query` lies inside a double-quoted string."""
+def _check_quoted(metric: str, query: str, durations: set[str] | frozenset = frozenset()) -> None:
+    """Raise ValueError unless every placeholder of `query` lies inside a double-quoted string
+    (duration arguments excepted: their values are checked to be durations when rendered)."""
     inside, escaped, quoted_at = False, False, set()
     for i, char in enumerate(query):
         if inside:
@@ -138,7 +149,7 @@ def _check_quoted(metric: str, query: str) -> None:
         elif char == '"':
             inside = not inside
     for match in PLACEHOLDER.finditer(query):
-        if match.start() not in quoted_at:
+        if match.start() not in quoted_at and match.group(1) not in durations:
             raise ValueError(f"metric {metric}: placeholder {match.group(0)} is not in quotes")
     if "{{" in PLACEHOLDER.sub("", query):
         raise ValueError(f"metric {metric}: a '{{{{' is not an {{{{args.name}}}} placeholder")
@@ -168,7 +179,11 @@ def render(template: AnalysisTemplate, args: Mapping[str, str]) -> dict[str, str
             quote, backslash or control character (it could break out of its label matcher).
     """
     values = _values(template, args)
+    kinds = {a.name: a.kind for a in template.args}
     for name, value in values.items():
+        if kinds[name] == "duration" and not _DURATION.fullmatch(value):
+            raise ConfigError(f"analysis argument {name!r} must be a PromQL duration such as "
+                              f"30s, 5m or 1h, got {value!r}", template=template.name)  # fmt: skip
         if not value or _UNSAFE.search(value):
             raise ConfigError(
                 f"analysis argument {name!r} must be a non-empty label value without quotes, "
@@ -219,8 +234,12 @@ _SEL = (
     'service="{{args.service-name}}", namespace=~"{{args.namespace}}", '
     'track=~"{{args.track}}", revision=~"{{args.revision}}"'
 )
+_W = "[{{args.window}}]"
 _ARGS = (
     TemplateArg(name="service-name"),
+    # The rate window. The runner passes each metric's interval (at least four scrapes), as
+    # Flagger does, so a measurement sees only what happened since the previous one.
+    TemplateArg(name="window", default="5m", kind="duration"),
     TemplateArg(name="namespace", default=".*"),
     TemplateArg(name="track", default=".*"),
     TemplateArg(name="revision", default=".*"),
@@ -235,8 +254,8 @@ BUILTINS: dict[str, AnalysisTemplate] = {
         metrics=(
             MetricTemplate(
                 name="success-rate",
-                query=f'sum(rate(http_requests_total{{{_SEL}, status!~"5.."}}[5m])) / '
-                f"sum(rate(http_requests_total{{{_SEL}}}[5m]))",
+                query=f'sum(rate(http_requests_total{{{_SEL}, status!~"5.."}}{_W})) / '
+                f"sum(rate(http_requests_total{{{_SEL}}}{_W}))",
                 success=Threshold(min=0.95),
                 **_SCHEDULE,
             ),
@@ -248,8 +267,8 @@ BUILTINS: dict[str, AnalysisTemplate] = {
         metrics=(
             MetricTemplate(
                 name="error-rate",
-                query=f'sum(rate(http_requests_total{{{_SEL}, status=~"5.."}}[5m])) / '
-                f"sum(rate(http_requests_total{{{_SEL}}}[5m]))",
+                query=f'sum(rate(http_requests_total{{{_SEL}, status=~"5.."}}{_W})) / '
+                f"sum(rate(http_requests_total{{{_SEL}}}{_W}))",
                 success=Threshold(max=0.05, max_arg="error-threshold"),
                 **_SCHEDULE,
             ),
@@ -262,7 +281,7 @@ BUILTINS: dict[str, AnalysisTemplate] = {
             MetricTemplate(
                 name="latency-p95",
                 query="histogram_quantile(0.95, sum by (le) "
-                f"(rate(http_request_duration_seconds_bucket{{{_SEL}}}[5m])))",
+                f"(rate(http_request_duration_seconds_bucket{{{_SEL}}}{_W})))",
                 success=Threshold(max=0.5),
                 **_SCHEDULE,
             ),

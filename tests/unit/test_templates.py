@@ -108,7 +108,30 @@ def _metric(query: str, **fields: object) -> MetricTemplate:
 )
 def test_placeholders_must_sit_in_quotes(query: str) -> None:
     with pytest.raises(ValidationError):
-        _metric(query)
+        AnalysisTemplate(name="t", metrics=(_metric(query),), args=(TemplateArg(name="job"),))
+
+
+def _windowed() -> AnalysisTemplate:
+    return AnalysisTemplate(
+        name="t", metrics=(_metric('rate(x{job="{{args.job}}"}[{{args.window}}])'),),
+        args=(TemplateArg(name="job"), TemplateArg(name="window", default="5m", kind="duration")),
+    )  # fmt: skip
+
+
+def test_a_duration_arg_may_stand_outside_quotes_and_must_be_a_duration() -> None:
+    assert render(_windowed(), {"job": "api"}) == {"m": 'rate(x{job="api"}[5m])'}
+    assert render(_windowed(), {"job": "api", "window": "30s"}) == {"m": 'rate(x{job="api"}[30s])'}
+    for bad in ("5m] or up[", "0s", "5", "1.5m", "", "5m\n"):
+        with pytest.raises(ConfigError, match="PromQL duration"):
+            render(_windowed(), {"job": "api", "window": bad})
+
+
+def test_a_label_arg_outside_quotes_is_refused_even_beside_a_duration() -> None:
+    with pytest.raises(ValidationError, match="not in quotes"):
+        AnalysisTemplate(
+            name="t", metrics=(_metric("rate(x[{{args.window}}]) > {{args.job}}"),),
+            args=(TemplateArg(name="job"), TemplateArg(name="window", kind="duration")),
+        )  # fmt: skip
 
 
 def test_placeholders_must_be_declared() -> None:
