@@ -3,41 +3,36 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
 from blocks import KubernetesCluster
-from core.errors import ConfigError, PipelineError, TransientError
+from core.errors import ConfigError, PipelineError
 from core.rollout import RolloutState
 from flows.release import ensure_limit, lock_name
 from tasks import kube
-from tasks.retry import RETRIES
+from tasks.health import check_health
+
+HEALTH_BUDGET = 60.0  # seconds the rolled-back version has to report healthy, retries included
 
 
 class RollbackFailed(PipelineError):
     """The rollback did not bring the Deployment back to a healthy state."""
 
 
-@task(name="health-check", cache_policy=NO_CACHE, **RETRIES)
-def verify_health(url: str) -> dict[str, Any]:
-    """GET a loopback health URL; 5xx and connection errors are retried, other answers fail."""
-    if not url.startswith(("http://127.", "http://localhost")):
-        raise ConfigError("health checks may only call loopback addresses", url=url)
-    try:
-        resp = httpx.get(url, timeout=5)
-    except httpx.TransportError as exc:
-        raise TransientError(
-            f"health check could not connect: {type(exc).__name__}", url=url
-        ) from None
-    if resp.status_code >= 500:
-        raise TransientError(f"health check answered {resp.status_code}", url=url)
-    if resp.status_code != 200:
-        raise RollbackFailed(f"health check answered {resp.status_code}", url=url)
-    return resp.json()
+def _verify_health(health_url: str) -> dict[str, Any]:
+    """Check the /health contract at `health_url` (retrying 5xx and connection errors)."""
+    parts = urlsplit(health_url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    base = f"{parts.scheme}://{parts.netloc}"
+    result = check_health(base, budget_seconds=HEALTH_BUDGET, path=path or "/health")
+    if not result.ok:
+        raise RollbackFailed(f"rolled back, but {health_url} is not healthy: {result.reason} "
+                             f"({result.attempts} attempts in {result.seconds:.1f}s)")  # fmt: skip
+    return {"status": "healthy", **result.model_dump()}
 
 
 @flow(name="rollback")
@@ -68,9 +63,7 @@ def rollback(
         state, why = kube.wait_rollout(cluster, namespace, app, 600)
     if state is not RolloutState.COMPLETE:
         raise RollbackFailed(f"rollback to revision {undone['to']} did not complete: {why}")
-    health = verify_health(health_url) if health_url else None
-    if health is not None and health.get("status") != "healthy":
-        raise RollbackFailed(f"rolled back, but {health_url} reports {health.get('status')!r}")
+    health = _verify_health(health_url) if health_url else None
     summary = (f"{app} rolled back from revision {undone['from']} to {undone['to']} "
                f"({undone['image']}): {why}")  # fmt: skip
     report = f"# Rollback of `{app}` in `{namespace}`\n\n{summary}\n\nHealth: {health or '-'}"
