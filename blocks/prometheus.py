@@ -42,6 +42,10 @@ class PrometheusServer(Block):
     username: str | None = Field(default=None, description="The basic-auth user, if needed.")
     password: SecretStr | None = Field(default=None, description="The basic-auth password.")
     verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    scrape_interval_seconds: float = Field(
+        default=15.0, gt=0, description="The scrape interval of the metrics the analyses read: "
+        "rate windows span at least four scrapes.",
+    )  # fmt: skip
 
     @field_validator("url")
     @classmethod

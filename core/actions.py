@@ -24,6 +24,7 @@ class AnalysisPhase(StrEnum):
     BACKGROUND = "background"  # canary `analysis`: runs alongside the steps, does not block
     PRE_PROMOTION = "prePromotion"
     POST_PROMOTION = "postPromotion"
+    POST_DEPLOY = "postDeploy"  # rolling (ours, not Argo's): the settled Deployment's new revision
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,9 @@ class MetricRun:
             "consecutive_errors": consecutive,
         }
         head = f"{t.name}: {_values(self.measurements[:seen])}, want {self.threshold}"
+        errors = [m.error for m in self.measurements[:seen] if m.error is not None]
+        if errors:
+            head += f" (last error: {errors[-1]})"
         if decided:
             outcome, why = decided
             return MetricVerdict(t.name, outcome, f"{head}; {why}", True, t.dry_run, **stats)

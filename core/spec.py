@@ -120,9 +120,21 @@ class AnalysisRef(_Model):
 
 
 class RollingStrategy(_Surge):
-    """A Deployment's RollingUpdate: `maxSurge`, `maxUnavailable`, `progressDeadlineSeconds`."""
+    """A Deployment's RollingUpdate: `maxSurge`, `maxUnavailable`, `progressDeadlineSeconds`.
+
+    `analysis` is ours (an Argo rolling update has none): once the Deployment settles, the new
+    revision is analysed before the release is declared done; a failed verdict rolls it back.
+    """
 
     progress_deadline_seconds: Seconds | None = Field(None, gt=0)
+    analysis: AnalysisRef | None = None
+
+    @model_validator(mode="after")
+    def _no_steps(self) -> RollingStrategy:
+        if self.analysis and self.analysis.starting_step is not None:
+            raise ValueError("analysis.startingStep counts canary steps and a rolling update has "
+                             "none: remove startingStep")  # fmt: skip
+        return self
 
 
 class BlueGreenStrategy(_Model):

@@ -14,14 +14,18 @@ from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
 from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists, ObjectNotFound
 from prefect.input import RunInput
+from prefect.settings import PREFECT_UI_URL
 from prefect.states import Running
 
-from blocks import KubernetesCluster
+from blocks import KubernetesCluster, PrometheusServer
 from core.actions import Pause, worst_case_seconds
 from core.analysis import AnalysisRunner, Choice, Decision, NoJudge
 from core.errors import PipelineError
+from core.judge import JudgeConfig
 from core.planners import plan_release
 from core.spec import ReleaseSpec
+from core.templates import BUILTINS, AnalysisTemplate
+from tasks.analysis import PrometheusRunner
 from tasks.release import Executor, ReleaseResult
 
 POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
@@ -90,6 +94,26 @@ def publish_plan(spec: ReleaseSpec) -> list[dict[str, Any]]:
     return rows
 
 
+def report_link(key: str | None) -> str:
+    """A markdown link to an analysis report artifact in the Prefect UI ("" if none)."""
+    if not key:
+        return ""
+    ui = PREFECT_UI_URL.value() or ""
+    return f" ([report `{key}`]({ui}/artifacts/key/{key}))" if ui else f" (report `{key}`)"
+
+
+def analysis_runner(
+    prometheus_block: str, templates: list[AnalysisTemplate], judge: bool
+) -> AnalysisRunner:
+    """The Prometheus runner for a block name, with user templates over the built-ins; NoJudge
+    (every analysis asks a human) when no block is named."""
+    if not prometheus_block:
+        return NoJudge()
+    known = {**BUILTINS, **{t.name: t for t in templates}}
+    return PrometheusRunner(PrometheusServer.load(prometheus_block), known,
+                            JudgeConfig() if judge else None)  # fmt: skip
+
+
 def publish_result(spec: ReleaseSpec, result: ReleaseResult) -> None:
     """The release result artifact: every action with timings, verdicts and decisions."""
     lines = [f"# Release of `{spec.app}` to `{spec.namespace}`: "
@@ -99,7 +123,8 @@ def publish_result(spec: ReleaseSpec, result: ReleaseResult) -> None:
         lines.append(f"| {i} | {e.action} | {e.seconds} | {e.note} |")
     if result.verdicts:
         lines += ["", "## Analysis verdicts", ""]
-        lines += [f"- {k}: **{v.outcome}**: {v.reason}" for k, v in result.verdicts.items()]
+        lines += [f"- {k}: **{v.outcome}**: {v.reason}{report_link(v.report)}"
+                  for k, v in result.verdicts.items()]  # fmt: skip
     if result.decisions:
         lines += ["", "## Human decisions", ""]
         lines += [f"- {d.choice} by {d.decided_by}: {d.reason}" for d in result.decisions]
@@ -125,14 +150,27 @@ def perform_release(
 
 
 @flow(name="release")
-def release(spec: ReleaseSpec, cluster_block: str = "local") -> dict[str, Any]:
+def release(
+    spec: ReleaseSpec,
+    cluster_block: str = "local",
+    prometheus_block: str = "local",
+    templates: list[AnalysisTemplate] | None = None,
+    judge: bool = False,
+) -> dict[str, Any]:
     """Release spec.image to spec.namespace with the spec's strategy; fails if rolled back.
 
     Args:
         spec: what to release and how (Argo Rollouts' fields; the image by digest).
         cluster_block: name of the KYB Kubernetes Cluster block to release to.
+        prometheus_block: name of the KYB Prometheus block the analyses query; empty: no
+            Prometheus, so every analysis is Inconclusive and a human decides.
+        templates: analysis templates beside the built-ins (success-rate, error-rate,
+            latency-p95); one with a built-in's name replaces it.
+        judge: also compare canary against stable statistically (Mann-Whitney U) in canary
+            analyses; both the thresholds and the judge must pass.
     """
-    result = perform_release(spec, KubernetesCluster.load(cluster_block), NoJudge())
+    runner = analysis_runner(prometheus_block, templates or [], judge)
+    result = perform_release(spec, KubernetesCluster.load(cluster_block), runner)
     if not result.ok:
         raise ReleaseFailed(result.summary, app=spec.app, namespace=spec.namespace)
     return {"app": spec.app, "image": spec.image, "summary": result.summary}

@@ -12,7 +12,7 @@ from sandbox.components.cluster import Cluster
 from sandbox.components.docker import Docker
 from sandbox.components.postgres import Postgres
 from sandbox.components.prefect_server import PrefectServer
-from sandbox.components.prometheus import Prometheus
+from sandbox.components.prometheus import SCRAPE_INTERVAL, Prometheus
 from sandbox.components.registry import Registry
 from sandbox.settings import Settings
 
@@ -101,7 +101,9 @@ class Platform:
             ContainerRegistry(
                 address=self.registry.address, username=user, password=password, insecure=True
             ).save(BLOCK_NAME, overwrite=True)
-            PrometheusServer(url=self.prometheus.url).save(BLOCK_NAME, overwrite=True)
+            PrometheusServer(
+                url=self.prometheus.url, scrape_interval_seconds=float(SCRAPE_INTERVAL.rstrip("s"))
+            ).save(BLOCK_NAME, overwrite=True)
             with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
                 client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
 

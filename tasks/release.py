@@ -36,7 +36,7 @@ from core.actions import (
 )
 from core.analysis import AnalysisRunner, Choice, Decision, Verdict
 from core.errors import ConfigError
-from core.observed import ObservedState, Outcome, RunRecord, WorkloadView
+from core.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
 from core.planners import next_action
 from core.spec import ReleaseSpec, StrategyKind
 from tasks import kube
@@ -169,7 +169,7 @@ def timed_pause(seconds: int, reason: str) -> None:
 @task(name="analysis", cache_policy=NO_CACHE)
 def run_analysis(runner: AnalysisRunner, action: RunAnalysis, spec: ReleaseSpec) -> Verdict:
     """Run one analysis through the configured runner and log its verdict."""
-    verdict = runner.run(action.ref, action.phase, spec)
+    verdict = runner.run(action.ref, action.phase, spec, action.key)
     get_run_logger().info("%s analysis %s: %s (%s)", action.phase, action.key, verdict.outcome,
                           verdict.reason)  # fmt: skip
     return verdict
@@ -198,6 +198,7 @@ class Executor:
     def run(self) -> ReleaseResult:
         """Drive the planner until the release is Done (ok) or Fail (rolled back where possible)."""
         preflight(self.spec)
+        self.runner.validate(self.spec)  # an unknown template fails before any write
         ensure_services(self.cluster, self.spec)
         rec = load_record(self.cluster, self.spec)
         stored = rec != RunRecord()  # a crashed run of this release left its record
@@ -217,27 +218,36 @@ class Executor:
                 stored = True
         else:
             self.result.summary = f"gave up after {MAX_ACTIONS} actions: not converging"
+        undone = True
         if not self.result.ok and self.spec.kind == StrategyKind.ROLLING:
-            self._undo_rolling()
-        if stored:
+            undone = self._undo_rolling()
+        if stored and undone:  # a failed first release keeps its verdict: a rerun fails again
             save_record(self.cluster, self.spec, None)
         return self.result
 
-    def _undo_rolling(self) -> None:
-        """A failed rolling update goes back to the previous revision (kubectl rollout undo)."""
+    def _undo_rolling(self) -> bool:
+        """A failed rolling update goes back to the previous revision (kubectl rollout undo).
+
+        Returns False if there was nothing to go back to (a first release).
+        """
         spec, entry = self.spec, JournalEntry("roll back to the previous revision", time.time())
         self.result.journal.append(entry)
+        view = observe(self.cluster, spec, RunRecord()).workload(Track.STABLE)
+        if view is None or view.image != spec.image:  # a crashed run already undid it
+            entry.note = f"already off {spec.image}: nothing to undo"
+            return True
         try:
             undone = kube.undo(self.cluster, spec.namespace, spec.app)
         except ConfigError as exc:  # first release: there is nothing to go back to
             entry.note = str(exc)
-            return
+            return False
         state, why = kube.wait_rollout(
             self.cluster, spec.namespace, spec.app, spec.deadline_seconds
         )
         entry.seconds = round(time.time() - entry.started, 2)
         entry.note = f"revision {undone['from']} -> {undone['to']} ({undone['image']}): {why}"
         self.result.summary += f"; rolled back to revision {undone['to']} ({state})"
+        return True
 
     def _perform(self, action: Action, rec: RunRecord, entry: JournalEntry) -> RunRecord:
         spec, cluster = self.spec, self.cluster

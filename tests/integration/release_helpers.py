@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime
@@ -32,11 +33,16 @@ class Scripted:
         self.outcomes = outcomes or {}
         self.calls: list[tuple[str, AnalysisPhase]] = []
 
-    def run(self, ref: AnalysisRef, phase: AnalysisPhase, spec: ReleaseSpec) -> Verdict:
+    def run(
+        self, ref: AnalysisRef, phase: AnalysisPhase, spec: ReleaseSpec, key: str = ""
+    ) -> Verdict:
         name = ref.names[0]
         self.calls.append((name, phase))
         outcome = self.outcomes.get(name, Outcome.SUCCESSFUL)
         return Verdict(outcome, f"scripted {outcome} for {name}")
+
+    def validate(self, spec: ReleaseSpec) -> None:
+        """Every scripted template exists."""
 
 
 def spec(ns: str, image: str, strategy: dict, replicas: int = 3, **kw) -> ReleaseSpec:
@@ -93,3 +99,17 @@ def flow_state(flow_run_id) -> str:
         return c.read_flow_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )[0].state.type.value
+
+
+def revision(cluster: KubernetesCluster, ns: str, name: str) -> str:
+    """The Deployment's `deployment.kubernetes.io/revision`."""
+    apps = client.AppsV1Api(kube.api_for(cluster))
+    annotations = apps.read_namespaced_deployment(name, ns).metadata.annotations or {}
+    return annotations.get("deployment.kubernetes.io/revision", "")
+
+
+def record_left(cluster: KubernetesCluster, ns: str, app: str = "web") -> dict | None:
+    """The run record a release left on the cluster (ConfigMap `<app>-release`), or None."""
+    core = client.CoreV1Api(kube.api_for(cluster))
+    found = core.list_namespaced_config_map(ns, field_selector=f"metadata.name={app}-release")
+    return json.loads(found.items[0].data["record"]) if found.items else None

@@ -1,4 +1,5 @@
-"""Rolling releases on the real cluster: success, idempotent re-run, rollback, bad specs."""
+"""Rolling releases on the real cluster: success, idempotent re-run, rollback, post-deploy
+analysis (and a crash before its verdict), bad specs."""
 
 from __future__ import annotations
 
@@ -6,18 +7,26 @@ import pytest
 from pydantic import ValidationError
 
 from blocks import KubernetesCluster
-from core.spec import ReleaseSpec
+from core.actions import AnalysisPhase
+from core.analysis import Verdict
+from core.observed import Outcome
+from core.spec import AnalysisRef, ReleaseSpec
 from tests.integration.release_helpers import (
     NOT_READY,
     V1,
     V2,
     Scripted,
     deployments,
+    record_left,
     release_flow,
+    revision,
     spec,
 )
 
 ROLLING = {"rolling": {"maxSurge": 1, "maxUnavailable": 0}}
+ANALYSED = {"rolling": {**ROLLING["rolling"],
+                        "analysis": {"templates": [{"templateName": "error-rate"}]}}}  # fmt: skip
+POST_DEPLOY = [("error-rate", AnalysisPhase.POST_DEPLOY)]
 
 
 @pytest.fixture
@@ -46,6 +55,62 @@ def test_never_ready_revision_is_rolled_back(cluster, namespace) -> None:
     assert "no progress within 10s" in result.summary
     assert "rolled back to revision 1" in result.summary
     assert deployments(cluster, namespace) == {"web": (V1, 3, 3)}
+
+
+def test_failed_post_deploy_analysis_rolls_back_to_the_previous_revision(cluster, namespace):
+    assert release_flow(spec(namespace, V1, ROLLING), Scripted()).ok
+    runner = Scripted({"error-rate": Outcome.FAILED})
+    result = release_flow(spec(namespace, V2, ANALYSED), runner)
+    assert not result.ok
+    assert "postDeploy analysis error-rate ended Failed" in result.summary
+    assert "rolled back to revision 1" in result.summary
+    assert runner.calls == POST_DEPLOY
+    assert deployments(cluster, namespace) == {"web": (V1, 3, 3)}
+    assert revision(cluster, namespace, "web") == "3"  # revision 1's template, re-numbered
+    actions = [e.action for e in result.journal]
+    applied = actions.index(f"apply stable: {V2} x3")
+    assert applied < actions.index("run postDeploy analysis error-rate")
+    assert actions[-1] == "roll back to the previous revision"
+    assert record_left(cluster, namespace) is None
+
+
+def test_successful_post_deploy_analysis_keeps_the_new_revision(cluster, namespace) -> None:
+    assert release_flow(spec(namespace, V1, ROLLING), Scripted()).ok
+    runner = Scripted()
+    result = release_flow(spec(namespace, V2, ANALYSED), runner)
+    assert result.ok, result.summary
+    assert runner.calls == POST_DEPLOY
+    assert result.verdicts["post-deploy"].outcome is Outcome.SUCCESSFUL
+    assert deployments(cluster, namespace) == {"web": (V2, 3, 3)}
+    assert revision(cluster, namespace, "web") == "2"
+    again = Scripted()
+    assert release_flow(spec(namespace, V2, ANALYSED), again).ok
+    assert again.calls == [], "re-releasing the settled image is a no-op, not a new analysis"
+
+
+class Crashing(Scripted):
+    """The run dies while the analysis runs (a crash, not an analysis Error): the Deployment
+    settled on the new image and no verdict was recorded."""
+
+    def run(
+        self, ref: AnalysisRef, phase: AnalysisPhase, spec: ReleaseSpec, key: str = ""
+    ) -> Verdict:
+        super().run(ref, phase, spec, key)
+        raise RuntimeError("worker lost")
+
+
+def test_a_release_that_crashed_after_its_apply_is_analysed_by_the_rerun(cluster, namespace):
+    assert release_flow(spec(namespace, V1, ROLLING), Scripted()).ok
+    with pytest.raises(RuntimeError, match="worker lost"):
+        release_flow(spec(namespace, V2, ANALYSED), Crashing())
+    assert deployments(cluster, namespace) == {"web": (V2, 3, 3)}  # settled, never analysed
+    assert record_left(cluster, namespace)["promoted"] is True
+    runner = Scripted()
+    result = release_flow(spec(namespace, V2, ANALYSED), runner)
+    assert result.ok, result.summary
+    assert runner.calls == POST_DEPLOY
+    assert result.journal[0].action == "run postDeploy analysis error-rate"
+    assert record_left(cluster, namespace) is None
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from core.actions import ApplyWorkload, Done, Fail, PlannedStep, WaitReady, worst_case_seconds
-from core.observed import ObservedState, Track, WorkloadView
+from core.actions import (
+    AnalysisPhase,
+    ApplyWorkload,
+    Done,
+    Fail,
+    PlannedStep,
+    Promote,
+    RunAnalysis,
+    WaitReady,
+    human_pause,
+    worst_case_seconds,
+)
+from core.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
 from core.planners import (
     PLANNERS,
     blue_green,
@@ -54,6 +66,65 @@ def deployment(image: str, replicas: int = 5, ready: int = 5, **kw: Any) -> Obse
 )  # fmt: skip
 def test_rolling_decisions(observed: ObservedState, action: object) -> None:
     assert rolling.next_action(ROLLING, observed) == action
+
+
+ERROR_RATE = {"templates": [{"templateName": "error-rate"}]}
+ANALYSED = make_spec({"rolling": {"maxSurge": 2, "maxUnavailable": 1, "analysis": ERROR_RATE}})
+REF = ANALYSED.strategy.rolling.analysis
+STARTED = RunRecord(promoted=True)  # the executor saved this before it applied
+UNDO = "roll back to the previous revision"
+PROMOTE = Promote(f"roll kyb-platform out to {NEW}, then analyse it (postDeploy)")
+DONE = Done(f"kyb-platform runs {NEW} at 5 replicas")
+
+
+def verdict(outcome: Outcome, **kw: Any) -> RunRecord:
+    return replace(STARTED, analyses={"post-deploy": outcome}, **kw)
+
+
+def seen(run: RunRecord, image: str | None = NEW, **kw: Any) -> ObservedState:
+    return replace(deployment(image, **kw) if image else ObservedState(), record=run)
+
+
+@pytest.mark.parametrize(
+    ("observed", "action"),
+    [
+        # no record: a release that writes or watches a rollout promotes (the marker) first
+        (seen(RunRecord(), None), PROMOTE),  # first release: analysed too
+        (seen(RunRecord(), OLD), PROMOTE),
+        (seen(RunRecord(), replicas=3, ready=3), PROMOTE),
+        (seen(RunRecord(), ready=2), PROMOTE),  # settling, and we cannot tell who started it
+        (seen(RunRecord()), DONE),  # already settled on the image, no record: a no-op
+        # promoted: apply, wait, analyse
+        (seen(STARTED, OLD), ApplyWorkload(S, NEW, 5)),
+        (seen(STARTED, ready=2), WaitReady(S, 600)),
+        (seen(STARTED, ready=2, deadline_exceeded=True),
+         Fail(f"kyb-platform made no progress within 600s: {UNDO}")),  # before any analysis
+        (seen(STARTED), RunAnalysis("post-deploy", REF, AnalysisPhase.POST_DEPLOY)),
+        # the verdict
+        (seen(verdict(Outcome.SUCCESSFUL)), DONE),
+        (seen(verdict(Outcome.FAILED)),
+         Fail(f"postDeploy analysis error-rate ended Failed: {UNDO}")),
+        (seen(verdict(Outcome.ERROR)), Fail(f"postDeploy analysis error-rate ended Error: {UNDO}")),
+        (seen(verdict(Outcome.INCONCLUSIVE)), human_pause(
+            "post-deploy:inconclusive", "postDeploy analysis error-rate was inconclusive")),
+        (seen(verdict(Outcome.INCONCLUSIVE, pauses_done=frozenset({"post-deploy:inconclusive"}))),
+         DONE),
+        (seen(verdict(Outcome.INCONCLUSIVE, aborted="not approved: inconclusive")),
+         Fail(f"not approved: inconclusive: {UNDO}")),
+        # a crash mid-undo left the failed verdict: fail at once, never redeploy the failed image
+        (seen(verdict(Outcome.FAILED), OLD),
+         Fail(f"postDeploy analysis error-rate ended Failed: {UNDO}")),
+        (seen(verdict(Outcome.FAILED), ready=0),
+         Fail(f"postDeploy analysis error-rate ended Failed: {UNDO}")),
+    ],
+)  # fmt: skip
+def test_rolling_post_deploy_analysis_decisions(observed: ObservedState, action: object) -> None:
+    assert rolling.next_action(ANALYSED, observed) == action
+
+
+def test_rolling_without_analysis_never_promotes_or_reads_the_record() -> None:
+    assert rolling.next_action(ROLLING, seen(RunRecord(), OLD)) == ApplyWorkload(S, NEW, 5)
+    assert rolling.next_action(ROLLING, seen(STARTED)) == DONE
 
 
 def test_rolling_uses_its_own_deadline() -> None:
@@ -138,3 +209,12 @@ def test_rolling_plan() -> None:
         "apply", f"rolling update to {NEW} x5 (maxSurge 2, maxUnavailable 1)", 0, stable_replicas=5
     )
     assert worst_case_seconds(plan) == 600
+
+
+def test_rolling_plan_lists_the_post_deploy_analysis() -> None:
+    plan = plan_release(ANALYSED)
+    assert [s.kind for s in plan] == ["apply", "wait", "analysis"]
+    assert plan[-1] == PlannedStep("analysis", "post-deploy analysis error-rate", None)
+    assert worst_case_seconds(plan) == 600, "an analysis of unknown length counts as 0"
+    known = plan_release(ANALYSED, {"error-rate": 300})
+    assert known[-1].seconds == 300 and worst_case_seconds(known) == 900

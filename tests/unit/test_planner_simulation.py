@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from core.actions import (
     Action,
     AnalysisPhase,
@@ -230,3 +232,75 @@ def test_rolling_release_and_a_stuck_one() -> None:
     stuck = Sim(spec, {S: ready(OLD, 3)})
     stuck.stuck = {S}
     assert isinstance(stuck.release(), Fail)
+
+
+ROLLING_ANALYSED = make_spec({"rolling": {"analysis": ANALYSIS}}, replicas=3)
+POST_DEPLOY = "post-deploy"
+
+
+def test_rolling_release_analyses_the_settled_revision_then_a_rerun_writes_nothing() -> None:
+    sim = Sim(ROLLING_ANALYSED, {S: ready(OLD, 3)})
+    assert isinstance(sim.release(), Done)
+    assert [type(a) for a in sim.log] == [Promote, ApplyWorkload, WaitReady, RunAnalysis, Done]
+    assert sim.log[3].phase is AnalysisPhase.POST_DEPLOY
+    settled = sim.snapshots[2][1][S]  # what the analysis saw
+    assert settled.runs(NEW, 3)
+    rerun = Sim(ROLLING_ANALYSED, sim.workloads)  # the record is gone once a release ends
+    assert isinstance(rerun.release(), Done) and len(rerun.log) == 1
+
+
+@pytest.mark.parametrize("outcome", [Outcome.FAILED, Outcome.ERROR])
+def test_rolling_failed_or_errored_analysis_fails_the_release(outcome: Outcome) -> None:
+    sim = Sim(ROLLING_ANALYSED, {S: ready(OLD, 3)})
+    sim.outcomes = {POST_DEPLOY: outcome}
+    result = sim.release()
+    assert isinstance(result, Fail)
+    assert result.reason == (
+        f"postDeploy analysis error-rate ended {outcome}: roll back to the previous revision"
+    )  # the executor then undoes the rollout
+
+
+@pytest.mark.parametrize(("declined", "end"), [(set(), Done), ({"post-deploy:inconclusive"}, Fail)])
+def test_rolling_inconclusive_analysis_asks_a_human(declined: set, end: type) -> None:
+    sim = Sim(ROLLING_ANALYSED, {S: ready(OLD, 3)})
+    sim.outcomes, sim.declined = {POST_DEPLOY: Outcome.INCONCLUSIVE}, declined
+    result = sim.release()
+    assert isinstance(result, end)
+    pause = sim.log[sim.first(Pause)]
+    assert pause.needs_human and pause.key == "post-deploy:inconclusive"
+    assert sim.first(RunAnalysis) < sim.first(Pause)
+    if end is Fail:
+        assert "not approved" in result.reason
+
+
+def test_rolling_deadline_fails_before_any_analysis() -> None:
+    sim = Sim(ROLLING_ANALYSED, {S: ready(OLD, 3)})
+    sim.stuck = {S}
+    result = sim.release()
+    assert isinstance(result, Fail) and "made no progress within 600s" in result.reason
+    assert not any(isinstance(a, RunAnalysis) for a in sim.log)
+
+
+class Crash(Exception):
+    """The executor's process died."""
+
+
+def test_rolling_crash_after_the_apply_still_analyses_on_the_rerun() -> None:
+    sim = Sim(ROLLING_ANALYSED, {S: ready(OLD, 3)})
+
+    def crash_after_apply(run: RunRecord) -> RunRecord:
+        if isinstance(sim.log[-1], ApplyWorkload):
+            raise Crash
+        return run
+
+    with pytest.raises(Crash):
+        sim.release(inject=crash_after_apply)
+    saved = sim.run  # the executor saved the record when Promote changed it, before the apply
+    assert saved.promoted
+    settled = {S: ready(NEW, 3)}  # Kubernetes finished the rollout while nobody watched
+    rerun = Sim(ROLLING_ANALYSED, settled)
+    rerun.run = saved
+    assert isinstance(rerun.release(), Done)
+    assert [type(a) for a in rerun.log] == [RunAnalysis, Done]
+    forgotten = Sim(ROLLING_ANALYSED, settled)  # without the record it would look like a no-op
+    assert isinstance(forgotten.release(), Done) and len(forgotten.log) == 1

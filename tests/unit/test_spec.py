@@ -69,6 +69,13 @@ ROUTED = {"stableService": "kyb-stable", "canaryService": "kyb-canary"}
         (spec_data({"rolling": {"maxSurge": 0, "maxUnavailable": 0}}), "both 0"),
         (spec_data({"rolling": {"maxSurge": "150%"}}), "percentage 0%..100%"),
         (spec_data({"rolling": {"maxUnavailable": -1}}), "whole number >= 0"),
+        # rolling post-deploy analysis
+        (spec_data({"rolling": {"analysis": {"templates": []}}}), "at least 1 item"),
+        (spec_data({"rolling": {"analysis": {"templates": [{"templateName": "e"}],
+                                             "startingStep": 0}}}), "remove startingStep"),
+        (spec_data({"rolling": {"analysis": {"templates": [{"templateName": "Error_Rate"}]}}}),
+         "not a DNS-1123 label"),
+        (spec_data({"rolling": {"postDeployAnalysis": {}}}), "postDeployAnalysis"),
         # traffic routing
         (spec_data(canary(trafficRouting={"istio": {}}, **ROUTED)),
          "unsupported traffic router 'istio'"),
@@ -193,3 +200,17 @@ def test_rolling_deadline_overrides_the_spec_deadline() -> None:
     plain = ReleaseSpec.model_validate(spec_data({"rolling": {}}))
     own = ReleaseSpec.model_validate(spec_data({"rolling": {"progressDeadlineSeconds": "2m"}}))
     assert (plain.deadline_seconds, own.deadline_seconds) == (600, 120)
+
+
+def test_rolling_analysis_reads_argo_analysis_refs_and_dumps_them_back() -> None:
+    ref = {"templates": [{"templateName": "error-rate"}, {"templateName": "latency"}],
+           "args": [{"name": "service-name", "value": "kyb-platform"}]}  # fmt: skip
+    spec = ReleaseSpec.model_validate(spec_data({"rolling": {"maxSurge": 1, "analysis": ref}}))
+    analysis = spec.strategy.rolling.analysis
+    assert analysis.names == ("error-rate", "latency")
+    assert [(a.name, a.value) for a in analysis.args] == [("service-name", "kyb-platform")]
+    dumped = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert dumped["strategy"]["rolling"]["analysis"] == ref
+    assert spec.with_changes(replicas=2).strategy.rolling.analysis == analysis
+    plain = ReleaseSpec.model_validate(spec_data({"rolling": {}}))
+    assert plain.strategy.rolling.analysis is None

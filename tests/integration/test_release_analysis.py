@@ -1,0 +1,71 @@
+"""The `release` flow with its Prometheus analysis, end to end: the real Prometheus scrapes loopback
+example-service instances labelled as the canary of a release on the real cluster; a faulty canary
+is rolled back on the verdict, a healthy one is promoted, and the result links the analysis
+report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prefect.artifacts import Artifact
+
+from blocks import KubernetesCluster
+from core.templates import BUILTINS
+from flows.release import ReleaseFailed, release
+from sandbox import example
+from sandbox.fleet import scraped
+from sandbox.platform import Platform
+from tests.integration.release_helpers import V1, V2, deployments, spec
+
+FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
+ERROR_RATE = BUILTINS["error-rate"].model_copy(
+    update={"metrics": (BUILTINS["error-rate"].metrics[0].model_copy(update=FAST),)}
+)
+CANARY = {"canary": {"steps": [
+    {"setWeight": 40}, {"analysis": {"templates": [{"templateName": "error-rate"}]}},
+]}}  # fmt: skip
+
+
+@pytest.fixture
+def cluster(platform: Platform) -> KubernetesCluster:
+    return KubernetesCluster.load("local")
+
+
+def _canary_release(platform: Platform, namespace: str, **faults: float) -> tuple[bool, str]:
+    labels = {"service": "web", "namespace": namespace, "track": "canary"}
+    with scraped(platform.prometheus, labels, **faults) as inst, \
+            example.Traffic([inst.url]):  # fmt: skip
+        state = release(spec(namespace, V2, CANARY, replicas=5), templates=[ERROR_RATE],
+                        return_state=True)  # fmt: skip
+    if state.is_completed():
+        return True, state.result()["summary"]
+    with pytest.raises(ReleaseFailed) as failed:
+        state.result()
+    return False, str(failed.value)
+
+
+def test_faulty_canary_is_rolled_back_on_the_prometheus_verdict(
+    platform: Platform, cluster: KubernetesCluster, namespace: str
+) -> None:
+    release(spec(namespace, V1, CANARY, replicas=5))  # first release: straight to full size
+    ok, summary = _canary_release(platform, namespace, error_rate=0.3)
+    assert not ok and "step analysis error-rate ended Failed" in summary
+    assert deployments(cluster, namespace) == {"web": (V1, 5, 5), "web-canary": (V2, 0, 0)}
+    report = Artifact.get("release-result-web")
+    assert report is not None and "**Failed**: error-rate:" in report.data
+    key = f"analysis-{namespace}-web-step-1"  # the second step (index 1) is the analysis
+    assert f"report `{key}`" in report.data
+    rows = Artifact.get(key)
+    assert rows is not None
+    data = json.loads(rows.data) if isinstance(rows.data, str) else rows.data
+    assert data[0]["outcome"] == "Failed" and f'namespace=~"{namespace}"' in data[0]["query"]
+
+
+def test_healthy_canary_is_promoted_on_the_prometheus_verdict(
+    platform: Platform, cluster: KubernetesCluster, namespace: str
+) -> None:
+    release(spec(namespace, V1, CANARY, replicas=5))
+    ok, summary = _canary_release(platform, namespace)
+    assert ok, summary
+    assert deployments(cluster, namespace) == {"web": (V2, 5, 5), "web-canary": (V2, 0, 0)}
