@@ -1,0 +1,45 @@
+"""The `dora-report` flow: DORA's four keys from the pipeline's own runs, as an artifact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from core.dora import PRODUCTION, dora
+from tasks.dora import facts_from_prefect
+
+ARTIFACT = "dora-report"
+
+
+@flow(name="dora-report")
+def dora_report(
+    days: int = 30,
+    app: str = "",
+    environments: dict[str, str] | None = None,
+    production: list[str] | None = None,
+) -> dict[str, Any]:
+    """Compute the DORA keys over the last `days` days and publish the `dora-report` artifact.
+
+    Args:
+        days: length of the window, ending now.
+        app: only this app ("" for every app the pipeline released).
+        environments: namespace (or environment name) -> environment; by default a name ending
+            in "production" (`kyb-production`) is production.
+        production: the environments that count as production (default: `production`).
+    """
+    if days <= 0:
+        raise ValueError(f"days must be positive, not {days}")
+    until = datetime.now(UTC)
+    since = until - timedelta(days=days)
+    facts = facts_from_prefect(since, until, environments, app)
+    report = dora(facts, since, until, production or [PRODUCTION])
+    scope = f" of {app}" if app else ""
+    create_markdown_artifact(
+        report.as_markdown(), key=ARTIFACT, description=f"DORA keys{scope}, last {days} days"
+    )
+    get_run_logger().info("DORA keys%s over %d days: %d deployments of %d attempts", scope, days,
+                          report.deployments, report.attempts)  # fmt: skip
+    return report.as_dict()
