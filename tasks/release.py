@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 
@@ -194,6 +195,7 @@ class Executor:
         self.template = template
         self.result = ReleaseResult(ok=False, summary="")
         self.background: dict[str, tuple[RunAnalysis, PrefectFuture]] = {}
+        self.progress_id = None
 
     def run(self) -> ReleaseResult:
         """Drive the planner until the release is Done (ok) or Fail (rolled back where possible)."""
@@ -216,6 +218,7 @@ class Executor:
             if rec != before:  # only decisions change the record; writes show on the cluster
                 save_record(self.cluster, self.spec, rec)
                 stored = True
+                self._progress(rec, action.describe())
         else:
             self.result.summary = f"gave up after {MAX_ACTIONS} actions: not converging"
         undone = True
@@ -224,6 +227,19 @@ class Executor:
         if stored and undone:  # a failed first release keeps its verdict: a rerun fails again
             save_record(self.cluster, self.spec, None)
         return self.result
+
+    def _progress(self, rec: RunRecord, last: str) -> None:
+        """Move the canary's progress artifact: the share of steps done, and the last decision."""
+        canary = self.spec.strategy.canary
+        if canary is None or not canary.steps:
+            return
+        done = round(100 * min(rec.step_index, len(canary.steps)) / len(canary.steps), 1)
+        text = f"{self.spec.app}: step {rec.step_index}/{len(canary.steps)} done; {last}"
+        if self.progress_id is None:
+            key = f"release-progress-{self.spec.namespace}-{self.spec.app}"
+            self.progress_id = create_progress_artifact(done, key=key, description=text)
+        else:
+            update_progress_artifact(self.progress_id, done, description=text)
 
     def _undo_rolling(self) -> bool:
         """A failed rolling update goes back to the previous revision (kubectl rollout undo).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster
 from core.actions import AnalysisPhase
@@ -54,6 +55,9 @@ def test_canary_walks_its_steps_and_promotes(cluster, namespace) -> None:
     actions = [e.action for e in result.journal]
     assert "apply canary: " + V2 + " x1" in actions  # 20% of 5
     assert any(a.startswith("scale stable to 2") for a in actions)  # 60%: canary 3, stable 2
+    progress = Artifact.get(f"release-progress-{namespace}-web")
+    assert progress is not None and float(progress.data) == 100.0
+    assert "step 5/5 done" in (progress.description or "")
 
 
 def test_failed_analysis_aborts_canary_back_to_stable(cluster, namespace) -> None:
