@@ -1,0 +1,111 @@
+"""Settings of the GitHub webhook receiver: the shared secret, limits, branch map, what to start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from core.errors import ConfigError
+
+DEFAULT_PORT = 8090
+SECRET_BLOCK = "kyb-webhook-secret"
+# The seed's workflow rules: develop deploys to staging, main to production.
+DEFAULT_BRANCHES = {"develop": "staging", "main": "production"}
+
+
+class WebhookSettings(BaseModel):
+    """What the receiver verifies, accepts and starts.
+
+    Attributes:
+        secret: the webhook's shared secret (the same text as in GitHub's webhook settings).
+        host: the address uvicorn binds (loopback by default; put a TLS proxy in front).
+        port: the port uvicorn binds.
+        max_body_bytes: larger requests get 413 before their signature is even checked.
+        branches: branch name -> environment; pushes to other branches are ignored (202).
+        deployment: the deployment started per push, as "<flow>/<deployment>".
+        image_repository: registry/repository of the application image; the run's
+            `tagged_image` parameter is this plus the commit's tag (the digest only exists
+            after the build).
+        replay_window: how many delivery ids this process remembers to refuse replays.
+        start_runs: True: the receiver creates the flow run through the Prefect API. False: it
+            only emits the `kyb.webhook.push` event and a deployment trigger starts the run
+            (deployments.webhook_runs.push_trigger).
+        api_timeout_seconds: time allowed for the Prefect API per request (GitHub waits 10 s).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    secret: SecretStr
+    host: str = "127.0.0.1"
+    port: int = Field(default=DEFAULT_PORT, gt=0, lt=65536)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    branches: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_BRANCHES))
+    deployment: str = Field(default="delivery/delivery", pattern=r"^[^/]+/[^/]+$")
+    image_repository: str = "127.0.0.1:5001/kyb-platform"
+    replay_window: int = Field(default=10_000, gt=0)
+    start_runs: bool = True
+    api_timeout_seconds: float = Field(default=8.0, gt=0)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("the webhook secret is empty: set the one configured in GitHub")
+        return value
+
+
+def parse_branches(text: str) -> dict[str, str]:
+    """Read "develop=staging,main=production" into a branch -> environment map.
+
+    Raises:
+        ConfigError: an entry is not branch=environment.
+    """
+    branches = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        branch, sep, environment = item.partition("=")
+        if not (sep and branch.strip() and environment.strip()):
+            raise ConfigError(f"branch map entry {item!r} is not branch=environment")
+        branches[branch.strip()] = environment.strip()
+    return branches
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
+    """Settings from KYB_WEBHOOK_* variables; the secret from KYB_WEBHOOK_SECRET (local use) or
+    else from the Prefect Secret block named by KYB_WEBHOOK_SECRET_BLOCK (kyb-webhook-secret).
+
+    Other variables: KYB_WEBHOOK_HOST, KYB_WEBHOOK_PORT, KYB_WEBHOOK_MAX_BODY_BYTES,
+    KYB_WEBHOOK_BRANCHES ("develop=staging,main=production"), KYB_WEBHOOK_DEPLOYMENT,
+    KYB_WEBHOOK_IMAGE_REPOSITORY, KYB_WEBHOOK_REPLAY_WINDOW, KYB_WEBHOOK_START_RUNS (true/false).
+
+    Raises:
+        ConfigError: the secret block cannot be loaded or does not hold text.
+        pydantic.ValidationError: a value is invalid (the message names it, never the secret).
+    """
+    env = os.environ if environ is None else environ
+    fields = ("host", "port", "max_body_bytes", "deployment", "image_repository",
+              "replay_window", "start_runs")  # fmt: skip
+    names = {field: f"KYB_WEBHOOK_{field.upper()}" for field in fields}
+    values: dict[str, object] = {field: env[var] for field, var in names.items() if var in env}
+    if "KYB_WEBHOOK_BRANCHES" in env:
+        values["branches"] = parse_branches(env["KYB_WEBHOOK_BRANCHES"])
+    secret = env.get("KYB_WEBHOOK_SECRET") or _block_secret(
+        env.get("KYB_WEBHOOK_SECRET_BLOCK", SECRET_BLOCK)
+    )
+    return WebhookSettings(secret=SecretStr(secret), **values)
+
+
+def _block_secret(name: str) -> str:
+    """The text held by a Prefect Secret block (needs the Prefect API)."""
+    from prefect.blocks.system import Secret
+
+    try:
+        value = Secret.load(name).get()
+    except ValueError as exc:  # Prefect's "Unable to find block document named ..."
+        raise ConfigError(
+            "no webhook secret: save a Secret block or set KYB_WEBHOOK_SECRET", block=name
+        ) from exc
+    if not isinstance(value, str):
+        raise ConfigError("the webhook secret block must hold text", block=name)
+    return value
