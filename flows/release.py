@@ -26,6 +26,7 @@ from core.planners import plan_release
 from core.spec import ReleaseSpec
 from core.templates import BUILTINS, AnalysisTemplate
 from tasks.analysis import PrometheusRunner
+from tasks.notify import on_release_failure
 from tasks.release import Asker, Executor, ReleaseResult
 
 POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
@@ -161,7 +162,7 @@ def perform_release(
     return result
 
 
-@flow(name="release")
+@flow(name="release", on_failure=[on_release_failure], on_crashed=[on_release_failure])
 def release(
     spec: ReleaseSpec,
     cluster_block: str = "local",

@@ -15,6 +15,7 @@ from core.rollout import RolloutState
 from flows.release import ensure_limit, lock_name
 from tasks import kube
 from tasks.health import check_health
+from tasks.notify import on_release_failure, on_rollback
 
 HEALTH_BUDGET = 60.0  # seconds the rolled-back version has to report healthy, retries included
 
@@ -35,7 +36,12 @@ def _verify_health(health_url: str) -> dict[str, Any]:
     return {"status": "healthy", **result.model_dump()}
 
 
-@flow(name="rollback")
+@flow(
+    name="rollback",
+    on_completion=[on_rollback],
+    on_failure=[on_release_failure],
+    on_crashed=[on_release_failure],
+)
 def rollback(
     app: str,
     namespace: str,
