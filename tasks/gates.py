@@ -113,9 +113,11 @@ def _alerts_item(app_dir: Path) -> Item:
                    f"{tested} with unit tests (promtool test rules)")  # fmt: skip
 
 
-def _manifests_item(cluster: KubernetesCluster, overlay_dir: Path) -> Item:
+def _manifests_item(
+    cluster: KubernetesCluster, overlay_dir: Path, objects: list[dict[str, Any]] | None = None
+) -> Item:
     try:
-        objects = render_overlay(overlay_dir)
+        objects = render_overlay(overlay_dir) if objects is None else objects
         problems = validate_manifests(cluster, objects)
     except ConfigError as exc:
         return machine(MANIFESTS, "pre", False, str(exc))
@@ -143,6 +145,7 @@ def pre_deploy_gates(
     overlay_dir: str | Path,
     ci: dict[str, Any] | None,
     image: str | None = None,
+    objects: list[dict[str, Any]] | None = None,
 ) -> Checklist:
     """Run the machine gates before a deploy; the seed's human pre-deployment items stay pending.
 
@@ -156,6 +159,9 @@ def pre_deploy_gates(
         ci: the CI results, {"tests": (ok, detail), "scan": (ok, detail)}; a missing one is
             listed as skipped.
         image: the image to deploy, checked to be pinned by digest (skipped when None).
+        objects: the manifests that will really be applied, when they differ from the rendered
+            overlay (the delivery validates its release's own Deployments and Services: their
+            selectors carry the track, which an overlay's Deployment cannot be changed into).
 
     Returns:
         The pre-deployment checklist.
@@ -168,6 +174,6 @@ def pre_deploy_gates(
             checklist.add(machine(name, "pre", bool(ok), str(detail)))
         else:
             checklist.add(machine(name, "pre", None, f"no CI {key} result given"))
-    checklist.add(check_migrations(app), _manifests_item(cluster, Path(overlay_dir)))
+    checklist.add(check_migrations(app), _manifests_item(cluster, Path(overlay_dir), objects))
     checklist.add(_digest_item(image), _alerts_item(app), *human_items("pre"))
     return checklist

@@ -10,6 +10,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -60,6 +61,23 @@ def apply(cluster: KubernetesCluster, manifest: dict[str, Any]) -> dict[str, Any
         name, ns, manifest, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
     )
     return to_dict(api, live)
+
+
+@task(name="k8s-apply-objects", cache_policy=NO_CACHE, **RETRIES)
+def apply_objects(cluster: KubernetesCluster, objects: list[dict[str, Any]]) -> list[str]:
+    """Server-side apply any objects (an overlay's Namespace, ConfigMap, Secret, HPA, ...),
+    Namespaces first; idempotent. Returns "Kind namespace/name" for each object applied."""
+    dyn = DynamicClient(api_for(cluster))
+    done = []
+    for obj in sorted(objects, key=lambda o: o.get("kind") != "Namespace"):
+        kind, meta = obj.get("kind"), obj.get("metadata") or {}
+        resource = dyn.resources.get(api_version=obj.get("apiVersion"), kind=kind)
+        ns = (meta.get("namespace") or cluster.namespace) if resource.namespaced else None
+        body = {**obj, "metadata": {**meta, **({"namespace": ns} if ns else {})}}
+        dyn.server_side_apply(resource, body=body, namespace=ns, field_manager=FIELD_MANAGER,
+                              force_conflicts=True)  # fmt: skip
+        done.append(f"{kind} {ns + '/' if ns else ''}{meta.get('name')}")
+    return done
 
 
 @task(name="k8s-scale", cache_policy=NO_CACHE, **RETRIES)

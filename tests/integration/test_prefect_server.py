@@ -115,7 +115,14 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
         env={**platform.env(), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    for name in ("release/release", "rollback/rollback"):
+    found = {}
+    for name in ("release/release", "rollback/rollback", "delivery/delivery", "dora-report/dora"):
         resp = httpx.get(f"{platform.prefect.api_url}/deployments/name/{name}")
         assert resp.status_code == 200, name
         assert resp.json()["work_pool_name"] == "kyb-local"
+        found[name] = resp.json()
+    form = found["delivery/delivery"]["parameter_openapi_schema"]
+    assert {"commit", "branch"} <= set(form["required"])  # the UI form asks for them
+    assert "auto_approve" in form["properties"]
+    crons = [s["schedule"].get("cron") for s in found["dora-report/dora"]["schedules"]]
+    assert crons == ["0 6 * * 1"]
