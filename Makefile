@@ -7,8 +7,7 @@ setup:
 	uv sync --frozen
 
 demo: setup
-	uv run sandbox up
-	uv run sandbox status
+	uv run python -m sandbox.demo
 
 test: setup
 	uv run pytest
@@ -17,4 +16,5 @@ lint: setup
 	uv run ruff check . && uv run ruff format --check .
 
 down:
+	uv run python -m sandbox.demo stop
 	uv run sandbox down

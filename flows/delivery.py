@@ -138,11 +138,17 @@ def _endpoints(opts: dict[str, Any]):
             return
         from sandbox import standin  # the sandbox only: a real cluster's pods answer themselves
         from sandbox.example import Traffic
+        from sandbox.fleet import wait_traffic
         from sandbox.platform import Platform
 
-        with standin.stand_in(opts["registry"], spec.image, Platform().prometheus, spec.app,
-                              spec.namespace, error_rate=opts["fault_error_rate"]) as inst, \
+        faults = opts["fault_error_rate"] if spec.namespace.endswith("production") else 0.0
+
+        prometheus = Platform().prometheus
+        with standin.stand_in(opts["registry"], spec.image, prometheus, spec.app,
+                              spec.namespace, error_rate=faults) as inst, \
                 Traffic([inst.url]):  # fmt: skip
+            labels = {"service": spec.app, "namespace": spec.namespace, "track": "stable"}
+            wait_traffic(prometheus, labels)  # the checks then measure served requests
             yield inst.url
 
     return open_for
@@ -163,6 +169,7 @@ def delivery(
     approval_timeout: int = 3600,
     stand_ins: bool = False,
     fault_error_rate: float = 0.0,
+    version: str = "",
     registry_block: str = "local",
     cluster_block: str = "local",
     prometheus_block: str = "local",
@@ -180,13 +187,15 @@ def delivery(
         auto_approve: demo mode: approve promotion gates and human checklist items at once.
         approval_timeout: seconds a human gate waits; no answer declines.
         stand_ins: sandbox only: run the released image on loopback for checks and analysis.
-        fault_error_rate: sandbox only: errors injected into the stand-ins (demo of a rollback).
+        fault_error_rate: sandbox only: errors injected into production's stand-ins (a version
+            that passes staging and fails under production traffic: the demo of a rollback).
+        version: the version compiled into the binary (default: the commit's first 12 digits).
     """
     envs = environments_for(branch)  # a branch that deploys nowhere fails before any work
     log, app_path = get_run_logger(), _resolve(app_dir)
     registry = ContainerRegistry.load(registry_block)
     ci = run_ci_stages(registry, repository, app_path, GitRef(sha=commit, branch=branch), source,
-                       app, version=commit[:12])  # fmt: skip
+                       app, version=version or commit[:12])  # fmt: skip
     image = ci.image.reference
     coverage = f", coverage {ci.tests.coverage:.1f}%" if ci.tests.coverage is not None else ""
     summary = {"tests": (True, f"{len(ci.tests.packages)} packages passed{coverage}"),

@@ -53,3 +53,20 @@ def scraped(
             yield inst
         finally:
             prometheus.remove_target(name)
+
+
+def wait_traffic(prometheus: Prometheus, labels: dict[str, str]) -> float:
+    """Wait until Prometheus sees requests served by a target with `labels`; return the seconds it
+    took. The latency histogram is what appears last (its series are born with the first request,
+    and a rate needs two scrapes of them), so its count is what is waited for."""
+    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    query = {"query": f"sum(rate(http_request_duration_seconds_count{{{matchers}}}[30s])) > 0"}
+    start = time.monotonic()
+    while time.monotonic() - start < SEEN_TIMEOUT_SECONDS:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            resp = httpx.get(f"{prometheus.url}/api/v1/query", params=query, timeout=5)
+            if resp.json()["data"]["result"]:
+                return time.monotonic() - start
+        time.sleep(0.5)
+    why = f"no requests seen for {matchers} within {SEEN_TIMEOUT_SECONDS}s"
+    raise PlatformError("prometheus", why, "check the instance answers and is scraped")

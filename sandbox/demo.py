@@ -1,0 +1,160 @@
+"""`make demo`: the whole delivery pipeline on the local platform, twice.
+
+1. The platform comes up; blocks are registered and saved; prefect.yaml's deployments are created;
+   a worker of the `kyb-local` pool starts (it keeps running; `make down` stops it).
+2. The `delivery` deployment runs for this checkout's HEAD on `main`: Go tests, quality, gosec,
+   image build and push, staging (rolling), production (canary with Prometheus analysis; the human
+   gates approved in demo mode), checklists. The released image runs as a stand-in on loopback so
+   the analysis and checks have real traffic (the cluster's pods are simulated).
+3. It runs again for a new commit object on HEAD's tree (`git commit-tree`: no branch moves), a
+   new version whose production stand-ins answer 30% of requests with errors: it passes staging,
+   the production canary analysis fails and production is rolled back automatically.
+
+Then it prints the Prefect UI links and a summary. Exit code 0 only if both ran as described.
+
+    uv run python -m sandbox.demo [stop]
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sandbox.settings import HOST, Settings
+
+# Before prefect is imported (sandbox.platform imports it): every client in this process talks
+# to the platform's Prefect server, not a temporary one.
+os.environ["PREFECT_API_URL"] = f"http://{HOST}:{Settings().ports.prefect}/api"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
+
+from core.errors import PlatformError
+from sandbox.platform import WORK_POOL, Platform
+from sandbox.procs import Daemon
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"interval_seconds": 5, "count": 3, "min_samples": 2, "initial_delay_seconds": 6,
+        "failure_limit": 0}  # fmt: skip
+CANARY = {"canary": {"steps": [
+    {"setWeight": 20}, {"pause": {"duration": 2}},
+    {"analysis": {"templates": [{"templateName": "error-rate"}, {"templateName": "latency-p95"}]}},
+    {"setWeight": 50}, {"pause": {}},
+]}}  # fmt: skip
+
+
+def _say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise PlatformError("demo", f"git {' '.join(args)} failed: {done.stderr.strip()}",
+                            "run the demo from a git checkout of the project")  # fmt: skip
+    return done.stdout.strip()
+
+
+def _prefect(env: dict[str, str], *args: str) -> None:
+    prefect = str(Path(sys.executable).parent / "prefect")
+    done = subprocess.run([prefect, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise PlatformError("demo", f"prefect {' '.join(args)} failed: {done.stderr[-1500:]}",
+                            "see the output above; `uv run sandbox status`")  # fmt: skip
+
+
+def worker(settings: Settings | None = None) -> Daemon:
+    """The demo's worker of the kyb-local pool (a process the platform owns)."""
+    return Daemon("prefect-worker", (settings or Settings()).dir("worker"))
+
+
+def _start_worker(env: dict[str, str]) -> None:
+    daemon = worker()
+    if daemon.pid() is None:
+        prefect = str(Path(sys.executable).parent / "prefect")
+        daemon.start([prefect, "worker", "start", "--pool", WORK_POOL, "--limit", "2"], env)
+        time.sleep(3)
+    if daemon.pid() is None:
+        raise PlatformError("demo", f"the worker exited: {daemon.log_tail()}",
+                            "run `prefect worker start --pool kyb-local` to see why")  # fmt: skip
+    _say(f"worker of pool {WORK_POOL} running (log {daemon.logfile})")
+
+
+def _templates() -> list[dict[str, Any]]:
+    from core.templates import BUILTINS
+
+    out = []
+    for name in ("error-rate", "latency-p95"):
+        metric = BUILTINS[name].metrics[0].model_copy(update=FAST)
+        out.append(BUILTINS[name].model_copy(update={"metrics": (metric,)}).model_dump())
+    return out
+
+
+def _deliver(params: dict[str, Any], ui: str) -> Any:
+    from prefect.deployments import run_deployment
+
+    run = run_deployment("delivery/delivery", parameters=params, timeout=1800)
+    _say(f"  {run.name}: {run.state.name}: {ui}/runs/flow-run/{run.id}")
+    return run
+
+
+def _production_image(cluster: Any) -> str:
+    """The image production's stable Deployment runs ("-" if there is none)."""
+    from tasks.kube import read_deployment
+
+    live = read_deployment(cluster, "kyb-production", "kyb-platform")
+    return live["spec"]["template"]["spec"]["containers"][0]["image"] if live else "-"
+
+
+def main() -> int:
+    """Run the demo; return the exit code."""
+    plat = Platform()
+    _say("bringing the platform up")
+    plat.up()
+    env = {**os.environ, **plat.env(), "PWD": str(ROOT)}
+    _prefect(env, "block", "register", "-m", "blocks")
+    _prefect(env, "--no-prompt", "deploy", "--all")
+    _say("blocks registered, deployments created from prefect.yaml")
+    _start_worker(env)
+
+    from blocks import KubernetesCluster
+
+    ui = env.get("PREFECT_UI_URL", plat.prefect.api_url.removesuffix("/api"))
+    sha, when = _git("rev-parse", "HEAD"), _git("show", "-s", "--format=%cI", "HEAD")
+    params = {"commit": sha, "branch": "main", "commit_time": when,
+              "production_strategy": CANARY, "templates": _templates(), "auto_approve": True,
+              "stand_ins": True}  # fmt: skip
+    _say(f"1/2 delivering {sha[:12]} (main) to staging and production")
+    good = _deliver(params, ui)
+    cluster = KubernetesCluster.load("local")
+    released = _production_image(cluster)
+    _say("2/2 delivering a new version whose stand-ins fail 30% of requests")
+    # A new commit object on HEAD's tree (no branch or file changes): a new version to build.
+    fault = _git("commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", "demo: a faulty version")
+    made = _git("show", "-s", "--format=%cI", fault)
+    bad = _deliver({**params, "commit": fault, "commit_time": made, "fault_error_rate": 0.3}, ui)
+    after = _production_image(cluster)
+    ok = good.state.is_completed() and bad.state.is_failed() and after == released
+    _say("summary")
+    print(f"  Prefect UI:             {ui}")
+    print(f"  production runs:        {released}")
+    print(f"  first delivery:         {good.state.name}")
+    print(f"  faulty delivery:        {bad.state.name}: {bad.state.message}")
+    print(f"  production after fault: {'still ' if after == released else ''}{after}")
+    print(f"  result:                 {'as expected' if ok else 'NOT as expected'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["stop"]:
+        _say("worker stopped" if worker().stop() else "no worker was running")
+        sys.exit(0)
+    try:
+        sys.exit(main())
+    except PlatformError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        sys.exit(1)
