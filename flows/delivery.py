@@ -49,6 +49,7 @@ from tasks.gates import (
     render_overlay,
 )
 from tasks.health import smoke_test
+from tasks.notify import on_release_failure
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = [
@@ -154,7 +155,7 @@ def _endpoints(opts: dict[str, Any]):
     return open_for
 
 
-@flow(name="delivery")
+@flow(name="delivery", on_failure=[on_release_failure], on_crashed=[on_release_failure])
 def delivery(
     commit: str,
     branch: str,
