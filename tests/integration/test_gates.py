@@ -74,11 +74,18 @@ def _deleted_afterwards(kube, namespace: str):
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
-def test_example_overlays_pass_the_apiserver(cluster, kube, env: str) -> None:
-    objects = render_overlay(DEPLOY / env)
-    assert validate_manifests(cluster, objects) == []
-    # only the overlay's Namespace is written for real; the rest was a dry-run
-    assert client.CoreV1Api(kube).read_namespace(f"kyb-{env}").metadata.name == f"kyb-{env}"
+def test_example_overlays_pass_the_apiserver(cluster, kube, tmp_path, env: str) -> None:
+    # In a fresh namespace: the shared kyb-<env> may hold the delivery's Deployment already,
+    # whose selector (with the release's track label) the overlay's cannot be changed into.
+    namespace = f"t-{uuid.uuid4().hex[:6]}-{env}"
+    with _deleted_afterwards(kube, namespace):
+        objects = render_overlay(_wrap(tmp_path, DEPLOY / env, namespace))
+        assert validate_manifests(cluster, objects) == []
+        # only the overlay's Namespace is written for real; the rest was a dry-run
+        core = client.CoreV1Api(kube)
+        assert core.read_namespace(namespace).metadata.name == namespace
+        names = [c.metadata.name for c in core.list_namespaced_config_map(namespace).items]
+        assert not [n for n in names if n.startswith("kyb-config")]  # dry-run: not written
 
 
 PRIVILEGED = """\
