@@ -35,7 +35,7 @@ from core.actions import AnalysisPhase  # noqa: E402
 from core.analysis import Verdict  # noqa: E402
 from core.judge import JudgeConfig  # noqa: E402
 from core.spec import AnalysisRef, ReleaseSpec  # noqa: E402
-from core.templates import BUILTINS, AnalysisTemplate  # noqa: E402
+from core.templates import BUILTINS, AnalysisTemplate, rescheduled  # noqa: E402
 from sandbox import example  # noqa: E402
 from sandbox.components.prometheus import SCRAPE_INTERVAL  # noqa: E402
 from sandbox.fleet import scraped  # noqa: E402
@@ -47,9 +47,7 @@ NS = "bench-analysis"
 
 
 def _template(name: str, **schedule: float) -> AnalysisTemplate:
-    template = BUILTINS[name]
-    metric = template.metrics[0].model_copy(update=schedule)
-    return template.model_copy(update={"metrics": (metric,)})
+    return rescheduled(BUILTINS[name], **schedule)
 
 
 def _spec(app: str) -> ReleaseSpec:

@@ -216,6 +216,14 @@ def thresholds(template: AnalysisTemplate, args: Mapping[str, str]) -> dict[str,
     return out
 
 
+def rescheduled(template: AnalysisTemplate, **changes: object) -> AnalysisTemplate:
+    """`template` with the same fields of every metric changed (e.g. interval_seconds, count),
+    validated again: a change that makes a metric unreachable raises ValidationError."""
+    metrics = tuple(MetricTemplate.model_validate({**m.model_dump(), **changes})
+                    for m in template.metrics)  # fmt: skip
+    return AnalysisTemplate.model_validate({**template.model_dump(), "metrics": metrics})
+
+
 def _number(template: str, arg: str, value: str) -> float:
     """`value` as a finite float, or ConfigError naming the argument."""
     try:

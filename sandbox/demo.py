@@ -77,7 +77,7 @@ def _start_worker(env: dict[str, str]) -> None:
     if daemon.pid() is None:
         prefect = str(Path(sys.executable).parent / "prefect")
         daemon.start([prefect, "worker", "start", "--pool", WORK_POOL, "--limit", "2"], env)
-        time.sleep(3)
+        time.sleep(3)  # once: a worker with a bad setup exits within its first seconds
     if daemon.pid() is None:
         raise PlatformError("demo", f"the worker exited: {daemon.log_tail()}",
                             "run `prefect worker start --pool kyb-local` to see why")  # fmt: skip
@@ -85,13 +85,11 @@ def _start_worker(env: dict[str, str]) -> None:
 
 
 def _templates() -> list[dict[str, Any]]:
-    from core.templates import BUILTINS
+    from core.templates import BUILTINS, rescheduled
 
-    out = []
-    for name in ("error-rate", "latency-p95"):
-        metric = BUILTINS[name].metrics[0].model_copy(update=FAST)
-        out.append(BUILTINS[name].model_copy(update={"metrics": (metric,)}).model_dump())
-    return out
+    return [
+        rescheduled(BUILTINS[name], **FAST).model_dump() for name in ("error-rate", "latency-p95")
+    ]
 
 
 def _deliver(params: dict[str, Any], ui: str) -> Any:

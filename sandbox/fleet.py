@@ -21,20 +21,28 @@ from sandbox.components.prometheus import Prometheus
 SEEN_TIMEOUT_SECONDS = 60  # file_sd refresh (5 s) plus a scrape (2 s), with a wide margin
 
 
-def wait_scraped(prometheus: Prometheus, labels: dict[str, str]) -> float:
-    """Wait until Prometheus has scraped a target with `labels`; return the seconds it took."""
-    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+def _wait_for(prometheus: Prometheus, query: str, why: str) -> float:
+    """Poll an instant query until it returns a series; the seconds it took. Bounded by
+    SEEN_TIMEOUT_SECONDS: the wait is for Prometheus' next scrapes, which no API announces."""
     start = time.monotonic()
     while time.monotonic() - start < SEEN_TIMEOUT_SECONDS:
         with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-            query = {"query": f"up{{{matchers}}}"}
-            resp = httpx.get(f"{prometheus.url}/api/v1/query", params=query, timeout=5)
-            result = resp.json()["data"]["result"]
-            if result and result[0]["value"][1] == "1":
+            resp = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=5)
+            if resp.json()["data"]["result"]:
                 return time.monotonic() - start
         time.sleep(0.5)
-    why = f"no scrape of a target with {matchers} within {SEEN_TIMEOUT_SECONDS}s"
-    raise PlatformError("prometheus", why, "check `sandbox status` and its log")
+    raise PlatformError("prometheus", f"{why} within {SEEN_TIMEOUT_SECONDS}s",
+                        "check `sandbox status`, and that the instance answers")  # fmt: skip
+
+
+def _matchers(labels: dict[str, str]) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+
+
+def wait_scraped(prometheus: Prometheus, labels: dict[str, str]) -> float:
+    """Wait until Prometheus has scraped a target with `labels`; return the seconds it took."""
+    matchers = _matchers(labels)
+    return _wait_for(prometheus, f"up{{{matchers}}} == 1", f"no scrape of a target with {matchers}")
 
 
 @contextlib.contextmanager
@@ -59,14 +67,6 @@ def wait_traffic(prometheus: Prometheus, labels: dict[str, str]) -> float:
     """Wait until Prometheus sees requests served by a target with `labels`; return the seconds it
     took. The latency histogram is what appears last (its series are born with the first request,
     and a rate needs two scrapes of them), so its count is what is waited for."""
-    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    query = {"query": f"sum(rate(http_request_duration_seconds_count{{{matchers}}}[30s])) > 0"}
-    start = time.monotonic()
-    while time.monotonic() - start < SEEN_TIMEOUT_SECONDS:
-        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-            resp = httpx.get(f"{prometheus.url}/api/v1/query", params=query, timeout=5)
-            if resp.json()["data"]["result"]:
-                return time.monotonic() - start
-        time.sleep(0.5)
-    why = f"no requests seen for {matchers} within {SEEN_TIMEOUT_SECONDS}s"
-    raise PlatformError("prometheus", why, "check the instance answers and is scraped")
+    matchers = _matchers(labels)
+    query = f"sum(rate(http_request_duration_seconds_count{{{matchers}}}[30s])) > 0"
+    return _wait_for(prometheus, query, f"no requests seen for {matchers}")

@@ -135,9 +135,8 @@ def analysis_refs(spec: ReleaseSpec) -> list[tuple[str, AnalysisRef]]:
                            ("postPromotion", s.blue_green.post_promotion_analysis)):  # fmt: skip
             if ref is not None:
                 out.append((phase, ref))
-    rolling_ref = getattr(s.rolling, "analysis", None) if s.rolling is not None else None
-    if rolling_ref is not None:
-        out.append(("postDeploy", rolling_ref))
+    if s.rolling is not None and s.rolling.analysis is not None:
+        out.append(("postDeploy", s.rolling.analysis))
     return out
 
 

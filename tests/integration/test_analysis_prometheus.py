@@ -23,7 +23,7 @@ from core.errors import ConfigError
 from core.judge import JudgeConfig
 from core.observed import Outcome
 from core.spec import AnalysisRef, ReleaseSpec
-from core.templates import BUILTINS, AnalysisTemplate, MetricTemplate, Threshold
+from core.templates import BUILTINS, AnalysisTemplate, MetricTemplate, Threshold, rescheduled
 from sandbox import example
 from sandbox.components.prometheus import Prometheus
 from sandbox.fleet import scraped
@@ -38,9 +38,7 @@ FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seco
 
 def fast(name: str, **changes: object) -> AnalysisTemplate:
     """A built-in template measured every 2 s (the builtins measure every 60 s)."""
-    template = BUILTINS[name]
-    metric = template.metrics[0].model_copy(update={**FAST, **changes})
-    return template.model_copy(update={"metrics": (metric,)})
+    return rescheduled(BUILTINS[name], **{**FAST, **changes})
 
 
 def templates(**changes: object) -> dict[str, AnalysisTemplate]:

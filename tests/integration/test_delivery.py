@@ -15,16 +15,14 @@ from prefect.artifacts import Artifact
 
 from blocks import ContainerRegistry, KubernetesCluster
 from core.errors import ConfigError
-from core.templates import BUILTINS
+from core.templates import BUILTINS, rescheduled
 from flows.delivery import delivery
 from sandbox.platform import Platform
 from tests.integration.release_helpers import deployments
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
 FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
-ERROR_RATE = BUILTINS["error-rate"].model_copy(
-    update={"metrics": (BUILTINS["error-rate"].metrics[0].model_copy(update=FAST),)}
-)
+ERROR_RATE = rescheduled(BUILTINS["error-rate"], **FAST)
 CANARY = {"canary": {"steps": [
     {"setWeight": 20}, {"analysis": {"templates": [{"templateName": "error-rate"}]}},
 ]}}  # fmt: skip

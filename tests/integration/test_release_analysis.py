@@ -11,7 +11,7 @@ import pytest
 from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster
-from core.templates import BUILTINS
+from core.templates import BUILTINS, rescheduled
 from flows.release import ReleaseFailed, release
 from sandbox import example
 from sandbox.fleet import scraped
@@ -19,9 +19,7 @@ from sandbox.platform import Platform
 from tests.integration.release_helpers import V1, V2, deployments, spec
 
 FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
-ERROR_RATE = BUILTINS["error-rate"].model_copy(
-    update={"metrics": (BUILTINS["error-rate"].metrics[0].model_copy(update=FAST),)}
-)
+ERROR_RATE = rescheduled(BUILTINS["error-rate"], **FAST)
 CANARY = {"canary": {"steps": [
     {"setWeight": 40}, {"analysis": {"templates": [{"templateName": "error-rate"}]}},
 ]}}  # fmt: skip

@@ -15,6 +15,7 @@ from core.templates import (
     TemplateArg,
     Threshold,
     render,
+    rescheduled,
     thresholds,
 )
 
@@ -151,3 +152,11 @@ def test_min_samples_cannot_exceed_count() -> None:
 def test_templates_are_frozen() -> None:
     with pytest.raises(ValidationError):
         BUILTINS["error-rate"].name = "x"  # type: ignore[misc]
+
+
+def test_rescheduled_changes_every_metric_and_validates_again() -> None:
+    fast = rescheduled(BUILTINS["error-rate"], interval_seconds=2, count=4)
+    assert [(m.interval_seconds, m.count) for m in fast.metrics] == [(2, 4)]
+    assert fast.metrics[0].query == BUILTINS["error-rate"].metrics[0].query
+    with pytest.raises(ValidationError, match="min_samples"):
+        rescheduled(BUILTINS["error-rate"], count=1, min_samples=2)
