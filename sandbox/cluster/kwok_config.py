@@ -50,7 +50,7 @@ def default_stages() -> list[dict]:
 
 
 def project_stages() -> list[dict]:
-    """The project's own stages (the label-gated pod-not-ready stage)."""
+    """The project's own stages (pod-not-ready by label, pod-ready-again after a node outage)."""
     return [yaml.safe_load(p.read_text()) for p in sorted(STAGES_DIR.glob("*.yaml"))]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 from kubernetes import client
 
@@ -100,3 +101,30 @@ def test_not_ready_stage_makes_rollout_hit_its_deadline(platform: Platform, kube
     assert all(c.status == "False" for p in new for c in p.status.conditions if c.type == "Ready")
     assert len(old) == 3  # maxUnavailable 0: the stable revision keeps serving
     assert apps.read_namespaced_deployment("bad", namespace).status.available_replicas == 3
+
+
+def _ready(pod: client.V1Pod) -> str:
+    return next((c.status for c in pod.status.conditions or [] if c.type == "Ready"), "?")
+
+
+def test_pod_marked_unready_by_a_node_outage_turns_ready_again(
+    platform: Platform, kube, namespace
+) -> None:
+    """The node lifecycle controller sets Ready=False on every pod of a node that missed its
+    heartbeats; once the node is back, the pods must serve again, as a kubelet would make them."""
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    apps.create_namespaced_deployment(namespace, _deployment("web", IMAGE_V1, replicas=2))
+    assert wait_for_rollout(kube, namespace, "web", timeout=120)[0] is RolloutState.COMPLETE
+    pod = core.list_namespaced_pod(namespace, label_selector="app=web").items[0]
+    marked = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    core.patch_namespaced_pod_status(pod.metadata.name, namespace, marked)
+
+    states = []
+    for _ in range(60):  # bounded: kwok reacts within a second or two
+        states.append(_ready(core.read_namespaced_pod(pod.metadata.name, namespace)))
+        if states[-1] == "True":
+            break
+        time.sleep(0.5)
+    assert states[-1] == "True", states
+    assert wait_for_rollout(kube, namespace, "web", timeout=60)[0] is RolloutState.COMPLETE
+    assert apps.read_namespaced_deployment("web", namespace).status.available_replicas == 2

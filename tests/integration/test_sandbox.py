@@ -73,7 +73,7 @@ def test_kwok_config_keeps_every_address_on_loopback(platform: Platform) -> None
     stages = [d["metadata"]["name"] for d in docs if d["kind"] == "Stage"]
     assert stages == [
         "node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete",
-        "pod-delete", "pod-not-ready",
+        "pod-delete", "pod-not-ready", "pod-ready-again",
     ]  # fmt: skip
     opts = docs[0]["options"]
     assert opts["bindAddress"] == "127.0.0.1" and opts["runtime"] == "binary"
