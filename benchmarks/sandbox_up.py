@@ -2,7 +2,7 @@
 
 Runs a second platform in a temporary state folder on free loopback ports, so the platform you
 use is not disturbed (Docker is shared: it is reused by both). With --build it also times a cold
-build of the cluster binaries into a temporary cache with an empty Go build cache (Go modules
+build of the platform's Go binaries into a temporary cache with an empty Go build cache (Go modules
 already downloaded are reused; a new machine also downloads them).
 
     uv run python benchmarks/sandbox_up.py [--build] [--tests]
@@ -25,6 +25,9 @@ sys.path.insert(0, str(ROOT))
 PORT_VARS = [
     "KYB_REGISTRY_PORT", "KYB_PROMETHEUS_PORT", "KYB_PREFECT_PORT", "KYB_APISERVER_PORT",
     "KYB_ETCD_PORT", "KYB_ETCD_PEER_PORT", "KYB_KCM_PORT", "KYB_SCHEDULER_PORT", "KYB_KWOK_PORT",
+    "KYB_S3_PORT", "KYB_DR_APISERVER_PORT", "KYB_DR_ETCD_PORT", "KYB_DR_ETCD_PEER_PORT",
+    "KYB_DR_KCM_PORT", "KYB_DR_SCHEDULER_PORT", "KYB_DR_KWOK_PORT", "KYB_VELERO_METRICS_PORT",
+    "KYB_VELERO_PROFILER_PORT", "KYB_DR_VELERO_METRICS_PORT", "KYB_DR_VELERO_PROFILER_PORT",
 ]  # fmt: skip
 
 
@@ -68,6 +71,7 @@ def measure_up() -> None:
     finally:
         plat.down()
         plat.cluster.delete()
+        plat.dr_cluster.delete()
     print(f"sandbox up, seconds per component (state in {home}, binaries cached)")
     print(f"  {'component':<20}{'cold':>8}{'warm':>8}{'reuse':>8}{'cold/warm':>11}")
     for comp in runs["cold"]:
@@ -77,21 +81,27 @@ def measure_up() -> None:
 
 
 def measure_build() -> None:
-    """Time a cold build of the Kubernetes and kwok binaries (empty Go build cache)."""
+    """Time a cold build of the cluster, Velero and S3-store binaries (empty Go build cache)."""
     from sandbox.components.cluster import Cluster
+    from sandbox.components.s3store import S3Store
+    from sandbox.components.velero import Velero
     from sandbox.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="kyb-build-") as tmp:
         os.environ["KYB_CACHE_DIR"] = str(Path(tmp) / "cache")
         os.environ["GOCACHE"] = str(Path(tmp) / "gocache")
-        cluster = Cluster(Settings())
+        settings = Settings()
+        cluster, s3 = Cluster(settings), S3Store(settings)
+        velero = Velero(settings, cluster, s3)
         t0 = time.monotonic()
-        cluster.install()
+        for comp in (cluster, s3, velero):
+            comp.install()
         total = time.monotonic() - t0
-    print("cluster binaries, cold build (empty GOCACHE, modules already downloaded)")
-    for name, secs in cluster.build_seconds.items():
-        print(f"  {name:<22}{secs:8.1f}s")
-    print(f"  {'total':<22}{total:8.1f}s")
+    print("platform binaries, cold build (empty GOCACHE, modules already downloaded)")
+    for comp in (cluster, s3, velero):
+        for name, secs in comp.build_seconds.items():
+            print(f"  {name:<30}{secs:8.1f}s")
+    print(f"  {'total':<30}{total:8.1f}s")
 
 
 def measure_tests() -> None:

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sandbox.components import Component, Status
 from sandbox.components.cluster import Cluster
@@ -14,9 +15,15 @@ from sandbox.components.postgres import Postgres
 from sandbox.components.prefect_server import PrefectServer
 from sandbox.components.prometheus import SCRAPE_INTERVAL, Prometheus
 from sandbox.components.registry import Registry
+from sandbox.components.s3store import S3Store
+from sandbox.components.velero import Velero
 from sandbox.settings import Settings
 
+if TYPE_CHECKING:
+    from blocks import KubernetesCluster
+
 BLOCK_NAME = "local"  # name of the block documents that point at this platform
+DR_BLOCK_NAME = "dr"  # the disaster-recovery cluster's KubernetesCluster and VeleroInstall
 WORK_POOL = "kyb-local"  # the process work pool prefect.yaml's deployments run on
 
 
@@ -43,6 +50,7 @@ class Platform:
         s = self.settings
         self.docker = Docker(s)
         self.registry = Registry(s)
+        self.s3 = S3Store(s)
         self.prometheus = Prometheus(s)
         self.postgres = Postgres(s)
         database = os.environ.get("KYB_PREFECT_DB", "sqlite")
@@ -51,9 +59,12 @@ class Platform:
         pg = database == "postgres"  # opt-in: for bursts of concurrent flow runs
         self.prefect = PrefectServer(s, self.postgres.url if pg else None)
         self.cluster = Cluster(s)
+        self.dr_cluster = Cluster(s, s.dr_cluster, "dr-cluster")  # restores land here
+        self.velero = Velero(s, self.cluster, self.s3)
+        self.dr_velero = Velero(s, self.dr_cluster, self.s3)
         self.components: list[Component] = [
-            self.docker, self.registry, self.prometheus, *([self.postgres] if pg else []),
-            self.prefect, self.cluster,
+            self.docker, self.registry, self.s3, self.prometheus, *([self.postgres] if pg else []),
+            self.prefect, self.cluster, self.dr_cluster, self.velero, self.dr_velero,
         ]  # fmt: skip
 
     def _pick(self, only: list[str] | None) -> list[Component]:
@@ -68,14 +79,16 @@ class Platform:
     def up(self, only: list[str] | None = None, say: Callable[[str], None] = print) -> Timings:
         """Install and start the components (all, or those named), then save the blocks."""
         timings = Timings()
-        for comp in self._pick(only):
+        picked = self._pick(only)
+        for comp in picked:
             for phase, step in (("install", comp.install), ("start", comp.up)):
                 started = time.monotonic()
                 step()
                 timings.add(comp.name, phase, time.monotonic() - started)
             say(f"{comp.name}: up ({comp.status().address})")
-        for name, secs in self.cluster.build_seconds.items():
-            timings.add(name, "build", secs)
+        for comp in picked:  # Go builds, when install had to build (a new machine)
+            for name, secs in getattr(comp, "build_seconds", {}).items():
+                timings.add(name, "build", secs)
         if not only:
             started = time.monotonic()
             self.save_blocks()
@@ -83,7 +96,11 @@ class Platform:
         return timings
 
     def save_blocks(self) -> None:
-        """Save blocks named 'local' that point at this platform, and create the work pool."""
+        """Save blocks named 'local' that point at this platform, and create the work pool.
+
+        Backups get their own: KubernetesCluster 'dr' (the DR cluster), ObjectStore 'local' (the
+        S3 store), VeleroInstall 'local' and 'dr' (each referencing its saved cluster block).
+        """
         import contextlib
 
         from prefect.client.orchestration import get_client
@@ -95,17 +112,40 @@ class Platform:
 
         user, password = self.registry.credentials()
         with temporary_settings({PREFECT_API_URL: self.prefect.api_url}):
-            KubernetesCluster.from_kubeconfig_file(self.settings.kubeconfig).save(
-                BLOCK_NAME, overwrite=True
-            )
+            local = KubernetesCluster.from_kubeconfig_file(self.settings.kubeconfig)
+            local.save(BLOCK_NAME, overwrite=True)
             ContainerRegistry(
                 address=self.registry.address, username=user, password=password, insecure=True
             ).save(BLOCK_NAME, overwrite=True)
             PrometheusServer(
                 url=self.prometheus.url, scrape_interval_seconds=float(SCRAPE_INTERVAL.rstrip("s"))
             ).save(BLOCK_NAME, overwrite=True)
+            self._save_backup_blocks(local)
             with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
                 client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
+
+    def _save_backup_blocks(self, local: KubernetesCluster) -> None:
+        """Save the DR cluster, object store and Velero blocks (Prefect API already set)."""
+        from blocks import KubernetesCluster, ObjectStore, VeleroInstall
+
+        dr = KubernetesCluster.from_kubeconfig_file(self.settings.dr_kubeconfig)
+        dr.save(DR_BLOCK_NAME, overwrite=True)
+        key_id, secret_key = self.s3.credentials()
+        ObjectStore(
+            endpoint=self.s3.endpoint,
+            bucket=self.s3.bucket,
+            region=self.s3.region,
+            access_key_id=key_id,
+            secret_access_key=secret_key,
+        ).save(BLOCK_NAME, overwrite=True)
+        for name, cluster, velero in (
+            (BLOCK_NAME, local, self.velero),
+            (DR_BLOCK_NAME, dr, self.dr_velero),
+        ):
+            # the saved cluster block is referenced, not copied: one kubeconfig to rotate
+            VeleroInstall(cluster=cluster, metrics_url=velero.metrics_url).save(
+                name, overwrite=True
+            )
 
     def down(self, only: list[str] | None = None) -> None:
         """Stop the components we started, in reverse order."""

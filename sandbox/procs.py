@@ -126,9 +126,12 @@ def _alive(pid: int) -> bool:
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except (OSError, IndexError):
         return False
-    return state != "Z"
+    # A multi-threaded program (any Go daemon) shows its main thread as a zombie while its other
+    # threads still exit, holding its sockets: it is gone only when no other thread is left.
+    return state != "Z" or threads > 1
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

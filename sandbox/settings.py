@@ -14,6 +14,10 @@ HOST = "127.0.0.1"
 K8S_VERSION = "1.34.4"  # built from Go modules by sandbox/cluster (see gen_gomod.py)
 KWOK_VERSION = "0.8.0"
 CLUSTER_NAME = "kyb"
+DR_CLUSTER_NAME = "kyb-dr"  # the disaster-recovery cluster: restores land here
+VELERO_VERSION = "1.18.3"  # built from Go modules by sandbox/velero (see its go.mod)
+VELERO_AWS_VERSION = "1.14.3"  # velero-plugin-for-aws, Velero's S3 object-store plugin
+GOFAKES3_VERSION = "1.2.0"  # the S3-compatible store
 
 
 def _path(var: str, default: Path) -> Path:
@@ -41,6 +45,36 @@ class Ports:
     controller_manager: int = field(default_factory=lambda: _port("KYB_KCM_PORT", 30257))
     scheduler: int = field(default_factory=lambda: _port("KYB_SCHEDULER_PORT", 30259))
     kwok: int = field(default_factory=lambda: _port("KYB_KWOK_PORT", 30247))
+    dr_apiserver: int = field(default_factory=lambda: _port("KYB_DR_APISERVER_PORT", 37443))
+    dr_etcd: int = field(default_factory=lambda: _port("KYB_DR_ETCD_PORT", 33379))
+    dr_etcd_peer: int = field(default_factory=lambda: _port("KYB_DR_ETCD_PEER_PORT", 33380))
+    dr_controller_manager: int = field(default_factory=lambda: _port("KYB_DR_KCM_PORT", 31257))
+    dr_scheduler: int = field(default_factory=lambda: _port("KYB_DR_SCHEDULER_PORT", 31259))
+    dr_kwok: int = field(default_factory=lambda: _port("KYB_DR_KWOK_PORT", 31248))
+    s3: int = field(default_factory=lambda: _port("KYB_S3_PORT", 39000))
+    velero_metrics: int = field(default_factory=lambda: _port("KYB_VELERO_METRICS_PORT", 38085))
+    velero_profiler: int = field(default_factory=lambda: _port("KYB_VELERO_PROFILER_PORT", 36060))
+    dr_velero_metrics: int = field(
+        default_factory=lambda: _port("KYB_DR_VELERO_METRICS_PORT", 38086)
+    )
+    dr_velero_profiler: int = field(
+        default_factory=lambda: _port("KYB_DR_VELERO_PROFILER_PORT", 36061)
+    )
+
+
+@dataclass(frozen=True)
+class KwokCluster:
+    """One kwokctl cluster of the platform: its name, kubeconfig and loopback ports."""
+
+    name: str  # kwokctl --name
+    port_vars: str  # prefix of its port variables, for error messages: KYB_ or KYB_DR_
+    kubeconfig: Path
+    apiserver: int
+    etcd: int
+    etcd_peer: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
 
 
 @dataclass(frozen=True)
@@ -78,3 +112,42 @@ class Settings:
     def kubeconfig(self) -> Path:
         """Kubeconfig of the local cluster (written by kwokctl)."""
         return self.home / "kwok" / "clusters" / CLUSTER_NAME / "kubeconfig.yaml"
+
+    @property
+    def dr_kubeconfig(self) -> Path:
+        """Kubeconfig of the disaster-recovery cluster (written by kwokctl)."""
+        return self.home / "kwok" / "clusters" / DR_CLUSTER_NAME / "kubeconfig.yaml"
+
+    @property
+    def main_cluster(self) -> KwokCluster:
+        """The cluster the pipeline deploys to."""
+        p = self.ports
+        return KwokCluster(
+            CLUSTER_NAME, "KYB_", self.kubeconfig,
+            p.apiserver, p.etcd, p.etcd_peer, p.controller_manager, p.scheduler, p.kwok,
+        )  # fmt: skip
+
+    @property
+    def dr_cluster(self) -> KwokCluster:
+        """The cluster backups are restored into."""
+        p = self.ports
+        return KwokCluster(
+            DR_CLUSTER_NAME, "KYB_DR_", self.dr_kubeconfig,
+            p.dr_apiserver, p.dr_etcd, p.dr_etcd_peer, p.dr_controller_manager, p.dr_scheduler,
+            p.dr_kwok,
+        )  # fmt: skip
+
+    @property
+    def velero_bin(self) -> Path:
+        """Folder of the cached velero binary."""
+        return self.cache / f"velero-v{VELERO_VERSION}"
+
+    @property
+    def velero_plugins(self) -> Path:
+        """Velero's --plugin-dir: the cached AWS object-store plugin, and nothing else."""
+        return self.cache / f"velero-plugin-aws-v{VELERO_AWS_VERSION}"
+
+    @property
+    def gofakes3_bin(self) -> Path:
+        """Folder of the cached gofakes3 binary."""
+        return self.cache / f"gofakes3-v{GOFAKES3_VERSION}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from core.errors import PlatformError
-from sandbox.settings import HOST, KWOK_VERSION, Settings
+from sandbox.settings import HOST, KWOK_VERSION, KwokCluster, Settings
 
 STAGES_DIR = Path(__file__).parent / "stages"
 # kwokctl's own default stages (see pkg/kwokctl/runtime/cluster.go in kwok): listing any Stage in
@@ -54,9 +54,9 @@ def project_stages() -> list[dict]:
     return [yaml.safe_load(p.read_text()) for p in sorted(STAGES_DIR.glob("*.yaml"))]
 
 
-def render(settings: Settings) -> str:
-    """Return the multi-document kwokctl config for the local cluster."""
-    ports = settings.ports
+def render(settings: Settings, cluster: KwokCluster | None = None) -> str:
+    """Return the multi-document kwokctl config for one cluster (default: the main one)."""
+    ports = cluster or settings.main_cluster
     k8s, kwok = settings.k8s_bin, settings.kwok_bin
     kwokctl = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",

@@ -17,7 +17,7 @@ from sandbox.cluster import kwok_config
 from sandbox.components import Status
 from sandbox.install import go_build
 from sandbox.procs import port_open, run, wait_until
-from sandbox.settings import CLUSTER_NAME, HOST, K8S_VERSION, KWOK_VERSION, Settings
+from sandbox.settings import HOST, K8S_VERSION, KWOK_VERSION, KwokCluster, Settings
 
 MODULE_DIR = Path(kwok_config.__file__).parent  # the wrapper go.mod that builds Kubernetes
 K8S_PACKAGES = {  # binary name -> Go main package
@@ -40,15 +40,27 @@ def _version_ldflags() -> str:
 
 
 class Cluster:
-    """kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok on 127.0.0.1."""
+    """kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok on 127.0.0.1.
 
-    name = "cluster"
+    One class serves the main cluster ("cluster", kwokctl name kyb) and the disaster-recovery one
+    ("dr-cluster", kyb-dr): same binaries and stages, own ports, kubeconfig and etcd data.
+    """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, cluster: KwokCluster | None = None, name: str = "cluster"
+    ) -> None:
         self.settings = settings
-        self.state = settings.dir("kwok")
-        self.kubeconfig = settings.kubeconfig
-        self.server = f"https://{HOST}:{settings.ports.apiserver}"
+        self.name = name
+        self.cluster = cluster or settings.main_cluster
+        self.state = settings.dir("kwok")  # KWOK_WORKDIR, shared: clusters/<name>/ each
+        self.is_main = self.cluster.name == settings.main_cluster.name
+        # the main cluster keeps its historical file names, so its config stamp stays valid
+        prefix = "" if self.is_main else f"{self.cluster.name}."
+        self.config_file = self.state / f"{prefix}kwokctl.yaml"
+        self.stamp = self.state / f"{prefix}config.sha256"
+        self.merged_kubeconfig = self.state / f"{prefix}merged-kubeconfig.yaml"
+        self.kubeconfig = self.cluster.kubeconfig
+        self.server = f"https://{HOST}:{self.cluster.apiserver}"
         self.build_seconds: dict[str, float] = {}
 
     # ---- install -------------------------------------------------------------------------------
@@ -71,7 +83,7 @@ class Cluster:
     # ---- run -----------------------------------------------------------------------------------
     def _kwokctl(self, *args: str, timeout: float = 300) -> str:
         env = {**os.environ, "KWOK_WORKDIR": str(self.state)}
-        argv = [str(self.settings.kwok_bin / "kwokctl"), "--name", CLUSTER_NAME, *args]
+        argv = [str(self.settings.kwok_bin / "kwokctl"), "--name", self.cluster.name, *args]
         return run(
             argv,
             self.name,
@@ -99,11 +111,10 @@ class Cluster:
 
     def up(self) -> None:
         """Create the cluster, or start it again if it exists with the same configuration."""
-        config = kwok_config.render(self.settings)
+        config = kwok_config.render(self.settings, self.cluster)
         digest = hashlib.sha256(config.encode()).hexdigest()
-        stamp = self.state / "config.sha256"
         cluster_dir = self.kubeconfig.parent
-        same = stamp.exists() and stamp.read_text() == digest
+        same = self.stamp.exists() and self.stamp.read_text() == digest
         if same and self._answers() and self._all_alive():
             self._ensure_nodes()
             return
@@ -111,23 +122,23 @@ class Cluster:
             self._kwokctl("stop", "cluster")
         if cluster_dir.exists() and not same:
             self.delete()  # configuration changed: rebuild the cluster from scratch
-        if port_open(self.settings.ports.apiserver) and not self._answers():
+        if port_open(self.cluster.apiserver) and not self._answers():
+            pre = self.cluster.port_vars
             raise PlatformError(
                 self.name,
-                f"port {HOST}:{self.settings.ports.apiserver} is taken by another process",
-                "stop it or set KYB_APISERVER_PORT (and the other KYB_*_PORT) to free ports",
+                f"port {HOST}:{self.cluster.apiserver} is taken by another process",
+                f"stop it or set {pre}APISERVER_PORT (and the other {pre}*_PORT) to free ports",
             )
         if cluster_dir.exists():
             self._kwokctl("start", "cluster", "--timeout", "3m", "--wait", "2m")
         else:
-            path = self.state / "kwokctl.yaml"
-            path.write_text(config)
+            self.config_file.write_text(config)
             self._kwokctl(
-                "create", "cluster", "--runtime", "binary", "--config", str(path),
-                "--kubeconfig", str(self.state / "merged-kubeconfig.yaml"),
+                "create", "cluster", "--runtime", "binary", "--config", str(self.config_file),
+                "--kubeconfig", str(self.merged_kubeconfig),
                 "--timeout", "5m", "--wait", "2m",
             )  # fmt: skip
-        stamp.write_text(digest)
+        self.stamp.write_text(digest)
         if not self._answers():
             raise PlatformError(self.name, "the apiserver does not answer after start", "see logs")
         self._ensure_nodes()
@@ -185,14 +196,15 @@ class Cluster:
             with contextlib.suppress(PlatformError):
                 self._kwokctl("delete", "cluster")
         shutil.rmtree(self.kubeconfig.parent, ignore_errors=True)
-        port = self.settings.ports.apiserver
+        port = self.cluster.apiserver
         wait_until(lambda: not port_open(port), 30, f"apiserver to release port {port}")
 
     def status(self) -> Status:
         """Running or stopped, with the API server URL."""
         state = "running" if self._answers() else "stopped"
-        return Status(self.name, state, self.server, f"Kubernetes v{K8S_VERSION}, kwok nodes")
+        detail = f"Kubernetes v{K8S_VERSION}, kwok nodes, {self.cluster.name}"
+        return Status(self.name, state, self.server, detail)
 
     def env(self) -> dict[str, str]:
-        """KUBECONFIG for kubectl and the kubernetes client."""
-        return {"KUBECONFIG": str(self.kubeconfig)}
+        """KUBECONFIG (main cluster) or KYB_DR_KUBECONFIG (the DR cluster) for clients."""
+        return {"KUBECONFIG" if self.is_main else "KYB_DR_KUBECONFIG": str(self.kubeconfig)}

@@ -22,11 +22,26 @@ def _free_port() -> int:
 
 
 def test_second_up_reuses_running_services(platform: Platform) -> None:
-    before = [c.daemon.pid() for c in (platform.registry, platform.prometheus, platform.prefect)]
+    daemons = [
+        platform.registry, platform.s3, platform.prometheus, platform.prefect,
+        platform.velero, platform.dr_velero,
+    ]  # fmt: skip
+    before = [c.daemon.pid() for c in daemons]
     platform.up(say=lambda _m: None)
-    after = [c.daemon.pid() for c in (platform.registry, platform.prometheus, platform.prefect)]
+    after = [c.daemon.pid() for c in daemons]
     assert before == after and all(before)
     assert all(row.state in ("running", "external") for row in platform.status())
+    names = [row.name for row in platform.status()]
+    assert names[:3] == ["docker", "registry", "s3"]
+    assert names[-4:] == ["cluster", "dr-cluster", "velero", "dr-velero"]
+
+
+def test_env_points_at_both_clusters_and_the_store(platform: Platform) -> None:
+    env = platform.env()
+    assert env["KUBECONFIG"] == str(platform.settings.kubeconfig)
+    assert env["KYB_DR_KUBECONFIG"] == str(platform.settings.dr_kubeconfig)
+    assert env["KYB_S3_ENDPOINT"] == f"http://127.0.0.1:{platform.settings.ports.s3}"
+    assert not any("secret" in key.lower() or "key_id" in key.lower() for key in env)
 
 
 def test_taken_port_fails_naming_component_and_fix(platform, tmp_path, monkeypatch) -> None:
@@ -84,3 +99,15 @@ def test_kwok_config_keeps_every_address_on_loopback(platform: Platform) -> None
         for a in patch["extraArgs"]
     }
     assert kwok_args["cidr"].startswith("127.") and kwok_args["node-ip"].startswith("127.")
+
+
+def test_dr_cluster_config_differs_from_the_main_one_only_in_ports(platform: Platform) -> None:
+    main = yaml.safe_load_all(kwok_config.render(platform.settings))
+    dr = yaml.safe_load_all(kwok_config.render(platform.settings, platform.settings.dr_cluster))
+    main_docs, dr_docs = list(main), list(dr)
+    port_keys = {k for k in main_docs[0]["options"] if k.endswith("Port")}
+    assert len(port_keys) == 6
+    main_ports = {main_docs[0]["options"].pop(k) for k in port_keys}
+    dr_ports = {dr_docs[0]["options"].pop(k) for k in port_keys}
+    assert main_docs == dr_docs and not main_ports & dr_ports
+    assert platform.dr_cluster.kubeconfig != platform.cluster.kubeconfig

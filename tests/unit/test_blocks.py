@@ -25,7 +25,13 @@ from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from pydantic import ValidationError
 
 import blocks
-from blocks import ContainerRegistry, KubernetesCluster, PrometheusServer
+from blocks import (
+    ContainerRegistry,
+    KubernetesCluster,
+    ObjectStore,
+    PrometheusServer,
+    VeleroInstall,
+)
 from core.errors import ConfigError, CredentialsError, PipelineError, TransientError
 
 TOKEN = "very-secret-token-123"
@@ -145,10 +151,22 @@ class TestPrometheusServerStandard(_OfflineSuite):
         return PrometheusServer
 
 
+class TestObjectStoreStandard(_OfflineSuite):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return ObjectStore
+
+
+class TestVeleroInstallStandard(_OfflineSuite):
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return VeleroInstall
+
+
 # --- registration -------------------------------------------------------------------------------
 
 
-def test_package_exports_exactly_the_three_blocks_with_fixed_slugs() -> None:
+def test_package_exports_exactly_the_five_blocks_with_fixed_slugs() -> None:
     found = {
         cls.get_block_type_slug(): cls.get_block_type_name()
         for _, cls in inspect.getmembers(blocks)
@@ -158,6 +176,8 @@ def test_package_exports_exactly_the_three_blocks_with_fixed_slugs() -> None:
         "kyb-kubernetes-cluster": "KYB Kubernetes Cluster",
         "kyb-container-registry": "KYB Container Registry",
         "kyb-prometheus": "KYB Prometheus",
+        "kyb-object-store": "KYB Object Store",
+        "kyb-velero": "KYB Velero",
     }
 
 
@@ -167,6 +187,8 @@ def test_package_exports_exactly_the_three_blocks_with_fixed_slugs() -> None:
         (KubernetesCluster, ["kubeconfig"]),
         (ContainerRegistry, ["password"]),
         (PrometheusServer, ["bearer_token", "password"]),
+        (ObjectStore, ["access_key_id", "secret_access_key"]),
+        (VeleroInstall, ["cluster.kubeconfig"]),
     ],
 )
 def test_schema_marks_secret_fields(cls: type[Block], secret_fields: list[str]) -> None:
@@ -184,6 +206,16 @@ def _secret_blocks() -> list[tuple[Block, str]]:
         (ContainerRegistry(address=CLOSED, username="ci", password=PASSWORD), PASSWORD),
         (PrometheusServer(url=f"http://{CLOSED}", bearer_token=TOKEN), TOKEN),
         (PrometheusServer(url=f"http://{CLOSED}", username="ci", password=PASSWORD), PASSWORD),
+        (
+            ObjectStore(
+                endpoint=f"http://{CLOSED}",
+                bucket="b-1",
+                access_key_id="AK",
+                secret_access_key=TOKEN,
+            ),
+            TOKEN,
+        ),
+        (VeleroInstall(cluster=KubernetesCluster(kubeconfig=make_kubeconfig())), TOKEN),
     ]
 
 
@@ -240,6 +272,13 @@ def test_block_document_round_trip_keeps_secret_and_validates(block: Block, secr
         (ContainerRegistry, {"address": "127.0.0.1:5000", "password": PASSWORD}),
         (PrometheusServer, {"url": "ftp://x", "bearer_token": TOKEN}),
         (PrometheusServer, {"url": "http://x:9090", "bearer_token": TOKEN, "username": "u"}),
+        (
+            ObjectStore,
+            {"endpoint": "s3", "bucket": "b-1", "access_key_id": "AK", "secret_access_key": TOKEN},
+        ),
+        (ObjectStore, {"endpoint": "http://s3", "bucket": "B!", "secret_access_key": PASSWORD}),
+        (VeleroInstall, {"cluster": {"kubeconfig": make_kubeconfig(), "context": "nope"}}),
+        (VeleroInstall, {"cluster": {"kubeconfig": make_kubeconfig()}, "namespace": "Bad_NS"}),
     ],
 )
 def test_validation_errors_do_not_echo_secrets(cls: type[Block], kwargs: dict[str, Any]) -> None:

@@ -1,0 +1,106 @@
+"""The S3-compatible object store Velero writes backups to: gofakes3 on 127.0.0.1, bolt-backed.
+
+gofakes3 (a Go module, built into the cache) speaks enough of the S3 API for Velero's AWS plugin.
+It does NOT check request signatures: any access key is accepted. The platform still generates a
+key pair, stores it (mode 0600) like the registry's password and passes it everywhere a real store
+would need it (Velero's Secret, the ObjectStore block), so nothing changes against a real S3.
+Its bolt database lives under the platform's state folder, so backups survive a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import httpx
+from pydantic import SecretStr
+
+from sandbox.components import Status
+from sandbox.install import go_build
+from sandbox.procs import Daemon
+from sandbox.settings import GOFAKES3_VERSION, HOST, Settings
+
+BUCKET = "kyb-backups"
+REGION = "us-east-1"  # gofakes3 ignores it; the AWS SDK needs one
+PACKAGE = f"github.com/johannesboyne/gofakes3/cmd/gofakes3@v{GOFAKES3_VERSION}"
+
+
+class S3Store:
+    """gofakes3 serving bucket kyb-backups from a bolt file under the state folder."""
+
+    name = "s3"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = settings.dir("s3")
+        self.port = settings.ports.s3
+        self.endpoint = f"http://{HOST}:{self.port}"
+        self.bucket = BUCKET
+        self.region = REGION
+        self.daemon = Daemon("gofakes3", self.state)
+        self.build_seconds: dict[str, float] = {}
+
+    @property
+    def program(self) -> Path:
+        """The cached gofakes3 binary."""
+        return self.settings.gofakes3_bin / "gofakes3"
+
+    def credentials(self) -> tuple[SecretStr, SecretStr]:
+        """Return (access key id, secret access key), generated and stored 0600 on first use."""
+        path = self.state / "credentials.json"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                key_id = "KYB" + secrets.token_hex(8).upper()  # the shape of an AWS key id
+                key = secrets.token_urlsafe(30)
+                json.dump({"access_key_id": key_id, "secret_access_key": key}, fh)
+        data = json.loads(path.read_text())
+        return SecretStr(data["access_key_id"]), SecretStr(data["secret_access_key"])
+
+    def install(self) -> None:
+        """Build gofakes3 into the cache unless it is there already."""
+        if not self.program.is_file():
+            out = self.settings.gofakes3_bin
+            self.build_seconds[f"gofakes3 v{GOFAKES3_VERSION}"] = go_build(
+                self.name, None, [PACKAGE], out
+            )
+
+    def _argv(self) -> list[str]:
+        return [
+            str(self.program), "-backend", "bolt", "-bolt.db", str(self.state / "data.db"),
+            "-host", f"{HOST}:{self.port}", "-initialbucket", BUCKET, "-quiet",
+        ]  # fmt: skip
+
+    def _answers(self) -> bool:
+        """The bucket lists (path-style GET; gofakes3 needs no signature)."""
+        try:
+            resp = httpx.get(f"{self.endpoint}/{BUCKET}?list-type=2&max-keys=1", timeout=2)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 200
+
+    def up(self) -> None:
+        """Start gofakes3 unless ours already runs; refuse a port held by someone else."""
+        self.daemon.ensure(
+            self._argv,
+            self._answers,
+            f"S3 store on {self.endpoint}",
+            self.port,
+            "stop that process or set KYB_S3_PORT to a free port",
+        )
+
+    def down(self) -> None:
+        """Stop gofakes3 if we started it (the bolt file, and so the backups, stay)."""
+        self.daemon.stop()
+
+    def status(self) -> Status:
+        """Running or stopped, with its endpoint."""
+        running = bool(self.daemon.pid()) and self._answers()
+        detail = f"gofakes3 v{GOFAKES3_VERSION}, bucket {BUCKET}"
+        return Status(self.name, "running" if running else "stopped", self.endpoint, detail)
+
+    def env(self) -> dict[str, str]:
+        """The endpoint and bucket (the keys live in the ObjectStore block only)."""
+        return {"KYB_S3_ENDPOINT": self.endpoint, "KYB_S3_BUCKET": BUCKET}
