@@ -225,3 +225,22 @@ def on_rollback(flow: Any, flow_run: Any, state: Any) -> None:
     failure reason when the rollback itself failed.
     """
     _send(flow, flow_run, state)
+
+
+def on_backup_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """State hook for `on_failure`/`on_crashed` of the backup, disaster-recovery and drill flows.
+
+    Sends "<flow> of <namespaces>: failed" with the reason (Velero's errors for a backup).
+    """
+    try:
+        params = flow_run.parameters or {}
+        scope = ", ".join(params.get("namespaces") or []) or "the default namespaces"
+        happened = state.type.value.lower()
+        title = f"{flow.name} of {scope}: {happened}"
+        body = "\n".join([title, "", f"reason: {reason_of(state)}",
+                          f"flow run: {flow_run.name} {run_url(flow_run)}".rstrip()])  # fmt: skip
+    except Exception as exc:  # a hook must never raise
+        _logger().warning("notification not built for flow run %s: %s", flow_run.id,
+                          type(exc).__name__)  # fmt: skip
+        return
+    notify(f"{flow.name}-{happened}", title, body, block_reference(flow_run.parameters or {}))

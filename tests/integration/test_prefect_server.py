@@ -116,7 +116,16 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     found = {}
-    for name in ("release/release", "rollback/rollback", "delivery/delivery", "dora-report/dora"):
+    names = (
+        "release/release",
+        "rollback/rollback",
+        "delivery/delivery",
+        "dora-report/dora",
+        "backup/backup",
+        "disaster-recovery/disaster-recovery",
+        "dr-drill/dr-drill",
+    )
+    for name in names:
         resp = httpx.get(f"{platform.prefect.api_url}/deployments/name/{name}")
         assert resp.status_code == 200, name
         assert resp.json()["work_pool_name"] == "kyb-local"
@@ -124,5 +133,13 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
     form = found["delivery/delivery"]["parameter_openapi_schema"]
     assert {"commit", "branch"} <= set(form["required"])  # the UI form asks for them
     assert "auto_approve" in form["properties"]
-    crons = [s["schedule"].get("cron") for s in found["dora-report/dora"]["schedules"]]
-    assert crons == ["0 6 * * 1"]
+
+    def crons(name: str) -> list[str]:
+        return [s["schedule"].get("cron") for s in found[name]["schedules"]]
+
+    assert crons("dora-report/dora") == ["0 6 * * 1"]
+    assert crons("backup/backup") == ["0 2 * * *"]  # the seed's nightly backup
+    assert crons("dr-drill/dr-drill") == ["0 4 * * 0"]
+    assert crons("disaster-recovery/disaster-recovery") == []  # started by hand from the UI
+    dr_form = found["disaster-recovery/disaster-recovery"]["parameter_openapi_schema"]
+    assert dr_form["properties"]["backup"]["default"] == "latest"

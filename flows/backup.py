@@ -1,0 +1,176 @@
+"""The `backup` flow: a Velero Backup of the configured namespaces (the seed's nightly backup),
+watched to its end; a Failed or PartiallyFailed backup fails the run with Velero's own errors.
+
+Scheduled `0 2 * * *` in prefect.yaml. Each run publishes the `backup-report` artifact (items,
+warnings, size of what landed in the object store, duration) and, by completing, moves the
+`kyb_last_successful_backup_timestamp_seconds` metric of the pipeline's exporter (tasks/metrics.py).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from blocks import VeleroInstall
+from core.backup import (
+    DEFAULT_EXCLUDED,
+    DEFAULT_NAMESPACES,
+    DEFAULT_TTL,
+    BackupInfo,
+    backup_manifest,
+    backup_name,
+    backup_verdict,
+    fs_backup_warning,
+    is_terminal,
+)
+from core.backup_contents import read_backup_tarball
+from core.errors import ConfigError, PipelineError
+from tasks import velero
+from tasks.kube import api_for, to_dict
+from tasks.notify import on_backup_failure
+from tasks.retry import RETRIES
+
+ARTIFACT = "backup-report"
+
+
+class BackupFailed(PipelineError):
+    """Velero ended the backup Failed, PartiallyFailed or FailedValidation."""
+
+
+@task(name="backup-check-namespaces", cache_policy=NO_CACHE, **RETRIES)
+def check_namespaces(install: VeleroInstall, namespaces: list[str]) -> list[dict[str, Any]]:
+    """Fail unless every namespace exists; return their pods (for the file-system warning)."""
+    api = api_for(install.cluster)
+    core = client.CoreV1Api(api)
+    present = {ns.metadata.name for ns in core.list_namespace().items}
+    missing = [ns for ns in namespaces if ns not in present]
+    if missing:
+        raise ConfigError(
+            f"namespace(s) {missing} do not exist in the cluster: back up existing ones "
+            f"(there are {sorted(present - {'kube-system', 'kube-public', 'kube-node-lease'})})"
+        )
+    return [to_dict(api, p) for ns in namespaces for p in core.list_namespaced_pod(ns).items]
+
+
+@task(name="velero-create-backup", cache_policy=NO_CACHE, **RETRIES)
+def create_backup(install: VeleroInstall, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create the Backup object (a retried call finds the one it already created)."""
+    return velero.create(install, "backups", manifest)
+
+
+@task(name="velero-wait-backup", cache_policy=NO_CACHE, **RETRIES)
+def wait_backup(install: VeleroInstall, name: str, timeout: float) -> dict[str, Any]:
+    """Watch the Backup until its phase is final."""
+    done = lambda obj: is_terminal(obj.get("status", {}).get("phase", "New"))  # noqa: E731
+    return velero.wait_for(install, "backups", name, done, timeout, f"backup {name}")
+
+
+@task(name="velero-backup-contents", cache_policy=NO_CACHE, **RETRIES)
+def contents_size(install: VeleroInstall, name: str) -> tuple[int, int]:
+    """(bytes in the object store, objects in the tarball): proves the tarball is readable."""
+    data = velero.download(install, "BackupContents", name)
+    return len(data), len(read_backup_tarball(data))
+
+
+def _report(
+    info: BackupInfo, size: int, readable: int, warning: str | None, problems: list[str]
+) -> str:
+    seconds = info.duration.total_seconds() if info.duration else 0.0
+    rows = [
+        ("backup", f"`{info.name}`"),
+        ("phase", info.phase),
+        ("namespaces", ", ".join(info.included_namespaces)),
+        ("excluded resources", ", ".join(info.excluded_resources) or "-"),
+        ("items backed up", f"{info.items_backed_up} of {info.total_items}"),
+        ("objects in the stored tarball", str(readable)),
+        ("size in the object store", f"{size / 1024:.1f} KiB"),
+        ("warnings / errors", f"{info.warnings} / {info.errors}"),
+        ("duration", f"{seconds:.1f} s"),
+        ("expires", info.expiration.isoformat() if info.expiration else "-"),
+    ]
+    lines = ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    if warning:
+        lines += ["", f"**Warning:** {warning}"]
+    if problems:
+        lines += ["", "Velero reported:", *(f"- {p}" for p in problems)]
+    return "\n".join(lines)
+
+
+@flow(name="backup", on_failure=[on_backup_failure], on_crashed=[on_backup_failure])
+def backup(
+    namespaces: list[str] | None = None,
+    ttl: str = DEFAULT_TTL,
+    excluded_resources: list[str] | None = None,
+    velero_block: str = "local",
+    timeout_seconds: float = 1800,
+) -> dict[str, Any]:
+    """Back up `namespaces` with Velero and wait for the result.
+
+    Args:
+        namespaces: what to back up (default kyb-production and kyb-staging).
+        ttl: how long Velero keeps the backup (a Go duration; the seed's 720h is 30 days).
+        excluded_resources: resources left out (default pods and replicasets, as the seed:
+            controllers recreate them on restore).
+        velero_block: the VeleroInstall block of the cluster to back up.
+        timeout_seconds: how long to wait for Velero to finish.
+
+    Raises:
+        ConfigError: a namespace does not exist, or a bad TTL or name (nothing is created).
+        BackupFailed: Velero ended the backup Failed/PartiallyFailed (its errors are listed).
+    """
+    log = get_run_logger()
+    install = VeleroInstall.load(velero_block)
+    wanted = list(namespaces or DEFAULT_NAMESPACES)
+    excluded = list(DEFAULT_EXCLUDED if excluded_resources is None else excluded_resources)
+    name = backup_name(datetime.now(UTC))
+    manifest = backup_manifest(
+        name, wanted, excluded, ttl, install.storage_location, namespace=install.namespace
+    )
+    pods = check_namespaces(install, wanted)
+    velero.storage_location(install)
+    warning = fs_backup_warning(excluded, pods, default_volumes_to_fs_backup=False)
+    if warning:
+        log.warning(warning)
+    create_backup(install, manifest)
+    info = BackupInfo.from_object(wait_backup(install, name, timeout_seconds))
+    ok, reason = backup_verdict(info)
+    found = velero.results(install, "BackupResults", name)
+    problems = velero.messages(found, "errors") + velero.messages(found, "warnings")
+    if not ok:
+        create_markdown_artifact(
+            _report(info, 0, 0, warning, problems),
+            key=ARTIFACT,
+            description=f"backup {name}: {info.phase}",
+        )
+        detail = "; ".join(velero.messages(found, "errors", limit=5))
+        raise BackupFailed(f"{reason}" + (f": {detail}" if detail else ""), backup=name)
+    size, readable = contents_size(install, name)
+    create_markdown_artifact(
+        _report(info, size, readable, warning, problems),
+        key=ARTIFACT,
+        description=f"backup {name}: {info.items_backed_up} items",
+    )
+    seconds = info.duration.total_seconds() if info.duration else 0.0
+    log.info(
+        "backup %s completed: %d items, %d warnings, %.1f KiB in %.1fs",
+        name,
+        info.items_backed_up,
+        info.warnings,
+        size / 1024,
+        seconds,
+    )
+    return {
+        "name": name,
+        "phase": info.phase,
+        "items": info.items_backed_up,
+        "warnings": info.warnings,
+        "bytes": size,
+        "seconds": seconds,
+        "namespaces": wanted,
+        "warning": warning,
+    }

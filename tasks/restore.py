@@ -1,0 +1,206 @@
+"""Restores with Velero: what a backup holds, what the target cluster has, the Restore itself, and
+the wait until the restored Deployments serve. Shared by the disaster-recovery and drill flows."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from blocks import KubernetesCluster, VeleroInstall
+from core.backup import BackupInfo, is_terminal, select_backup
+from core.backup_contents import BackedUpObject, object_key, read_backup_tarball
+from core.errors import ConfigError, PipelineError
+from core.rollout import RolloutState
+from tasks import velero
+from tasks.kube import api_for, wait_for_rollout
+from tasks.retry import RETRIES
+
+
+class RestoreFailed(PipelineError):
+    """Velero ended the restore Failed or PartiallyFailed, or what it restored does not serve."""
+
+
+@task(name="velero-list-backups", cache_policy=NO_CACHE, **RETRIES)
+def backups(install: VeleroInstall) -> list[BackupInfo]:
+    """Every backup Velero knows in this cluster (synced from the storage location)."""
+    return [BackupInfo.from_object(o) for o in velero.list_objects(install, "backups")]
+
+
+def _is_name(which: str) -> bool:
+    return which != "latest" and not which.replace("-", "").isdigit()
+
+
+@task(name="velero-find-backup", cache_policy=NO_CACHE, **RETRIES)
+def find_backup(install: VeleroInstall, which: str, sync_seconds: float = 75) -> BackupInfo:
+    """The backup `which` names ("latest", a day, or a name) among those Velero knows here.
+
+    A backup made in another cluster reaches this one through Velero's backup sync; a name not
+    seen yet is waited for up to `sync_seconds` before it counts as unknown.
+
+    Raises:
+        ConfigError: no such completed backup (the message lists the newest that exist).
+    """
+    if _is_name(which) and velero.get(install, "backups", which) is None:
+        # unknown after the wait: select_backup below says so and lists what exists
+        with contextlib.suppress(velero.VeleroTimeout):
+            velero.wait_for(install, "backups", which, lambda o: True, sync_seconds, "sync")
+    found = [BackupInfo.from_object(o) for o in velero.list_objects(install, "backups")]
+    return select_backup(found, which)
+
+
+@task(name="velero-backup-objects", cache_policy=NO_CACHE, **RETRIES)
+def backed_up(install: VeleroInstall, name: str) -> list[BackedUpObject]:
+    """The objects in the backup's stored tarball (what a restore can bring back)."""
+    return read_backup_tarball(velero.download(install, "BackupContents", name))
+
+
+def _listing(dyn: DynamicClient, api_version: str, kind: str, ns: str | None) -> list[dict]:
+    try:
+        resource = dyn.resources.get(api_version=api_version, kind=kind)
+    except ResourceNotFoundError:
+        return []  # the target cluster does not serve this kind: nothing of it exists
+    try:
+        found = resource.get(namespace=ns) if resource.namespaced else resource.get()
+    except NotFoundError:
+        return []
+    # list items come without apiVersion and kind; put them back so objects compare whole
+    return [{**item.to_dict(), "apiVersion": api_version, "kind": kind} for item in found.items]
+
+
+def _target_name(obj: BackedUpObject, mapping: dict[str, str]) -> str:
+    """A Namespace object is restored under its mapped name; everything else keeps its name."""
+    if (obj.group, obj.resource) == ("", "namespaces"):
+        return mapping.get(obj.name, obj.name)
+    return obj.name
+
+
+def in_namespaces(objects: list[BackedUpObject], names: list[str]) -> list[BackedUpObject]:
+    """The objects of the named namespaces, the Namespace objects themselves included."""
+    keep = set(names)
+    return [o for o in objects if o.namespace in keep
+            or ((o.group, o.resource) == ("", "namespaces") and o.name in keep)]  # fmt: skip
+
+
+@task(name="k8s-existing-objects", cache_policy=NO_CACHE, **RETRIES)
+def existing(
+    cluster: KubernetesCluster, objects: list[BackedUpObject], mapping: dict[str, str]
+) -> dict[tuple, dict[str, Any]]:
+    """The target cluster's live objects that a restore of `objects` (namespaces mapped) would
+    meet, keyed like core.restore_plan.object_key; one list call per kind and namespace."""
+    dyn = DynamicClient(api_for(cluster))
+    wanted: dict[tuple[str, str, str | None], set[str]] = defaultdict(set)
+    groups: dict[tuple[str, str], tuple[str, str]] = {}
+    for obj in objects:
+        ns = mapping.get(obj.namespace, obj.namespace) if obj.namespace else None
+        kind_key = (obj.body.get("apiVersion", ""), obj.body.get("kind", ""), ns)
+        wanted[kind_key].add(_target_name(obj, mapping))
+        groups[kind_key[:2]] = (obj.group, obj.resource)
+    live: dict[tuple, dict[str, Any]] = {}
+    for (api_version, kind, ns), names in wanted.items():
+        group, resource = groups[(api_version, kind)]
+        for item in _listing(dyn, api_version, kind, ns):
+            name = item.get("metadata", {}).get("name")
+            if name in names:
+                live[object_key(group, resource, ns, name)] = item
+    return live
+
+
+@task(name="velero-create-restore", cache_policy=NO_CACHE)
+def create_restore(install: VeleroInstall, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create the Restore object (no Prefect retries: it runs inside the restore transaction)."""
+    return velero.create(install, "restores", manifest)
+
+
+@task(name="velero-wait-restore", cache_policy=NO_CACHE)
+def wait_restore(install: VeleroInstall, name: str, timeout: float) -> dict[str, Any]:
+    """Watch the Restore to its end; Failed/PartiallyFailed raise with Velero's own errors."""
+    done = lambda o: is_terminal(o.get("status", {}).get("phase", "New"))  # noqa: E731
+    final = velero.wait_for(install, "restores", name, done, timeout, f"restore {name}")
+    status = final.get("status", {})
+    if status.get("phase") != "Completed":
+        found = velero.results(install, "RestoreResults", name)
+        detail = "; ".join(velero.messages(found, "errors", limit=5))
+        reason = status.get("failureReason") or "; ".join(status.get("validationErrors") or [])
+        raise RestoreFailed(
+            f"restore {name} ended {status.get('phase')} with {status.get('errors', 0)} "
+            f"error(s){': ' + reason if reason else ''}{': ' + detail if detail else ''}",
+            backup=final.get("spec", {}).get("backupName"),
+        )
+    return final
+
+
+def restore_manifest(
+    name: str,
+    backup: str,
+    namespaces: list[str],
+    mapping: dict[str, str],
+    existing_policy: str = "none",
+) -> dict[str, Any]:
+    """A velero.io/v1 Restore of `namespaces` from `backup` (no volumes: nothing to restore)."""
+    if existing_policy not in ("none", "update"):
+        raise ConfigError(f"existing_policy {existing_policy!r}: use none or update")
+    spec: dict[str, Any] = {
+        "backupName": backup,
+        "includedNamespaces": namespaces,
+        "existingResourcePolicy": existing_policy,
+        "restorePVs": False,
+    }
+    if mapping:
+        spec["namespaceMapping"] = mapping
+    return {
+        "apiVersion": "velero.io/v1",
+        "kind": "Restore",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "kyb-pipeline"}},
+        "spec": spec,
+    }
+
+
+@task(name="k8s-wait-available", cache_policy=NO_CACHE)
+def wait_available(cluster: KubernetesCluster, namespaces: list[str], timeout: float) -> int:
+    """Wait until every Deployment in `namespaces` is available; return how many there are."""
+    api = api_for(cluster)
+    apps = client.AppsV1Api(api)
+    deadline = time.monotonic() + timeout
+    count = 0
+    for ns in namespaces:
+        for dep in apps.list_namespaced_deployment(ns).items:
+            left = max(1.0, deadline - time.monotonic())
+            state, reason = wait_for_rollout(api, ns, dep.metadata.name, timeout=left)
+            if state is not RolloutState.COMPLETE:
+                raise RestoreFailed(f"restored Deployment {ns}/{dep.metadata.name}: {reason}")
+            count += 1
+    return count
+
+
+@task(name="k8s-delete-namespaces", cache_policy=NO_CACHE, **RETRIES)
+def delete_namespaces(cluster: KubernetesCluster, names: list[str], timeout: float = 120) -> None:
+    """Delete namespaces (absent is fine) and wait until they are gone."""
+    core = client.CoreV1Api(api_for(cluster))
+    for name in names:
+        try:
+            core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        present = {n.metadata.name for n in core.list_namespace().items}
+        if not present & set(names):
+            return
+        time.sleep(0.5)  # bounded by the deadline: namespace deletion takes seconds
+    raise RestoreFailed(f"namespaces {sorted(set(names))} still terminating after {timeout:.0f}s")
+
+
+@task(name="k8s-namespaces", cache_policy=NO_CACHE, **RETRIES)
+def namespaces(cluster: KubernetesCluster) -> set[str]:
+    """Names of the cluster's namespaces."""
+    return {n.metadata.name for n in client.CoreV1Api(api_for(cluster)).list_namespace().items}

@@ -1,0 +1,265 @@
+"""The Velero boundary: Backup, Restore, DownloadRequest and BackupStorageLocation objects in a
+cluster where a Velero server runs, read and written with the kubernetes client and its watch.
+
+Velero keeps everything it knows in the object store; its API for reading that back is the
+DownloadRequest (the server answers with a pre-signed URL), so the flows never need S3 keys.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from blocks import VeleroInstall
+from core.errors import ConfigError, PipelineError, TransientError
+from tasks.kube import api_for
+from tasks.retry import RETRIES
+
+GROUP, VERSION = "velero.io", "v1"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class VeleroTimeout(PipelineError):
+    """A Velero object did not reach a final phase in the time we were willing to wait."""
+
+
+class StorageUnavailable(PipelineError):
+    """Velero cannot reach the backup storage location (it re-validated it for a while)."""
+
+
+def _objects(install: VeleroInstall) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_for(install.cluster))
+
+
+def get(install: VeleroInstall, plural: str, name: str) -> dict[str, Any] | None:
+    """One Velero object (backups, restores, backupstoragelocations, ...), or None if absent."""
+    try:
+        return _objects(install).get_namespaced_custom_object(
+            GROUP, VERSION, install.namespace, plural, name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def list_objects(install: VeleroInstall, plural: str) -> list[dict[str, Any]]:
+    """Every Velero object of one kind in the install's namespace."""
+    found = _objects(install).list_namespaced_custom_object(
+        GROUP, VERSION, install.namespace, plural
+    )
+    return list(found.get("items", []))
+
+
+def create(install: VeleroInstall, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a Velero object; if a retried call already created it, return that one."""
+    body = {**body, "metadata": {**body["metadata"], "namespace": install.namespace}}
+    try:
+        return _objects(install).create_namespaced_custom_object(
+            GROUP, VERSION, install.namespace, plural, body
+        )
+    except ApiException as exc:
+        if exc.status == 409:
+            existing = get(install, plural, body["metadata"]["name"])
+            if existing is not None:
+                return existing
+        raise
+
+
+def delete(install: VeleroInstall, plural: str, name: str) -> None:
+    """Delete a Velero object; absent is fine."""
+    try:
+        _objects(install).delete_namespaced_custom_object(
+            GROUP, VERSION, install.namespace, plural, name
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def wait_for(
+    install: VeleroInstall,
+    plural: str,
+    name: str,
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    what: str,
+) -> dict[str, Any]:
+    """Watch one Velero object until `done(obj)` holds; return it.
+
+    Raises:
+        VeleroTimeout: not done within `timeout` seconds (the message says `what` we waited for
+            and the object's last phase).
+    """
+    api = _objects(install)
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] | None = None
+    while (left := deadline - time.monotonic()) > 0:
+        last = get(install, plural, name)
+        if last is not None and done(last):
+            return last
+        version = (last or {}).get("metadata", {}).get("resourceVersion")
+        stream = watch.Watch().stream(
+            api.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            install.namespace,
+            plural,
+            field_selector=f"metadata.name={name}",
+            resource_version=version,
+            timeout_seconds=max(1, int(min(left, 30))),
+        )
+        try:
+            for event in stream:
+                if event["type"] in ("ADDED", "MODIFIED") and done(event["object"]):
+                    return event["object"]
+        except ApiException as exc:
+            if exc.status != 410:  # 410 Gone: the resourceVersion expired; read again
+                raise
+    phase = (last or {}).get("status", {}).get("phase", "absent" if last is None else "New")
+    raise VeleroTimeout(
+        f"{what}: still {phase} after {timeout:.0f}s",
+        object=f"{plural}/{name}",
+        namespace=install.namespace,
+    )
+
+
+def phase_in(*phases: str) -> Callable[[dict[str, Any]], bool]:
+    """A `done` predicate for wait_for: the object's status.phase is one of `phases`."""
+    return lambda obj: obj.get("status", {}).get("phase") in phases
+
+
+@task(name="velero-storage-location", cache_policy=NO_CACHE, **RETRIES)
+def storage_location(install: VeleroInstall, wait_seconds: float = 30) -> dict[str, Any]:
+    """The install's BackupStorageLocation, once it reports Available.
+
+    Velero re-validates a location every few seconds (the server's store-validation-frequency),
+    so waiting `wait_seconds` rides out a short store outage; after that the location counts as
+    down and nothing is backed up or restored.
+
+    Raises:
+        ConfigError: it does not exist (names the ones that do).
+        StorageUnavailable: Velero still reports it Unavailable (the store is down, the bucket is
+            missing or the credentials are refused), with Velero's own message.
+    """
+    name = install.storage_location
+    bsl = get(install, "backupstoragelocations", name)
+    if bsl is None:
+        names = [o["metadata"]["name"] for o in list_objects(install, "backupstoragelocations")]
+        raise ConfigError(
+            f"backup storage location {name!r} does not exist in namespace "
+            f"{install.namespace!r}: use one of {names or 'none (is Velero installed?)'}"
+        )
+    try:
+        return wait_for(
+            install,
+            "backupstoragelocations",
+            name,
+            phase_in("Available"),
+            wait_seconds,
+            "storage location",
+        )
+    except VeleroTimeout:
+        status = (get(install, "backupstoragelocations", name) or {}).get("status", {})
+        raise StorageUnavailable(
+            f"backup storage location {name!r} is {status.get('phase', 'not validated')} after "
+            f"{wait_seconds:.0f}s: {status.get('message', 'Velero has not validated it yet')}",
+            namespace=install.namespace,
+        ) from None
+
+
+@task(name="velero-set-access-mode", cache_policy=NO_CACHE, **RETRIES)
+def set_access_mode(install: VeleroInstall, mode: str) -> str:
+    """Set the storage location's accessMode (ReadOnly or ReadWrite); return the previous one."""
+    if mode not in ("ReadOnly", "ReadWrite"):
+        raise ConfigError(f"accessMode {mode!r}: use ReadOnly or ReadWrite")
+    name = install.storage_location
+    before = get(install, "backupstoragelocations", name)
+    if before is None:
+        raise ConfigError(f"backup storage location {name!r} does not exist")
+    _objects(install).patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        install.namespace,
+        "backupstoragelocations",
+        name,
+        {"spec": {"accessMode": mode}},
+    )
+    return before.get("spec", {}).get("accessMode") or "ReadWrite"
+
+
+def download(install: VeleroInstall, kind: str, name: str, timeout: float = 60) -> bytes:
+    """What Velero stored for a backup or restore, through a DownloadRequest.
+
+    Args:
+        kind: the DownloadRequest target kind: BackupContents, BackupLog, BackupResults,
+            BackupResourceList, RestoreLog, RestoreResults, ...
+        name: the backup's or restore's name.
+
+    Returns:
+        The file as stored (gzip-compressed, as Velero writes all of them).
+
+    Raises:
+        ConfigError: Velero gave a URL that is not on loopback (this project never dials out).
+        TransientError: the object store did not answer.
+    """
+    request = f"{name}-{uuid.uuid4().hex[:8]}"[-63:].lstrip("-.")
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DownloadRequest",
+        "metadata": {"name": request},
+        "spec": {"target": {"kind": kind, "name": name}},
+    }
+    create(install, "downloadrequests", body)
+    try:
+        done = wait_for(
+            install,
+            "downloadrequests",
+            request,
+            phase_in("Processed"),
+            timeout,
+            f"download of {kind} {name}",
+        )
+    finally:
+        delete(install, "downloadrequests", request)
+    url = done.get("status", {}).get("downloadURL") or ""
+    if urlsplit(url).hostname not in LOOPBACK:
+        raise ConfigError(f"Velero's download URL for {kind} {name} is not on loopback")
+    try:
+        resp = httpx.get(url, timeout=60, trust_env=False)
+    except httpx.TransportError as exc:
+        raise TransientError(f"object store unreachable for {kind} {name}: {exc}") from None
+    if resp.status_code == 404:
+        raise ConfigError(f"{kind} of {name} is missing in the object store")
+    if resp.status_code >= 400:
+        raise TransientError(f"object store answered HTTP {resp.status_code} for {kind} {name}")
+    return resp.content
+
+
+def results(install: VeleroInstall, kind: str, name: str) -> dict[str, Any]:
+    """Velero's errors and warnings of a backup (BackupResults) or restore (RestoreResults)."""
+    try:
+        return json.loads(gzip.decompress(download(install, kind, name)))
+    except (OSError, ValueError):
+        return {}
+
+
+def messages(found: dict[str, Any], key: str, limit: int = 10) -> list[str]:
+    """Flatten Velero's results ({errors|warnings: {velero, cluster, namespaces: {ns: []}}})."""
+    section = found.get(key) or {}
+    out = [f"velero: {m}" for m in section.get("velero") or []]
+    out += [f"cluster: {m}" for m in section.get("cluster") or []]
+    for ns, items in sorted((section.get("namespaces") or {}).items()):
+        out += [f"{ns}: {m}" for m in items]
+    return out[:limit]
