@@ -241,3 +241,24 @@ def test_unavailable_storage_location_is_a_clear_error(platform, local) -> None:
         assert "broken" not in used  # no Backup object was created
     finally:
         velero.delete(local, "backupstoragelocations", "broken")
+
+
+def test_a_restore_that_does_not_become_available_is_rolled_back(local, dr, app_ns) -> None:
+    """The restored app never turns Ready: the DR run fails and leaves no half-restored namespace."""
+    apps = client.AppsV1Api(api_for(local.cluster))
+    broken = {"spec": {"progressDeadlineSeconds": 5, "template": {
+        "metadata": {"labels": {"app": "web", "sandbox.kyb.dev/not-ready": "true"}}}}}  # fmt: skip
+    apps.patch_namespaced_deployment("web", app_ns, broken)
+    name = backup(namespaces=[app_ns], velero_block="local")["name"]
+    velero.wait_for(dr, "backups", name, velero.phase_in("Completed"), 90, "sync")
+    state = disaster_recovery(backup=name, velero_block="dr", confirm_dns_as="t",
+                              dns_service=f"{app_ns}/web", timeout_seconds=120,
+                              return_state=True)  # fmt: skip
+    assert state.is_failed()
+    assert f"{app_ns}/web" in state.message and "progress" in state.message, state.message
+    core = client.CoreV1Api(api_for(dr.cluster))
+    deadline = time.monotonic() + 60
+    while app_ns in {n.metadata.name for n in core.list_namespace().items}:
+        assert time.monotonic() < deadline, "the rolled-back namespace is still there"
+        time.sleep(0.5)  # bounded: until the deletion the rollback started is done
+    assert _mode(dr) == "ReadWrite"
