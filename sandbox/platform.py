@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 BLOCK_NAME = "local"  # name of the block documents that point at this platform
 DR_BLOCK_NAME = "dr"  # the disaster-recovery cluster's KubernetesCluster and VeleroInstall
 WORK_POOL = "kyb-local"  # the process work pool prefect.yaml's deployments run on
+KUBERNETES_POOL = "kyb-kubernetes"  # the in-cluster variant's pool (a prefect-kubernetes worker)
 
 
 @dataclass
@@ -123,6 +124,27 @@ class Platform:
             self._save_backup_blocks(local)
             with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
                 client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
+            self._create_kubernetes_pool()
+
+    def _create_kubernetes_pool(self) -> None:
+        """The `kyb-kubernetes` pool that prefect.yaml's in-cluster variants name (no worker here:
+        pods never run on this cluster), so `prefect deploy --all` can create them."""
+        import contextlib
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.exceptions import ObjectAlreadyExists
+        from prefect.utilities.asyncutils import run_coro_as_sync
+        from prefect.workers.utilities import (
+            get_default_base_job_template_for_infrastructure_type as default_template,
+        )
+
+        # the server's bundled copy of the collections registry has the kubernetes worker's
+        # default job template, so this works offline and without prefect-kubernetes installed
+        template = run_coro_as_sync(default_template("kubernetes")) or {}
+        pool = WorkPoolCreate(name=KUBERNETES_POOL, type="kubernetes", base_job_template=template)
+        with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+            client.create_work_pool(pool)
 
     def _save_backup_blocks(self, local: KubernetesCluster) -> None:
         """Save the DR cluster, object store and Velero blocks (Prefect API already set)."""

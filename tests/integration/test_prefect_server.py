@@ -96,8 +96,10 @@ def test_block_types_register_from_the_module(platform: Platform) -> None:
         env={**platform.env(), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "Successfully registered 3 blocks" in done.stdout
-    for slug in ("kyb-kubernetes-cluster", "kyb-container-registry", "kyb-prometheus"):
+    assert "Successfully registered 5 blocks" in done.stdout
+    slugs = ("kyb-kubernetes-cluster", "kyb-container-registry", "kyb-prometheus",
+             "kyb-object-store", "kyb-velero")  # fmt: skip
+    for slug in slugs:
         resp = httpx.get(f"{platform.prefect.api_url}/block_types/slug/{slug}")
         assert resp.status_code == 200, slug
 
@@ -141,5 +143,14 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
     assert crons("backup/backup") == ["0 2 * * *"]  # the seed's nightly backup
     assert crons("dr-drill/dr-drill") == ["0 4 * * 0"]
     assert crons("disaster-recovery/disaster-recovery") == []  # started by hand from the UI
+    resp = httpx.get(f"{platform.prefect.api_url}/deployments/name/release/release-in-cluster")
+    assert resp.status_code == 200
+    in_cluster = resp.json()
+    assert in_cluster["work_pool_name"] == "kyb-kubernetes"
+    assert in_cluster["job_variables"]["service_account_name"] == "kyb-pipeline"
+    assert in_cluster["job_variables"]["namespace"] == "kyb-system"
+    pool = httpx.get(f"{platform.prefect.api_url}/work_pools/kyb-kubernetes").json()
+    assert pool["type"] == "kubernetes"
+    assert "service_account_name" in pool["base_job_template"]["variables"]["properties"]
     dr_form = found["disaster-recovery/disaster-recovery"]["parameter_openapi_schema"]
     assert dr_form["properties"]["backup"]["default"] == "latest"
