@@ -27,7 +27,8 @@ MANIFEST = RBAC_DIR / "pipeline-rbac.yaml"  # Namespace, ServiceAccount, Cluster
 BINDINGS = RBAC_DIR / "rolebindings.yaml"  # one RoleBinding per environment namespace
 SYSTEM_NAMESPACE = "kyb-system"
 ACCOUNT = "kyb-pipeline"
-ROLE = "kyb-pipeline-release"
+ROLE = "kyb-pipeline-release"  # release and rollback
+ENVIRONMENT_ROLE = "kyb-pipeline-environment"  # the delivery flow's overlay objects
 FIELD_MANAGER = "kyb-rbac"
 MIN_TTL = 600  # the apiserver refuses TokenRequests shorter than 10 minutes
 
@@ -84,14 +85,17 @@ def apply_objects(admin: KubernetesCluster, objects: Iterable[dict[str, Any]]) -
     return done
 
 
-def binding(namespace: str) -> dict[str, Any]:
-    """The RoleBinding of the shipped bindings file, re-targeted at `namespace`."""
-    found = [d for d in load(BINDINGS) if d["kind"] == "RoleBinding"]
+def bindings(namespace: str) -> list[dict[str, Any]]:
+    """The shipped bindings file's RoleBindings (one per role), re-targeted at `namespace`."""
+    found: dict[str, dict[str, Any]] = {}
+    for doc in load(BINDINGS):
+        if doc["kind"] == "RoleBinding":
+            found.setdefault(doc["metadata"]["name"], doc)
     if not found:
         raise ConfigError(f"{BINDINGS} holds no RoleBinding to bind the pipeline with")
-    rb = found[0]
-    rb["metadata"]["namespace"] = namespace
-    return rb
+    for rb in found.values():
+        rb["metadata"]["namespace"] = namespace
+    return list(found.values())
 
 
 def apply_rbac(admin: KubernetesCluster, namespaces: Iterable[str] = ()) -> list[str]:
@@ -104,17 +108,18 @@ def apply_rbac(admin: KubernetesCluster, namespaces: Iterable[str] = ()) -> list
     Returns:
         "Kind/namespace/name" of each object applied.
     """
-    return apply_objects(admin, [*load(MANIFEST), *(binding(ns) for ns in namespaces)])
+    return apply_objects(admin, [*load(MANIFEST), *(b for ns in namespaces for b in bindings(ns))])
 
 
 def unbind(admin: KubernetesCluster, namespace: str) -> None:
-    """Delete the pipeline's RoleBinding in `namespace` (nothing if it is not there)."""
+    """Delete the pipeline's RoleBindings in `namespace` (nothing if they are not there)."""
     rbac = client.RbacAuthorizationV1Api(api_for(admin))
-    try:
-        rbac.delete_namespaced_role_binding(ROLE, namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    for name in (ROLE, ENVIRONMENT_ROLE):
+        try:
+            rbac.delete_namespaced_role_binding(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 def _kubeconfig(api: client.ApiClient, token: str, namespace: str) -> str:

@@ -51,6 +51,14 @@ GRANTED = {
     ("", "pods", "list"),
     ("", "pods", "watch"),
 }
+ENVIRONMENT_GRANTED = {
+    ("", "namespaces", "patch"),
+    *((g, r, v) for g, r in (("", "serviceaccounts"), ("", "secrets"),
+                             ("autoscaling", "horizontalpodautoscalers"),
+                             ("policy", "poddisruptionbudgets"),
+                             ("networking.k8s.io", "networkpolicies"))
+      for v in ("create", "patch")),
+}  # fmt: skip
 
 
 @flow(name="release-as-service-account")
@@ -99,19 +107,27 @@ def _refused(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 
 def test_manifests_grant_only_what_the_pipeline_uses() -> None:
-    objects = {d["kind"]: d for d in rbac.load(rbac.MANIFEST)}
-    assert set(objects) == {"Namespace", "ServiceAccount", "ClusterRole"}
-    rules = objects["ClusterRole"]["rules"]
-    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"]
-               for r in rule["resources"] for v in rule["verbs"]}  # fmt: skip
-    assert granted == GRANTED
-    assert all("resourceNames" not in rule and "nonResourceURLs" not in rule for rule in rules)
+    docs = rbac.load(rbac.MANIFEST)
+    assert {d["kind"] for d in docs} == {"Namespace", "ServiceAccount", "ClusterRole"}
+    roles = {d["metadata"]["name"]: d["rules"] for d in docs if d["kind"] == "ClusterRole"}
+    assert set(roles) == {rbac.ROLE, rbac.ENVIRONMENT_ROLE}
+
+    def granted(rules: list[dict]) -> set[tuple[str, str, str]]:
+        assert all("resourceNames" not in r and "nonResourceURLs" not in r for r in rules)
+        return {(g, r, v) for rule in rules for g in rule["apiGroups"]
+                for r in rule["resources"] for v in rule["verbs"]}  # fmt: skip
+
+    assert granted(roles[rbac.ROLE]) == GRANTED
+    assert granted(roles[rbac.ENVIRONMENT_ROLE]) == ENVIRONMENT_GRANTED
+    bound: dict[str, set[str]] = {}
     for rb in rbac.load(rbac.BINDINGS):  # per namespace only: never a ClusterRoleBinding
         assert rb["kind"] == "RoleBinding"
-        assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
-                                 "kind": "ClusterRole", "name": rbac.ROLE}  # fmt: skip
+        assert rb["roleRef"]["kind"] == "ClusterRole"
+        bound.setdefault(rb["metadata"]["namespace"], set()).add(rb["roleRef"]["name"])
         assert rb["subjects"] == [{"kind": "ServiceAccount", "name": rbac.ACCOUNT,
                                    "namespace": rbac.SYSTEM_NAMESPACE}]  # fmt: skip
+    both = {rbac.ROLE, rbac.ENVIRONMENT_ROLE}
+    assert bound == {ns: both for ns in ("kyb-dev", "kyb-staging", "kyb-production")}
 
 
 def test_applied_role_is_the_file_and_the_token_is_the_service_account(admin, sa) -> None:
@@ -190,3 +206,36 @@ def test_everything_outside_the_role_is_refused(admin, sa, namespace, unbound_na
     assert not rbac.can_i(sa, "get", "secrets", namespace)
     assert rbac.can_i(sa, "patch", "deployments/scale", namespace, "apps")
     assert not rbac.can_i(sa, "patch", "deployments", unbound_namespace, "apps")
+
+
+def test_delivery_overlay_objects_as_the_service_account(admin, sa, namespace) -> None:
+    """The environment role covers what the delivery applies before a release, and no more."""
+    labels = {"app": "web"}
+    objects = [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": namespace, "labels": {"environment": "test"}}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web"},
+         "automountServiceAccountToken": False},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"},
+         "data": {"LOG_LEVEL": "info"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secrets"},
+         "stringData": {"API_KEY": "not-a-real-key"}},
+        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+         "metadata": {"name": "web"},
+         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                  "minReplicas": 2, "maxReplicas": 4}},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
+         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"name": "web"}, "spec": {"podSelector": {"matchLabels": labels}}},
+    ]  # fmt: skip
+    scoped = sa.model_copy(update={"namespace": namespace})
+    done = kube.apply_objects.fn(scoped, objects)
+    assert len(done) == len(objects) and done[0] == f"Namespace {namespace}"
+    assert kube.apply_objects.fn(scoped, objects) == done  # idempotent: patch of what exists
+    live = client.CoreV1Api(kube.api_for(admin)).read_namespace(namespace)
+    assert live.metadata.labels["environment"] == "test"
+    core = client.CoreV1Api(kube.api_for(sa))
+    _refused(core.read_namespaced_secret, "web-secrets", namespace)  # write only
+    new_ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{namespace}-new"}}
+    _refused(kube.apply_objects.fn, scoped, [new_ns])  # creating namespaces is an admin's step
