@@ -48,7 +48,7 @@ from tasks.gates import (
     publish_checklist,
     render_overlay,
 )
-from tasks.health import smoke_test
+from tasks.health import loopback_url, smoke_test
 from tasks.notify import on_release_failure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def deliver_to(
         raise DeliveryFailed(f"{env} gates failed: {_why(checklist)}", app=app)
     log.info("%s: applied %s", env, ", ".join(kube.apply_objects(cluster, others)))
     ask = approve_promotions if opts["auto_approve"] else ask_in_ui
-    with opts["endpoints"](spec) as url:
+    with opts["endpoints"](spec, env) as url:
         result = perform_release(spec, cluster, opts["runner"], template, ask=ask)
         if not result.ok:
             raise ReleaseFailed(f"{env}: {result.summary}", app=app, namespace=spec.namespace)
@@ -129,11 +129,15 @@ def deliver_to(
 
 
 def _endpoints(opts: dict[str, Any]):
-    """A context factory yielding each release's reachable base URL (None on a real cluster,
-    where the pods are the endpoints; the sandbox's stand-in container otherwise)."""
+    """A context factory yielding each release's reachable base URL: the environment's entry of
+    `service_urls` (how the pipeline reaches the released Service, e.g. a port-forward), else the
+    sandbox's stand-in container, else None (no smoke or health requests, metrics only)."""
 
     @contextlib.contextmanager
-    def open_for(spec: ReleaseSpec) -> Iterator[str | None]:
+    def open_for(spec: ReleaseSpec, env: str) -> Iterator[str | None]:
+        if env in opts["service_urls"]:
+            yield opts["service_urls"][env]
+            return
         if not opts["stand_ins"]:
             yield None
             return
@@ -170,6 +174,7 @@ def delivery(
     approval_timeout: int = 3600,
     stand_ins: bool = False,
     fault_error_rate: float = 0.0,
+    service_urls: dict[str, str] | None = None,
     version: str = "",
     registry_block: str = "local",
     cluster_block: str = "local",
@@ -190,9 +195,18 @@ def delivery(
         stand_ins: sandbox only: run the released image on loopback for checks and analysis.
         fault_error_rate: sandbox only: errors injected into production's stand-ins (a version
             that passes staging and fails under production traffic: the demo of a rollback).
+        service_urls: environment -> base URL where the pipeline reaches the released Service
+            (loopback: e.g. `kubectl port-forward svc/kyb-platform 8080:80` on a real cluster);
+            staging's smoke requests and every environment's health check go there.
         version: the version compiled into the binary (default: the commit's first 12 digits).
     """
     envs = environments_for(branch)  # a branch that deploys nowhere fails before any work
+    urls = dict(service_urls or {})
+    unknown = sorted(set(urls) - set(envs))
+    if unknown:
+        raise ConfigError(f"service_urls names {unknown}, but {branch} deploys to {envs} only")
+    for url in urls.values():
+        loopback_url(url)  # a non-loopback or malformed URL fails here, before any work
     log, app_path = get_run_logger(), _resolve(app_dir)
     registry = ContainerRegistry.load(registry_block)
     ci = run_ci_stages(registry, repository, app_path, GitRef(sha=commit, branch=branch), source,
@@ -208,7 +222,7 @@ def delivery(
         "runner": analysis_runner(prometheus_block, templates or [], False),
         "production_strategy": production_strategy, "auto_approve": auto_approve,
         "approval_timeout": approval_timeout, "stand_ins": stand_ins,
-        "fault_error_rate": fault_error_rate,
+        "fault_error_rate": fault_error_rate, "service_urls": urls,
     }  # fmt: skip
     opts["endpoints"] = _endpoints(opts)
     done: dict[str, Any] = {}

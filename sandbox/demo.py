@@ -10,7 +10,11 @@
    new version whose production stand-ins answer 30% of requests with errors: it passes staging,
    the production canary analysis fails and production is rolled back automatically.
 
-Then it prints the Prefect UI links and a summary. Exit code 0 only if both ran as described.
+4. The `backup` deployment backs up kyb-production and kyb-staging with Velero, and the `dr-drill`
+   deployment proves that backup restores: into scratch namespaces of the DR cluster, every
+   Deployment, Service, ConfigMap and Secret checked, RTO and RPO measured, cleaned up.
+
+Then it prints the Prefect UI links and a summary. Exit code 0 only if all ran as described.
 
     uv run python -m sandbox.demo [stop]
 """
@@ -100,6 +104,23 @@ def _deliver(params: dict[str, Any], ui: str) -> Any:
     return run
 
 
+def _backup_and_drill(ui: str) -> tuple[Any, Any]:
+    """Run the backup deployment, then the drill deployment on the backup it made."""
+    from prefect.deployments import run_deployment
+
+    from blocks import VeleroInstall
+    from tasks.restore import find_backup
+
+    saved = run_deployment("backup/backup", timeout=900)
+    _say(f"  {saved.name}: {saved.state.name}: {ui}/runs/flow-run/{saved.id}")
+    if not saved.state.is_completed():
+        return saved, saved
+    name = find_backup.fn(VeleroInstall.load("local"), "latest").name
+    drill = run_deployment("dr-drill/dr-drill", parameters={"backup": name}, timeout=900)
+    _say(f"  {drill.name}: {drill.state.name}: {ui}/runs/flow-run/{drill.id}")
+    return saved, drill
+
+
 def _production_image(cluster: Any) -> str:
     """The image production's stable Deployment runs ("-" if there is none)."""
     from tasks.kube import read_deployment
@@ -126,23 +147,28 @@ def main() -> int:
     params = {"commit": sha, "branch": "main", "commit_time": when,
               "production_strategy": CANARY, "templates": _templates(), "auto_approve": True,
               "stand_ins": True}  # fmt: skip
-    _say(f"1/2 delivering {sha[:12]} (main) to staging and production")
+    _say(f"1/3 delivering {sha[:12]} (main) to staging and production")
     good = _deliver(params, ui)
     cluster = KubernetesCluster.load("local")
     released = _production_image(cluster)
-    _say("2/2 delivering a new version whose stand-ins fail 30% of requests")
+    _say("2/3 delivering a new version whose stand-ins fail 30% of requests")
     # A new commit object on HEAD's tree (no branch or file changes): a new version to build.
     fault = _git("commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", "demo: a faulty version")
     made = _git("show", "-s", "--format=%cI", fault)
     bad = _deliver({**params, "commit": fault, "commit_time": made, "fault_error_rate": 0.3}, ui)
     after = _production_image(cluster)
-    ok = good.state.is_completed() and bad.state.is_failed() and after == released
+    _say("3/3 backing up production and staging, then a DR drill of that backup")
+    saved, drill = _backup_and_drill(ui)
+    ok = (good.state.is_completed() and bad.state.is_failed() and after == released
+          and saved.state.is_completed() and drill.state.is_completed())  # fmt: skip
     _say("summary")
     print(f"  Prefect UI:             {ui}")
     print(f"  production runs:        {released}")
     print(f"  first delivery:         {good.state.name}")
     print(f"  faulty delivery:        {bad.state.name}: {bad.state.message}")
     print(f"  production after fault: {'still ' if after == released else ''}{after}")
+    print(f"  backup:                 {saved.state.name}")
+    print(f"  DR drill:               {drill.state.name} (report: artifact dr-drill-report)")
     print(f"  result:                 {'as expected' if ok else 'NOT as expected'}")
     return 0 if ok else 1
 

@@ -244,7 +244,7 @@ def test_unavailable_storage_location_is_a_clear_error(platform, local) -> None:
 
 
 def test_a_restore_that_does_not_become_available_is_rolled_back(local, dr, app_ns) -> None:
-    """The restored app never turns Ready: the DR run fails and leaves no half-restored namespace."""
+    """The restored app never turns Ready: the DR run fails, no half-restored namespace is left."""
     apps = client.AppsV1Api(api_for(local.cluster))
     broken = {"spec": {"progressDeadlineSeconds": 5, "template": {
         "metadata": {"labels": {"app": "web", "sandbox.kyb.dev/not-ready": "true"}}}}}  # fmt: skip

@@ -116,3 +116,31 @@ def test_failing_tests_or_scan_stop_before_push_and_deploy(
 def test_a_branch_that_deploys_nowhere_fails_before_any_work() -> None:
     with pytest.raises(ConfigError, match="deploys nowhere"):
         delivery(commit=_sha(), branch="feature/x")
+
+
+def test_service_urls_point_the_checks_at_the_released_service(cluster) -> None:
+    """Outside the sandbox the pipeline reaches the Service itself (here: a loopback instance
+    Prometheus scrapes as staging's stable track, standing for a port-forward)."""
+    from sandbox.example import Traffic
+    from sandbox.fleet import scraped, wait_traffic
+
+    prometheus = Platform().prometheus
+    labels = {"service": "kyb-platform", "namespace": "kyb-staging", "track": "stable"}
+    with scraped(prometheus, labels) as inst, Traffic([inst.url]):
+        wait_traffic(prometheus, labels)
+        state = delivery(commit=_sha(), branch="develop", templates=[ERROR_RATE],
+                         service_urls={"staging": inst.url}, return_state=True)  # fmt: skip
+    assert state.is_completed(), state.message
+    assert _image(cluster, "kyb-staging") == state.result()["image"]
+    checks = Artifact.get("checklist-staging-kyb-platform")
+    assert checks is not None  # the health item answered from the given URL, not skipped
+    assert "Health checks passing (machine, Verification): **passed**: HTTP 200, healthy" in (
+        checks.data
+    )
+
+
+def test_service_urls_are_checked_before_any_work() -> None:
+    with pytest.raises(ConfigError, match="deploys to"):
+        delivery(commit=_sha(), branch="develop", service_urls={"production": "http://127.0.0.1:1"})
+    with pytest.raises(ConfigError, match=r"127\.x"):
+        delivery(commit=_sha(), branch="develop", service_urls={"staging": "http://10.0.0.7:80"})
