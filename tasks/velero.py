@@ -248,10 +248,11 @@ def download(install: VeleroInstall, kind: str, name: str, timeout: float = 60) 
 
 
 def results(install: VeleroInstall, kind: str, name: str) -> dict[str, Any]:
-    """Velero's errors and warnings of a backup (BackupResults) or restore (RestoreResults)."""
+    """Velero's errors and warnings of a backup (BackupResults) or restore (RestoreResults);
+    empty when Velero stored none (a backup that failed validation uploads nothing)."""
     try:
-        return json.loads(gzip.decompress(download(install, kind, name)))
-    except (OSError, ValueError):
+        return json.loads(gzip.decompress(download(install, kind, name, timeout=20)))
+    except (OSError, ValueError, ConfigError, VeleroTimeout):
         return {}
 
 

@@ -262,3 +262,16 @@ def test_a_restore_that_does_not_become_available_is_rolled_back(local, dr, app_
         assert time.monotonic() < deadline, "the rolled-back namespace is still there"
         time.sleep(0.5)  # bounded: until the deletion the rollback started is done
     assert _mode(dr) == "ReadWrite"
+
+
+def test_a_backup_velero_refuses_fails_loudly_with_its_reason(local, app_ns) -> None:
+    """A read-only storage location: Velero fails the Backup validation; the run says why."""
+    previous = velero.set_access_mode.fn(local, "ReadOnly")
+    try:
+        state = backup(namespaces=[app_ns], velero_block="local", return_state=True)
+    finally:
+        velero.set_access_mode.fn(local, previous)
+    assert state.is_failed()
+    assert "FailedValidation" in state.message and "read-only" in state.message, state.message
+    report = Artifact.get("backup-report")
+    assert report is not None and "FailedValidation" in report.data
