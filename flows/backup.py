@@ -25,10 +25,10 @@ from core.backup import (
     backup_manifest,
     backup_name,
     backup_verdict,
-    fs_backup_warning,
     is_terminal,
 )
 from core.backup_contents import read_backup_tarball
+from core.backup_volumes import fs_backup_warning
 from core.errors import ConfigError, PipelineError
 from tasks import velero
 from tasks.kube import api_for, to_dict

@@ -27,7 +27,7 @@ from prefect.transactions import Transaction, get_transaction, transaction
 from pydantic import Field
 
 from blocks import VeleroInstall
-from core.backup import recovery_times
+from core.backup_select import recovery_times
 from core.drill import check_restore
 from core.errors import ConfigError
 from core.restore_plan import plan_restore

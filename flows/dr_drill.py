@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from blocks import VeleroInstall
-from core.backup import recovery_times
+from core.backup_select import recovery_times
 from core.drill import DrillResult, check_restore, scratch_mapping
 from core.errors import ConfigError, PipelineError
 from core.resource_list import missing_from, parse_resource_list

@@ -16,8 +16,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import KubernetesCluster, VeleroInstall
-from core.backup import BackupInfo, is_terminal, select_backup
+from core.backup import BackupInfo, is_terminal
 from core.backup_contents import BackedUpObject, object_key, read_backup_tarball
+from core.backup_select import select_backup
 from core.errors import ConfigError, PipelineError
 from core.rollout import RolloutState
 from tasks import velero

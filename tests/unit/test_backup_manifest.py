@@ -13,10 +13,10 @@ from core.backup import (
     DEFAULT_TTL,
     backup_manifest,
     backup_name,
-    fs_backup_warning,
     is_dns_label,
     parse_go_duration,
 )
+from core.backup_volumes import fs_backup_warning
 from core.errors import ConfigError
 
 NIGHT = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)

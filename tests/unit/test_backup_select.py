@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from core.backup import BackupInfo, backup_verdict, is_terminal, recovery_times, select_backup
+from core.backup import BackupInfo, backup_verdict, is_terminal
+from core.backup_select import recovery_times, select_backup
 from core.errors import ConfigError
 
 
