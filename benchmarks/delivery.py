@@ -1,0 +1,154 @@
+"""The delivery flow's overhead over the sum of its stage commands, measured in one run.
+
+The flow: `delivery` for a new commit on `develop` (CI, gates, staging rolling release with the
+post-deploy error-rate analysis on a fast schedule, smoke and post-deploy checks), with the sandbox
+stand-in so the checks have something to call. By hand, for another new commit, the same stages as
+commands one after the other:
+  CI       go test, gofmt, go vet, gosec, build-context.sh, docker login/build/push (the commands of
+           benchmarks/ci_stages.py)
+  gates    kubectl kustomize, kubectl apply --dry-run=server, promtool check rules / test rules
+  deploy   kubectl apply, kubectl rollout status (into a scratch namespace: the overlay's own
+           Deployment selector differs from the release's)
+  verify   the sandbox stand-in the flow also runs (the image on loopback, scraped by Prometheus,
+           traffic until there are rates), the analysis window as a sleep of the same length, then
+           the smoke requests and the three post-deploy queries
+Overhead = flow wall / hand total. Needs the local platform (`uv run sandbox up`).
+
+    uv run python benchmarks/delivery.py [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import httpx  # noqa: E402
+import yaml  # noqa: E402
+
+from benchmarks.ci_stages import _sh, by_hand  # noqa: E402
+from blocks import ContainerRegistry  # noqa: E402
+from core.ci import GitRef  # noqa: E402
+from core.templates import BUILTINS, rescheduled  # noqa: E402
+from flows.delivery import delivery  # noqa: E402
+from sandbox.example import Traffic  # noqa: E402
+from sandbox.fleet import wait_traffic  # noqa: E402
+from sandbox.platform import BLOCK_NAME, Platform  # noqa: E402
+from sandbox.standin import stand_in  # noqa: E402
+from tasks.gates import promtool_binary  # noqa: E402
+from tasks.security import ensure_gosec  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "kyb-platform"
+FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
+WINDOW = FAST["initial_delay_seconds"] + (FAST["count"] - 1) * FAST["interval_seconds"]
+QUERIES = ("sum(rate(http_requests_total[30s]))", "up", "sum(rate(http_requests_total[30s]))")
+
+
+def _sha() -> str:
+    return uuid.uuid4().hex + uuid.uuid4().hex[:8]
+
+
+def flow_once() -> float:
+    started = time.monotonic()
+    state = delivery(commit=_sha(), branch="develop", stand_ins=True, return_state=True,
+                     templates=[rescheduled(BUILTINS["error-rate"], **FAST)])  # fmt: skip
+    if not state.is_completed():
+        raise SystemExit(f"delivery failed: {state.message}")
+    return time.monotonic() - started
+
+
+def _manifests(kubectl: str, image: str, ns: str) -> str:
+    """The staging overlay, image set, moved into namespace `ns` (its Namespace object dropped)."""
+    docs = yaml.safe_load_all(
+        _sh([kubectl, "kustomize", str(EXAMPLE / "deploy" / "staging")]).stdout
+    )
+    out = []
+    for doc in docs:
+        if not doc or doc["kind"] == "Namespace":
+            continue
+        doc["metadata"]["namespace"] = ns
+        for c in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            c["image"] = image
+        out.append(doc)
+    return yaml.safe_dump_all(out)
+
+
+def hand_once(plat: Platform, registry: ContainerRegistry, tmp: Path, gosec: Path) -> dict:
+    kubectl = str(plat.settings.k8s_bin / "kubectl")
+    env = {**os.environ, **plat.env()}
+    ref = GitRef(sha=_sha(), branch="develop")
+    times = by_hand(registry, ref, True, gosec, tmp / ref.sha[:8], env, set())
+    ci_total = times.pop("total")
+    image = f"{registry.address}/kyb-bench/kyb-platform:develop-{ref.sha[:7]}"
+    ns = f"bench-{ref.sha[:8]}"
+    t0 = time.monotonic()
+    objects = tmp / f"{ns}.yaml"
+    objects.write_text(_manifests(kubectl, image, ns))
+    _sh([kubectl, "create", "namespace", ns], env=env)
+    _sh([kubectl, "apply", "--dry-run=server", "-f", str(objects)], env=env)
+    promtool, alerts = promtool_binary(), EXAMPLE / "deploy" / "alerts"
+    _sh([promtool, "check", "rules", str(alerts / "deployment-alerts.yml")])
+    _sh([promtool, "test", "rules", "deployment-alerts.test.yml"], cwd=alerts)
+    gates = time.monotonic() - t0
+    t0 = time.monotonic()
+    _sh([kubectl, "apply", "-f", str(objects)], env=env)
+    _sh([kubectl, "-n", ns, "rollout", "status", "deployment/kyb-platform", "--timeout=300s"],
+        env=env)  # fmt: skip
+    deploy = time.monotonic() - t0
+    t0 = time.monotonic()
+    # the same sandbox stand-in the flow runs (the image on loopback, scraped as the release's
+    # tracks, traffic until Prometheus has rates), so both sides pay the same sandbox costs
+    labels = {"service": "kyb-platform", "namespace": ns, "track": "stable"}
+    with stand_in(registry, image, plat.prometheus, "kyb-platform", ns) as inst, \
+            Traffic([inst.url]):  # fmt: skip
+        wait_traffic(plat.prometheus, labels)
+        time.sleep(WINDOW)  # the analysis window the flow's analysis waits through
+        httpx.get(f"{inst.url}/health", timeout=5)
+        httpx.get(f"{inst.url}/api/v1/verify", params={"business_id": "smoke"}, timeout=5)
+        for q in QUERIES:
+            httpx.get(f"{plat.prometheus.url}/api/v1/query", params={"query": q}, timeout=5)
+    _sh([kubectl, "delete", "namespace", ns, "--wait=false"], env=env)
+    verify = time.monotonic() - t0
+    return {"ci": ci_total, "gates": gates, "deploy": deploy, "verify": verify,
+            "total": ci_total + gates + deploy + verify}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    plat = Platform()
+    registry = ContainerRegistry.load(BLOCK_NAME)
+    gosec = ensure_gosec()
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"kyb-bench-delivery-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir(parents=True)
+    flows, hands = [], []
+    for r in range(args.rounds):  # alternate which goes first
+        order = ("flow", "hand") if r % 2 == 0 else ("hand", "flow")
+        for which in order:
+            if which == "flow":
+                flows.append(flow_once())
+            else:
+                hands.append(hand_once(plat, registry, tmp, gosec))
+        h = hands[-1]
+        print(f"round {r + 1}: flow {flows[-1]:.1f}s; by hand {h['total']:.1f}s (CI {h['ci']:.1f}, "
+              f"gates {h['gates']:.1f}, deploy {h['deploy']:.1f}, verify {h['verify']:.1f} "
+              f"incl. the {WINDOW}s analysis window)")  # fmt: skip
+    flow_med = statistics.median(flows)
+    hand_med = statistics.median(h["total"] for h in hands)
+    print(f"median: flow {flow_med:.1f}s, by hand {hand_med:.1f}s, overhead ratio "
+          f"{flow_med / hand_med:.2f} ({flow_med - hand_med:+.1f}s)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
