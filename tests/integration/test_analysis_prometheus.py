@@ -144,7 +144,9 @@ def test_bad_query_is_error_and_names_the_rejection(prom, app) -> None:
 
 
 def test_several_series_are_an_error_asking_to_aggregate(prom, app) -> None:
-    metric = MetricTemplate(name="many", query="up", success=Threshold(min=1),
+    one = 'label_replace(vector(1), "copy", "{}", "", "")'
+    two = f"{one.format('a')} or {one.format('b')}"  # two series, whatever Prometheus scrapes
+    metric = MetricTemplate(name="many", query=two, success=Threshold(min=1),
                             consecutive_error_limit=0)  # fmt: skip
     many = AnalysisTemplate(name="many", metrics=(metric,))
     verdict = analyse(PrometheusRunner(prom, {"many": many}), ("many",), app, "many")

@@ -232,7 +232,10 @@ def test_unavailable_storage_location_is_a_clear_error(platform, local) -> None:
               "spec": {**bsl["spec"], "default": False, "config": config}}  # fmt: skip
     velero.create(local, "backupstoragelocations", broken)
     try:
-        install = local.model_copy(update={"storage_location": "broken"})
+        # a new block (a model_copy of the loaded one would keep its document id and so
+        # overwrite the saved `local` block under the new name)
+        install = VeleroInstall(cluster=local.cluster, namespace=local.namespace,
+                                storage_location="broken")  # fmt: skip
         install.save("broken-store", overwrite=True)
         state = backup(namespaces=["default"], velero_block="broken-store", return_state=True)
         assert state.is_failed()
@@ -241,6 +244,8 @@ def test_unavailable_storage_location_is_a_clear_error(platform, local) -> None:
         assert "broken" not in used  # no Backup object was created
     finally:
         velero.delete(local, "backupstoragelocations", "broken")
+        VeleroInstall.delete("broken-store")
+    assert VeleroInstall.load("local").storage_location == "default"  # the saved block untouched
 
 
 def test_a_restore_that_does_not_become_available_is_rolled_back(local, dr, app_ns) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from prefect.artifacts import Artifact
 
@@ -123,4 +125,8 @@ def test_blue_green_failed_post_promotion_switches_back(cluster, namespace) -> N
     assert not result.ok
     assert selector(cluster, namespace, "web-active") == {"app": "web", "color": old}
     new = "green" if old == "blue" else "blue"
-    assert deployments(cluster, namespace) == {f"web-{old}": (V1, 5, 5), f"web-{new}": (V2, 0, 0)}
+    want = {f"web-{old}": (V1, 5, 5), f"web-{new}": (V2, 0, 0)}
+    deadline = time.monotonic() + 30  # scaled to 0 at once; readyReplicas follows the pods' end
+    while (found := deployments(cluster, namespace)) != want and time.monotonic() < deadline:
+        time.sleep(0.5)  # bounded by the deadline
+    assert found == want
