@@ -159,16 +159,7 @@ def disaster_recovery(
         raise ConfigError(f"existing_policy {existing_policy!r}: use none or update")
     if dns_service.count("/") != 1:
         raise ConfigError(f"dns_service {dns_service!r}: write it as namespace/name")
-    velero.storage_location(install)
-    chosen = restore.find_backup(install, backup)
-    wanted = list(namespaces or chosen.included_namespaces)
-    unknown = sorted(set(wanted) - set(chosen.included_namespaces))
-    if unknown:
-        raise ConfigError(
-            f"backup {chosen.name} does not hold namespace(s) {unknown}: "
-            f"choose from {chosen.included_namespaces}"
-        )
-    objects = restore.in_namespaces(restore.backed_up(install, chosen.name), wanted)
+    chosen, wanted, objects = restore.choose(install, backup, namespaces)
     plan = plan_restore(
         objects, restore.existing(install.cluster, objects, {}), {}, existing_policy=existing_policy
     )

@@ -90,16 +90,7 @@ def dr_drill(
     """
     log = get_run_logger()
     install = VeleroInstall.load(velero_block)
-    velero.storage_location(install)
-    chosen = restore.find_backup(install, backup)
-    wanted = list(namespaces or chosen.included_namespaces)
-    unknown = sorted(set(wanted) - set(chosen.included_namespaces))
-    if unknown:
-        raise ConfigError(
-            f"backup {chosen.name} does not hold namespace(s) {unknown}: "
-            f"choose from {chosen.included_namespaces}"
-        )
-    objects = restore.in_namespaces(restore.backed_up(install, chosen.name), wanted)
+    chosen, wanted, objects = restore.choose(install, backup, namespaces)
     listed = [i for i in resource_list(install, chosen.name) if i.namespace in wanted]
     suffix = (flow_run.get_id() or datetime.now(UTC).strftime("%H%M%S"))[:8]
     mapping = scratch_mapping(wanted, suffix)

@@ -91,6 +91,26 @@ def in_namespaces(objects: list[BackedUpObject], names: list[str]) -> list[Backe
             or ((o.group, o.resource) == ("", "namespaces") and o.name in keep)]  # fmt: skip
 
 
+def choose(
+    install: VeleroInstall, which: str, namespaces: list[str] | None
+) -> tuple[BackupInfo, list[str], list[BackedUpObject]]:
+    """What a restore works from: the storage location checked, the backup `which` names, the
+    namespaces to restore (default: all it holds) and their backed-up objects.
+
+    Raises:
+        StorageUnavailable, ConfigError: before anything is restored (unknown backup, or a
+            namespace the backup does not hold).
+    """
+    velero.storage_location(install)
+    chosen = find_backup(install, which)
+    wanted = list(namespaces or chosen.included_namespaces)
+    unknown = sorted(set(wanted) - set(chosen.included_namespaces))
+    if unknown:
+        raise ConfigError(f"backup {chosen.name} does not hold namespace(s) {unknown}: "
+                          f"choose from {chosen.included_namespaces}")  # fmt: skip
+    return chosen, wanted, in_namespaces(backed_up(install, chosen.name), wanted)
+
+
 @task(name="k8s-existing-objects", cache_policy=NO_CACHE, **RETRIES)
 def existing(
     cluster: KubernetesCluster, objects: list[BackedUpObject], mapping: dict[str, str]
