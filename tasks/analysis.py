@@ -298,6 +298,11 @@ def _publish(key: str, spec: ReleaseSpec, phase: AnalysisPhase, prepared: Prepar
                      "threshold": "fails if p < alpha and effect is large",
                      "outcome": m.classification.value, "decides": "yes",
                      "why": m.why})  # fmt: skip
+    if judged is not None:
+        score = "no score" if judged.score is None else f"score {judged.score:.0f}"
+        rows.append({"metric": "judge: overall", "query": "share of metrics passing",
+                     "values": score, "threshold": "see why", "outcome": judged.outcome.value,
+                     "decides": "yes", "why": judged.reason})  # fmt: skip
     create_table_artifact(
         rows, key=key,
         description=f"{phase} analysis of {spec.app} in {spec.namespace}: {outcome}. {reason}",

@@ -5,6 +5,7 @@ cluster (ConfigMap `<app>-release`), so a re-run finishes or cleans up what a cr
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,10 +162,14 @@ def ensure_services(cluster: KubernetesCluster, spec: ReleaseSpec) -> None:
 
 # ---- performing ----------------------------------------------------------------------------
 @task(name="pause", cache_policy=NO_CACHE)
-def timed_pause(seconds: int, reason: str) -> None:
-    """A timed pause step: wait `seconds` (the step's own duration, bounded by the spec)."""
-    get_run_logger().info("pausing %ss: %s", seconds, reason)
-    time.sleep(seconds)
+def timed_pause(seconds: float, reason: str, cut: threading.Event | None = None) -> bool:
+    """A timed pause step: wait `seconds` (the step's own duration, bounded by the spec), or
+    less if `cut` is set first (a background analysis ended). True if the pause ran its course."""
+    get_run_logger().info("pausing %ss: %s", round(seconds, 1), reason)
+    if cut is None:
+        time.sleep(seconds)
+        return True
+    return not cut.wait(seconds)
 
 
 @task(name="analysis", cache_policy=NO_CACHE)
@@ -195,6 +200,7 @@ class Executor:
         self.template = template
         self.result = ReleaseResult(ok=False, summary="")
         self.background: dict[str, tuple[RunAnalysis, PrefectFuture]] = {}
+        self.background_ended = threading.Event()  # set when any background analysis ends
         self.progress_id = None
 
     def run(self) -> ReleaseResult:
@@ -282,11 +288,13 @@ class Executor:
                 timed_pause(secs, f"let endpoints converge before {name(t)} goes")
                 kube.scale(cluster, spec.namespace, name(t), 0)
             case Pause(duration_seconds=secs, needs_human=False):
-                timed_pause(secs or 0, action.reason)
+                if not self._pause(secs or 0, action.reason, entry):
+                    return self._collect_background(rec)  # the planner acts on the verdict
             case Pause():
                 return self._ask(action, rec, entry)
             case RunAnalysis(phase=AnalysisPhase.BACKGROUND):
                 future = run_analysis.submit(self.runner, action, spec)
+                future.add_done_callback(lambda _: self.background_ended.set())
                 self.background[action.key] = (action, future)
             case RunAnalysis():
                 verdict = run_analysis(self.runner, action, spec)
@@ -307,6 +315,22 @@ class Executor:
         if decision.choice is Choice.PROMOTE_FULL:
             rec = record(rec, Promote(f"promoted in full by {decision.decided_by}"))
         return rec
+
+    def _pause(self, seconds: float, reason: str, entry: JournalEntry) -> bool:
+        """Wait out a timed pause unless a background analysis ends badly first (Argo aborts
+        mid-pause too); a Successful one lets the pause go on. True if the pause ran its course."""
+        deadline = time.time() + seconds
+        while True:
+            self.background_ended.clear()  # then look: one that ended before is seen below
+            for key, (_, future) in self.background.items():
+                future.wait(timeout=0)  # a finished one now holds its final state
+                verdict = future.result() if future.state.is_final() else None
+                if verdict is not None and verdict.outcome is not Outcome.SUCCESSFUL:
+                    entry.note = f"cut short: {key} analysis ended {verdict.outcome}"
+                    return False
+            cut = self.background_ended if self.background else None
+            if timed_pause(max(0.0, deadline - time.time()), reason, cut):
+                return True
 
     def _collect_background(self, rec: RunRecord) -> RunRecord:
         for key, (action, future) in list(self.background.items()):

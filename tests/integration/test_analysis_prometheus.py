@@ -206,3 +206,6 @@ def test_judge_fails_a_slower_canary_that_thresholds_let_through(
     rows = {r["metric"]: r for r in table(verdict.report)}
     assert rows["latency-p95"]["outcome"] == "Successful"  # the threshold alone would pass
     assert rows["judge: latency-p95"]["outcome"] == "fail"
+    overall = rows["judge: overall"]
+    assert overall["outcome"] == "Failed" and overall["values"] == "score 0"
+    assert "pass >= 95" in overall["why"]
