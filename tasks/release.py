@@ -42,6 +42,7 @@ from core.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
 from core.planners import next_action
 from core.spec import ReleaseSpec, StrategyKind
 from tasks import kube
+from tasks.background import abort_pause_on_bad_verdict, bad_verdict
 from tasks.retry import RETRIES
 
 Asker = Callable[[Pause, ReleaseSpec], Decision]
@@ -308,7 +309,8 @@ class Executor:
         return record(rec, action)
 
     def _ask(self, pause: Pause, rec: RunRecord, entry: JournalEntry) -> RunRecord:
-        decision = self.ask(pause, self.spec)
+        with abort_pause_on_bad_verdict(self.background):
+            decision = self.ask(pause, self.spec)
         self.result.decisions.append(decision)
         entry.note = f"{decision.choice} by {decision.decided_by}: {decision.reason}"
         rec = record(rec, pause, approved=decision.choice is not Choice.ABORT)
@@ -322,12 +324,10 @@ class Executor:
         deadline = time.time() + seconds
         while True:
             self.background_ended.clear()  # then look: one that ended before is seen below
-            for key, (_, future) in self.background.items():
-                future.wait(timeout=0)  # a finished one now holds its final state
-                verdict = future.result() if future.state.is_final() else None
-                if verdict is not None and verdict.outcome is not Outcome.SUCCESSFUL:
-                    entry.note = f"cut short: {key} analysis ended {verdict.outcome}"
-                    return False
+            found = bad_verdict(self.background)
+            if found is not None:
+                entry.note = f"cut short: {found[0]} analysis {found[1]}"[:300]
+                return False
             cut = self.background_ended if self.background else None
             if timed_pause(max(0.0, deadline - time.time()), reason, cut):
                 return True

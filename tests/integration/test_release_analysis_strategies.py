@@ -163,3 +163,21 @@ def test_prometheus_stopping_mid_canary_is_an_error_and_nothing_is_promoted(
     assert f"report `{key}`" in result.data and rows(key)[0]["values"].endswith("error, error")
     want = {"web": (V1, 5, 5), "web-canary": (V2, 0, 0)}
     assert settle(cluster, namespace, want) == want
+
+
+def test_background_analysis_aborts_a_canary_waiting_for_a_human(
+    platform: Platform, cluster: KubernetesCluster, namespace: str
+) -> None:
+    waiting = {"canary": {"analysis": only("error-rate"),
+                          "steps": [{"setWeight": 40}, {"pause": {}}]}}  # fmt: skip
+    release(spec(namespace, V1, waiting, replicas=5))
+    canary = {"service": "web", "namespace": namespace, "track": "canary"}
+    ok, why, took = released(spec(namespace, V2, waiting, replicas=5), labels=canary,
+                             prometheus=platform.prometheus, error_rate=0.3)  # fmt: skip
+    assert not ok, why
+    assert took < 300, "nobody answers: the background verdict must answer the pause"
+    result = Artifact.get("release-result-web")
+    assert result is not None and "abort by background analysis" in result.data
+    assert "background: **Failed**" in result.data
+    want = {"web": (V1, 5, 5), "web-canary": (V2, 0, 0)}
+    assert settle(cluster, namespace, want) == want
