@@ -6,6 +6,7 @@ input a human would send through the UI) once a background analysis ends other t
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Iterator, Mapping
@@ -21,18 +22,26 @@ from prefect.logging import get_logger
 from core.analysis import Choice
 from core.observed import Outcome
 
-WATCH_SECONDS = 1.0  # how often the watcher looks at the background futures (no API call)
+WATCH_SECONDS = 1.0  # how often the watcher looks at the background futures (in memory)
 logger = get_logger("kyb.background")
+
+
+def finished(future: PrefectFuture) -> bool:
+    """Whether a submitted task has ended; for the thread-pool runner the flows use, without an
+    API call (its wrapped concurrent future knows), else from the task run's state."""
+    wrapped = getattr(future, "wrapped_future", None)
+    if isinstance(wrapped, concurrent.futures.Future):
+        return wrapped.done()
+    return future.state.is_final()
 
 
 def bad_verdict(background: Mapping[str, tuple[Any, PrefectFuture]]) -> tuple[str, str] | None:
     """(key, why) of the first finished background analysis that did not succeed, else None.
 
-    Only futures already finished are read, so this never waits and never calls the API.
+    Only futures already finished are read, so this never waits.
     """
     for key, (_, future) in background.items():
-        wrapped = getattr(future, "wrapped_future", None)
-        if wrapped is None or not wrapped.done():
+        if not finished(future):
             continue
         try:
             verdict = future.result()

@@ -42,7 +42,7 @@ from core.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
 from core.planners import next_action
 from core.spec import ReleaseSpec, StrategyKind
 from tasks import kube
-from tasks.background import abort_pause_on_bad_verdict, bad_verdict
+from tasks.background import abort_pause_on_bad_verdict, bad_verdict, finished
 from tasks.retry import RETRIES
 
 Asker = Callable[[Pause, ReleaseSpec], Decision]
@@ -290,7 +290,7 @@ class Executor:
                 kube.scale(cluster, spec.namespace, name(t), 0)
             case Pause(duration_seconds=secs, needs_human=False):
                 if not self._pause(secs or 0, action.reason, entry):
-                    return self._collect_background(rec)  # the planner acts on the verdict
+                    return self._collect_background(rec)  # saved now; the planner acts on it
             case Pause():
                 return self._ask(action, rec, entry)
             case RunAnalysis(phase=AnalysisPhase.BACKGROUND):
@@ -334,7 +334,7 @@ class Executor:
 
     def _collect_background(self, rec: RunRecord) -> RunRecord:
         for key, (action, future) in list(self.background.items()):
-            if future.state.is_final():
+            if finished(future):
                 verdict = future.result()
                 self.result.verdicts[key] = verdict
                 rec = record(rec, action, outcome=verdict.outcome)

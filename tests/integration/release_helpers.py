@@ -7,7 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from kubernetes import client
+from kubernetes import client, watch
 from prefect import flow, resume_flow_run
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -58,14 +58,37 @@ def release_flow(spec: ReleaseSpec, runner: Scripted, template: dict | None = No
     return perform_release(spec, KubernetesCluster.load("local"), runner, template)
 
 
-def deployments(cluster: KubernetesCluster, ns: str) -> dict[str, tuple[str, int, int]]:
-    """name -> (image, spec.replicas, readyReplicas) for every Deployment in ns."""
-    apps = client.AppsV1Api(kube.api_for(cluster))
+def _shapes(items: list) -> dict[str, tuple[str, int, int]]:
     return {
         d.metadata.name: (d.spec.template.spec.containers[0].image, d.spec.replicas,
                           d.status.ready_replicas or 0)
-        for d in apps.list_namespaced_deployment(ns).items
+        for d in items
     }  # fmt: skip
+
+
+def deployments(cluster: KubernetesCluster, ns: str) -> dict[str, tuple[str, int, int]]:
+    """name -> (image, spec.replicas, readyReplicas) for every Deployment in ns."""
+    apps = client.AppsV1Api(kube.api_for(cluster))
+    return _shapes(apps.list_namespaced_deployment(ns).items)
+
+
+def settle(
+    cluster: KubernetesCluster, ns: str, want: dict, seconds: int = 30
+) -> dict[str, tuple[str, int, int]]:
+    """`deployments()` once it equals `want`, or as it is after watching for `seconds`: a scale to
+    0 is written at once, but readyReplicas follows the pods' end, after the flow returned."""
+    apps = client.AppsV1Api(kube.api_for(cluster))
+    listed = apps.list_namespaced_deployment(ns)
+    found = _shapes(listed.items)
+    if found == want:
+        return found
+    changes = watch.Watch()
+    for _ in changes.stream(apps.list_namespaced_deployment, ns, timeout_seconds=seconds,
+                            resource_version=listed.metadata.resource_version):  # fmt: skip
+        found = deployments(cluster, ns)
+        if found == want:
+            changes.stop()
+    return found
 
 
 def selector(cluster: KubernetesCluster, ns: str, service: str) -> dict[str, str]:

@@ -25,7 +25,15 @@ from sandbox.components.prometheus import Prometheus
 from sandbox.fleet import scraped
 from sandbox.platform import Platform
 from sandbox.settings import Ports, Settings
-from tests.integration.release_helpers import V1, V2, deployments, revision, selector, spec
+from tests.integration.release_helpers import (
+    V1,
+    V2,
+    deployments,
+    revision,
+    selector,
+    settle,
+    spec,
+)
 
 FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
 TEMPLATES = [rescheduled(BUILTINS[name], **FAST) for name in BUILTINS]
@@ -75,14 +83,6 @@ def rows(key: str) -> list[dict]:
     return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
 
 
-def settle(cluster: KubernetesCluster, ns: str, want: dict, seconds: float = 30) -> dict:
-    """The namespace's Deployments once they equal `want` (scale-downs finish after the flow)."""
-    deadline = time.monotonic() + seconds
-    while (found := deployments(cluster, ns)) != want and time.monotonic() < deadline:
-        time.sleep(0.5)  # bounded by the deadline
-    return found
-
-
 def test_faulty_blue_green_preview_fails_pre_promotion_and_is_never_active(
     platform: Platform, cluster: KubernetesCluster, namespace: str
 ) -> None:
@@ -124,8 +124,8 @@ def test_background_analysis_stops_a_faulty_canary_during_its_pause(
                              prometheus=platform.prometheus, error_rate=0.3)  # fmt: skip
     assert not ok and "background analysis error-rate ended Failed" in why, why
     assert took < 300, "the background verdict must cut the 600 s pause short"
-    assert settle(cluster, namespace, {"web": (V1, 5, 5), "web-canary": (V2, 0, 0)}) == {
-        "web": (V1, 5, 5), "web-canary": (V2, 0, 0)}  # fmt: skip
+    want = {"web": (V1, 5, 5), "web-canary": (V2, 0, 0)}
+    assert settle(cluster, namespace, want) == want
 
 
 @pytest.fixture
@@ -153,8 +153,13 @@ def test_prometheus_stopping_mid_canary_is_an_error_and_nothing_is_promoted(
     stopper = threading.Timer(12, prometheus.down)  # after the first good measurements
     stopper.start()
     canary = {"service": "web", "namespace": namespace, "track": "canary"}
-    ok, why, _ = released(spec(namespace, V2, step, replicas=5), labels=canary,
-                          prometheus=prometheus, templates=patient, prometheus_block=block)
+    ok, why, _ = released(
+        spec(namespace, V2, step, replicas=5),
+        labels=canary,
+        prometheus=prometheus,
+        templates=patient,
+        prometheus_block=block,
+    )
     stopper.join()
     assert not ok and "step analysis error-rate ended Error" in why, why
     result = Artifact.get("release-result-web")

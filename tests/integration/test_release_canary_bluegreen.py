@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from prefect.artifacts import Artifact
 
@@ -18,6 +16,7 @@ from tests.integration.release_helpers import (
     release_flow,
     resume_when_paused,
     selector,
+    settle,
     spec,
 )
 
@@ -126,7 +125,4 @@ def test_blue_green_failed_post_promotion_switches_back(cluster, namespace) -> N
     assert selector(cluster, namespace, "web-active") == {"app": "web", "color": old}
     new = "green" if old == "blue" else "blue"
     want = {f"web-{old}": (V1, 5, 5), f"web-{new}": (V2, 0, 0)}
-    deadline = time.monotonic() + 30  # scaled to 0 at once; readyReplicas follows the pods' end
-    while (found := deployments(cluster, namespace)) != want and time.monotonic() < deadline:
-        time.sleep(0.5)  # bounded by the deadline
-    assert found == want
+    assert settle(cluster, namespace, want) == want
