@@ -1,13 +1,4 @@
-"""Analysis benchmarks on the local platform (run `uv run sandbox up` first).
-
-1. From faults starting to a Failed verdict, in analysis intervals (goal: within one interval plus
-   one scrape interval). Traffic moves from a healthy to a faulty (30% errors) instance carrying
-   the same labels while an error-rate analysis runs; the time is measured from the switch to
-   the verdict, with the switch placed at a random point of the measurement schedule.
-2. Prometheus queries per analysis step (one measurement round), with and without the judge.
-
-    uv run python benchmarks/analysis.py [--intervals 4 8 16] [--trials 3]
-"""
+"""Analysis benchmarks on the local platform (run `uv run sandbox up` first)."""
 
 from __future__ import annotations
 
@@ -15,32 +6,28 @@ import argparse
 import os
 import random
 import statistics
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 # Before prefect is imported: every thread talks to the platform's server, nothing phones home.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from prefect import flow  # noqa: E402
+from prefect import flow
 
-from blocks import PrometheusServer  # noqa: E402
-from core.actions import AnalysisPhase  # noqa: E402
-from core.analysis import Verdict  # noqa: E402
-from core.judge import JudgeConfig  # noqa: E402
-from core.spec import AnalysisRef, ReleaseSpec  # noqa: E402
-from core.templates import BUILTINS, AnalysisTemplate, rescheduled  # noqa: E402
-from sandbox import example  # noqa: E402
-from sandbox.components.prometheus import SCRAPE_INTERVAL  # noqa: E402
-from sandbox.fleet import scraped  # noqa: E402
-from sandbox.platform import BLOCK_NAME, Platform  # noqa: E402
-from tasks.analysis import PrometheusRunner  # noqa: E402
+from blocks import PrometheusServer
+from core.analysis.judge import JudgeConfig
+from core.analysis.templates import BUILTINS, AnalysisTemplate, rescheduled
+from core.analysis.verdict import Verdict
+from core.release.actions import AnalysisPhase
+from core.release.spec import AnalysisRef, ReleaseSpec
+from sandbox import example
+from sandbox.components.prometheus import SCRAPE_INTERVAL
+from sandbox.fleet import scraped
+from sandbox.platform import BLOCK_NAME, Platform
+from tasks.prometheus import PrometheusRunner
 
 SCRAPE = float(SCRAPE_INTERVAL.rstrip("s"))
 NS = "bench-analysis"
@@ -51,10 +38,14 @@ def _template(name: str, **schedule: float) -> AnalysisTemplate:
 
 
 def _spec(app: str) -> ReleaseSpec:
-    return ReleaseSpec.model_validate({
-        "app": app, "namespace": NS, "image": "127.0.0.1:5001/x@sha256:" + "b" * 64,
-        "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
-    })  # fmt: skip
+    return ReleaseSpec.model_validate(
+        {
+            "app": app,
+            "namespace": NS,
+            "image": "127.0.0.1:5001/x@sha256:" + "b" * 64,
+            "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
+        }
+    )
 
 
 def _ref(*names: str) -> AnalysisRef:
@@ -70,9 +61,15 @@ def time_to_failed(plat: Platform, prom: PrometheusServer, interval: float) -> f
     """Seconds from moving traffic onto a faulty instance to the analysis's Failed verdict."""
     app = f"bench-{uuid.uuid4().hex[:6]}"
     labels = {"service": app, "namespace": NS, "track": "canary"}
-    template = _template("error-rate", interval_seconds=interval, count=1000, failure_limit=0,
-                         inconclusive_limit=1000, min_samples=1,
-                         initial_delay_seconds=2 * SCRAPE)  # fmt: skip
+    template = _template(
+        "error-rate",
+        interval_seconds=interval,
+        count=1000,
+        failure_limit=0,
+        inconclusive_limit=1000,
+        min_samples=1,
+        initial_delay_seconds=2 * SCRAPE,
+    )
     runner = PrometheusRunner(prom, {"error-rate": template})
     result: dict[str, object] = {}
 
@@ -81,8 +78,11 @@ def time_to_failed(plat: Platform, prom: PrometheusServer, interval: float) -> f
         result["at"] = time.monotonic()
 
     faulty = scraped(plat.prometheus, labels, error_rate=0.3)
-    with scraped(plat.prometheus, labels) as good, faulty as bad, \
-            example.Traffic([good.url], per_second=20) as traffic:  # fmt: skip
+    with (
+        scraped(plat.prometheus, labels) as good,
+        faulty as bad,
+        example.Traffic([good.url], per_second=20) as traffic,
+    ):
         time.sleep(3 * SCRAPE)  # healthy rates exist before the analysis starts
         thread = threading.Thread(target=work)
         thread.start()
@@ -103,9 +103,11 @@ def queries_per_step(plat: Platform, prom: PrometheusServer, judge: bool) -> tup
     templates = {name: _template(name, **schedule) for name in BUILTINS}
     runner = PrometheusRunner(prom, templates, JudgeConfig(min_samples=2) if judge else None)
     canary = {"service": app, "namespace": NS, "track": "canary"}
-    with scraped(plat.prometheus, canary) as inst, \
-            scraped(plat.prometheus, {**canary, "track": "stable"}) as stable, \
-            example.Traffic([inst.url, stable.url]):  # fmt: skip
+    with (
+        scraped(plat.prometheus, canary) as inst,
+        scraped(plat.prometheus, {**canary, "track": "stable"}) as stable,
+        example.Traffic([inst.url, stable.url]),
+    ):
         _analyse(runner, tuple(BUILTINS), app)
     return runner.queries, 3
 
@@ -124,18 +126,24 @@ def main() -> None:
         times = [time_to_failed(plat, prom, interval) for _ in range(args.trials)]
         goal = interval + SCRAPE
         worst = max(times)
-        print(f"   interval {interval:g}s: median {statistics.median(times):.1f}s "
-              f"({statistics.median(times) / interval:.2f} intervals), worst {worst:.1f}s "
-              f"({worst / interval:.2f} intervals); goal <= {goal:g}s "
-              f"({goal / interval:.2f}): {'met' if worst <= goal else 'NOT met'}  "
-              f"[{', '.join(f'{t:.1f}' for t in times)}]")  # fmt: skip
+        print(
+            f"   interval {interval:g}s: median {statistics.median(times):.1f}s "
+            f"({statistics.median(times) / interval:.2f} intervals), worst {worst:.1f}s "
+            f"({worst / interval:.2f} intervals); goal <= {goal:g}s "
+            f"({goal / interval:.2f}): {'met' if worst <= goal else 'NOT met'}  "
+            f"[{', '.join(f'{t:.1f}' for t in times)}]"
+        )
     print("2. Prometheus queries per analysis step (3 metrics)")
     plain, rounds = queries_per_step(plat, prom, judge=False)
     judged, _ = queries_per_step(plat, prom, judge=True)
-    print(f"   thresholds only: {plain} instant queries for {rounds} steps = {plain / rounds:.1f} "
-          f"per step (one per metric)")  # fmt: skip
-    print(f"   with the judge: {judged - plain} range queries more, once at the end "
-          f"(canary and stable per deciding metric)")  # fmt: skip
+    print(
+        f"   thresholds only: {plain} instant queries for {rounds} steps = {plain / rounds:.1f} "
+        f"per step (one per metric)"
+    )
+    print(
+        f"   with the judge: {judged - plain} range queries more, once at the end "
+        f"(canary and stable per deciding metric)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,36 +1,23 @@
-"""Backup and restore benchmarks on the local platform (run `uv run sandbox up` first).
-
-For each size N (objects in one namespace: ConfigMaps, plus a Deployment and a Service), in one run:
-  - backup: the `backup` flow's wall time and Velero's own duration (status start to completion);
-  - sync: how long the DR cluster's Velero takes to see the backup (its sync runs once a minute);
-  - restore: the `dr-drill` flow into scratch namespaces of the DR cluster, its RTO (restore start
-    to everything checked and available) and its wall time (with the checks and the cleanup).
-
-    uv run python benchmarks/backup.py [--sizes 10 100 1000]
-"""
+"""Backup and restore benchmarks on the local platform (run `uv run sandbox up` first)."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from kubernetes import client  # noqa: E402
+from kubernetes import client
 
-from blocks import VeleroInstall  # noqa: E402
-from flows.backup import backup  # noqa: E402
-from flows.dr_drill import dr_drill  # noqa: E402
-from tasks import velero  # noqa: E402
-from tasks.kube import api_for  # noqa: E402
+from blocks import VeleroInstall
+from flows.backup import backup
+from flows.dr_drill import dr_drill
+from tasks import velero
+from tasks.kube import api_for
 
 IMAGE = "127.0.0.1:5001/kyb-platform@sha256:" + "5" * 64
 
@@ -45,10 +32,20 @@ def fill(install: VeleroInstall, ns: str, configmaps: int) -> int:
             ns, {"metadata": {"name": f"cm-{i:04d}"}, "data": {"KEY": f"value {i}" * 8}}
         )
     labels = {"app": "web"}
-    apps.create_namespaced_deployment(ns, {
-        "metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": labels},
-        "template": {"metadata": {"labels": labels},
-                     "spec": {"containers": [{"name": "web", "image": IMAGE}]}}}})  # fmt: skip
+    apps.create_namespaced_deployment(
+        ns,
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "web", "image": IMAGE}]},
+                },
+            },
+        },
+    )
     core.create_namespaced_service(
         ns, {"metadata": {"name": "web"}, "spec": {"selector": labels, "ports": [{"port": 80}]}}
     )
@@ -70,10 +67,17 @@ def one_size(local: VeleroInstall, dr: VeleroInstall, size: int) -> dict[str, fl
         drill_wall = time.monotonic() - started
     finally:
         client.CoreV1Api(api_for(local.cluster)).delete_namespace(ns)
-    return {"objects": objects, "items": done["items"], "backup_wall": backup_wall,
-            "velero_backup": done["seconds"], "kib": done["bytes"] / 1024, "sync": sync,
-            "rto": drill["rto_seconds"], "rpo": drill["rpo_seconds"],
-            "drill_wall": drill_wall}  # fmt: skip
+    return {
+        "objects": objects,
+        "items": done["items"],
+        "backup_wall": backup_wall,
+        "velero_backup": done["seconds"],
+        "kib": done["bytes"] / 1024,
+        "sync": sync,
+        "rto": drill["rto_seconds"],
+        "rpo": drill["rpo_seconds"],
+        "drill_wall": drill_wall,
+    }
 
 
 def main() -> None:
@@ -82,18 +86,24 @@ def main() -> None:
     args = parser.parse_args()
     local, dr = VeleroInstall.load("local"), VeleroInstall.load("dr")
     rows = [one_size(local, dr, n) for n in args.sizes]
-    print(f"{'objects':>8} {'items':>6} {'KiB':>8} {'backup wall':>12} {'velero':>8} "
-          f"{'dr sync':>8} {'restore RTO':>12} {'drill wall':>11}")  # fmt: skip
+    print(
+        f"{'objects':>8} {'items':>6} {'KiB':>8} {'backup wall':>12} {'velero':>8} "
+        f"{'dr sync':>8} {'restore RTO':>12} {'drill wall':>11}"
+    )
     for r in rows:
-        print(f"{r['objects']:>8} {r['items']:>6} {r['kib']:>8.1f} {r['backup_wall']:>11.1f}s "
-              f"{r['velero_backup']:>7.1f}s {r['sync']:>7.1f}s {r['rto']:>11.1f}s "
-              f"{r['drill_wall']:>10.1f}s")  # fmt: skip
+        print(
+            f"{r['objects']:>8} {r['items']:>6} {r['kib']:>8.1f} {r['backup_wall']:>11.1f}s "
+            f"{r['velero_backup']:>7.1f}s {r['sync']:>7.1f}s {r['rto']:>11.1f}s "
+            f"{r['drill_wall']:>10.1f}s"
+        )
     first = rows[0]
     for r in rows[1:]:
         ratio = r["objects"] / first["objects"]
-        print(f"{r['objects']} vs {first['objects']} objects ({ratio:.0f}x): backup "
-              f"{r['backup_wall'] / first['backup_wall']:.2f}x, restore RTO "
-              f"{r['rto'] / first['rto']:.2f}x")  # fmt: skip
+        print(
+            f"{r['objects']} vs {first['objects']} objects ({ratio:.0f}x): backup "
+            f"{r['backup_wall'] / first['backup_wall']:.2f}x, restore RTO "
+            f"{r['rto'] / first['rto']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -1,17 +1,4 @@
-"""Measure the concurrent CI pipeline (tasks/ci_pipeline.py) against the same commands by hand.
-
-tests + quality gate + security scan + image context + build + push of examples/kyb-platform,
-through a flow calling run_ci_stages (gates and build at once, push after the gates) and through
-a shell running the same commands one after the other (go test, gofmt -l, go vet, gosec,
-build-context.sh, docker login/build/push), in the same run, alternating which goes first:
-  cold  a new commit sha: nothing to reuse; go test -count=1 (the Go build cache stays warm)
-  warm  the same sha again: Go test cache, and the flow reuses the image already in the registry
-        (by hand, docker build hits its layer cache and docker push finds every layer present)
-Prefect runs with its defaults (flow heartbeats on). Needs the local platform (`uv run sandbox
-up`). Only the images it builds are removed. Goal: overhead under 10% (ratio under 1.10).
-
-    uv run python benchmarks/ci_stages.py [--rounds N]
-"""
+"""Measure the concurrent CI pipeline (flows/ci.py) against the same commands by hand."""
 
 from __future__ import annotations
 
@@ -21,13 +8,11 @@ import os
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from sandbox.settings import HOST, Ports  # noqa: E402
 
@@ -40,11 +25,11 @@ import docker  # noqa: E402
 from prefect import flow  # noqa: E402
 
 from blocks import ContainerRegistry  # noqa: E402
+from blocks.tools import find_tool  # noqa: E402
 from core.ci import GitRef, image_tags, oci_labels  # noqa: E402
+from flows.ci import STAGES, run_ci_stages  # noqa: E402
 from sandbox.platform import BLOCK_NAME, Platform  # noqa: E402
-from tasks.ci_pipeline import STAGES, run_ci_stages  # noqa: E402
-from tasks.quality import find_tool  # noqa: E402
-from tasks.security import ensure_gosec  # noqa: E402
+from sandbox.tools import ensure_gosec  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "kyb-platform"
 REPO = "kyb-bench/kyb-platform"
@@ -65,23 +50,43 @@ def _sh(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
 @flow(name="ci-stages-benchmark")
 def ci(registry: ContainerRegistry, ref: GitRef, cold: bool, out: str) -> dict[str, float]:
     """The concurrent pipeline; seconds until each stage finished, the push's, the total."""
-    result = run_ci_stages(registry, REPO, EXAMPLE, ref, SOURCE, APP, use_test_cache=not cold,
-                           context_dir=Path(out) / "ctx")  # fmt: skip
+    result = run_ci_stages(
+        registry,
+        REPO,
+        EXAMPLE,
+        ref,
+        SOURCE,
+        APP,
+        use_test_cache=not cold,
+        context_dir=Path(out) / "ctx",
+    )
     return result.seconds
 
 
 def by_hand(
     registry, ref: GitRef, cold: bool, gosec: Path, out: Path, env: dict, ours: set[str]
 ) -> dict[str, float]:
-    """The same stages as shell commands, one after the other; seconds per stage (built image
-    ids added to ours)."""
+    """The same stages as shell commands, one after the other.
+
+    seconds per stage (built image ids added to ours).
+    """
     go, gofmt = find_tool("go", "install Go"), find_tool("gofmt", "it comes with Go")
     tags, _ = image_tags(ref)
     name = f"{registry.address}/{REPO}"
     out.mkdir(parents=True)
     times, t0 = {}, time.monotonic()
-    _sh([go, "test", "-json", "-race", f"-coverprofile={out}/cover.out",
-         *(["-count=1"] if cold else []), "./..."], cwd=EXAMPLE)  # fmt: skip
+    _sh(
+        [
+            go,
+            "test",
+            "-json",
+            "-race",
+            f"-coverprofile={out}/cover.out",
+            *(["-count=1"] if cold else []),
+            "./...",
+        ],
+        cwd=EXAMPLE,
+    )
     times["tests"], t0 = time.monotonic() - t0, time.monotonic()
     _sh([gofmt, "-l", "."], cwd=EXAMPLE)
     _sh([go, "vet", "./..."], cwd=EXAMPLE)
@@ -91,8 +96,11 @@ def by_hand(
     _sh([str(EXAMPLE / "build-context.sh"), str(out / "ctx")], cwd=EXAMPLE)
     times["context"], t0 = time.monotonic() - t0, time.monotonic()
     password = registry.password.get_secret_value()
-    _sh(["docker", "login", "-u", registry.username, "--password-stdin", registry.address],
-        input=password, env=env)  # fmt: skip
+    _sh(
+        ["docker", "login", "-u", registry.username, "--password-stdin", registry.address],
+        input=password,
+        env=env,
+    )
     labels = oci_labels(SOURCE, ref.sha, version=tags[0], title=APP)
     flags = [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
     flags += [a for t in tags for a in ("-t", f"{name}:{t}")]
@@ -152,17 +160,22 @@ def main() -> None:
 
 def _print_run(n: int, phase: str, order: tuple[str, ...], rows) -> None:
     hand, tasks = rows[f"{phase} hand"][-1]["total"], rows[f"{phase} tasks"][-1]["flow run"]
-    print(f"  round {n + 1} {phase} ({' first, '.join(order)} second): pipeline {tasks:6.2f}s "
-          f"vs hand {hand:6.2f}s -> overhead {100 * (tasks - hand) / hand:+6.1f}% "
-          f"(ratio {tasks / hand:.2f})", flush=True)  # fmt: skip
+    print(
+        f"  round {n + 1} {phase} ({' first, '.join(order)} second): pipeline {tasks:6.2f}s "
+        f"vs hand {hand:6.2f}s -> overhead {100 * (tasks - hand) / hand:+6.1f}% "
+        f"(ratio {tasks / hand:.2f})",
+        flush=True,
+    )
 
 
 def _print_summary(rows: dict[str, list[dict[str, float]]], rounds: int) -> None:
     def median(key: str, stage: str) -> float:
         return statistics.median(r[stage] for r in rows[key])
 
-    print(f"CI stages of examples/kyb-platform, seconds, median of {rounds} round(s) after a "
-          "warm-up (Prefect defaults, heartbeats on)")  # fmt: skip
+    print(
+        f"CI stages of examples/kyb-platform, seconds, median of {rounds} round(s) after a "
+        "warm-up (Prefect defaults, heartbeats on)"
+    )
     print("  by hand: each stage's own duration, one after the other")
     print(f"  {'stage':<11}{'cold':>9}{'warm':>9}")
     for stage in (*HAND_STAGES, "total"):
@@ -172,12 +185,16 @@ def _print_summary(rows: dict[str, list[dict[str, float]]], rounds: int) -> None
     for stage in (*STAGES, "push", "total", "flow run"):
         print(f"  {stage:<11}" + "".join(f"{median(f'{p} tasks', stage):>9.2f}" for p in WARMTH))
     for phase in WARMTH:
-        ratios = [t["flow run"] / h["total"] for t, h in
-                  zip(rows[f"{phase} tasks"], rows[f"{phase} hand"], strict=True)]  # fmt: skip
+        ratios = [
+            t["flow run"] / h["total"]
+            for t, h in zip(rows[f"{phase} tasks"], rows[f"{phase} hand"], strict=True)
+        ]
         ratio = statistics.median(ratios)
         runs = ", ".join(f"{r:.2f}" for r in ratios)
-        print(f"  {phase}: overhead ratio per run {runs}; median {ratio:.2f} "
-              f"({100 * (ratio - 1):+.1f}%, goal under +10%)")  # fmt: skip
+        print(
+            f"  {phase}: overhead ratio per run {runs}; median {ratio:.2f} "
+            f"({100 * (ratio - 1):+.1f}%, goal under +10%)"
+        )
     print("  warm: the pipeline reuses the image in the registry (no build, no push); by hand it")
     print("  is rebuilt from the layer cache and pushed again (every layer already present)")
 

@@ -1,34 +1,15 @@
-"""The delivery flow's overhead over the sum of its stage commands, measured in one run.
-
-The flow: `delivery` for a new commit on `develop` (CI, gates, staging rolling release with the
-post-deploy error-rate analysis on a fast schedule, smoke and post-deploy checks), with the sandbox
-stand-in so the checks have something to call. By hand, for another new commit, the same stages as
-commands one after the other:
-  CI       go test, gofmt, go vet, gosec, build-context.sh, docker login/build/push (the commands of
-           benchmarks/ci_stages.py)
-  gates    kubectl kustomize, kubectl apply --dry-run=server, promtool check rules / test rules
-  deploy   kubectl apply, kubectl rollout status (into a scratch namespace: the overlay's own
-           Deployment selector differs from the release's)
-  verify   the sandbox stand-in the flow also runs (the image on loopback, scraped by Prometheus,
-           traffic until there are rates), the analysis window as a sleep of the same length, then
-           the smoke requests and the three post-deploy queries
-Overhead = flow wall / hand total. Needs the local platform (`uv run sandbox up`).
-
-    uv run python benchmarks/delivery.py [--rounds 2]
-"""
+"""The delivery flow's overhead over the sum of its stage commands, measured in one run."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
-import sys
 import time
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -38,15 +19,15 @@ import yaml  # noqa: E402
 
 from benchmarks.ci_stages import _sh, by_hand  # noqa: E402
 from blocks import ContainerRegistry  # noqa: E402
+from blocks.tools import find_tool  # noqa: E402
+from core.analysis.templates import BUILTINS, rescheduled  # noqa: E402
 from core.ci import GitRef  # noqa: E402
-from core.templates import BUILTINS, rescheduled  # noqa: E402
 from flows.delivery import delivery  # noqa: E402
 from sandbox.example import Traffic  # noqa: E402
 from sandbox.fleet import wait_traffic  # noqa: E402
 from sandbox.platform import BLOCK_NAME, Platform  # noqa: E402
 from sandbox.standin import stand_in  # noqa: E402
-from tasks.gates import promtool_binary  # noqa: E402
-from tasks.security import ensure_gosec  # noqa: E402
+from sandbox.tools import ensure_gosec  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "kyb-platform"
 FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
@@ -60,8 +41,13 @@ def _sha() -> str:
 
 def flow_once() -> float:
     started = time.monotonic()
-    state = delivery(commit=_sha(), branch="develop", stand_ins=True, return_state=True,
-                     templates=[rescheduled(BUILTINS["error-rate"], **FAST)])  # fmt: skip
+    state = delivery(
+        commit=_sha(),
+        branch="develop",
+        endpoints="sandbox-stand-ins",
+        return_state=True,
+        templates=[rescheduled(BUILTINS["error-rate"], **FAST)],
+    )
     if not state.is_completed():
         raise SystemExit(f"delivery failed: {state.message}")
     return time.monotonic() - started
@@ -96,21 +82,25 @@ def hand_once(plat: Platform, registry: ContainerRegistry, tmp: Path, gosec: Pat
     objects.write_text(_manifests(kubectl, image, ns))
     _sh([kubectl, "create", "namespace", ns], env=env)
     _sh([kubectl, "apply", "--dry-run=server", "-f", str(objects)], env=env)
-    promtool, alerts = promtool_binary(), EXAMPLE / "deploy" / "alerts"
+    promtool, alerts = find_tool("promtool"), EXAMPLE / "deploy" / "alerts"
     _sh([promtool, "check", "rules", str(alerts / "deployment-alerts.yml")])
     _sh([promtool, "test", "rules", "deployment-alerts.test.yml"], cwd=alerts)
     gates = time.monotonic() - t0
     t0 = time.monotonic()
     _sh([kubectl, "apply", "-f", str(objects)], env=env)
-    _sh([kubectl, "-n", ns, "rollout", "status", "deployment/kyb-platform", "--timeout=300s"],
-        env=env)  # fmt: skip
+    _sh(
+        [kubectl, "-n", ns, "rollout", "status", "deployment/kyb-platform", "--timeout=300s"],
+        env=env,
+    )
     deploy = time.monotonic() - t0
     t0 = time.monotonic()
     # the same sandbox stand-in the flow runs (the image on loopback, scraped as the release's
     # tracks, traffic until Prometheus has rates), so both sides pay the same sandbox costs
     labels = {"service": "kyb-platform", "namespace": ns, "track": "stable"}
-    with stand_in(registry, image, plat.prometheus, "kyb-platform", ns) as inst, \
-            Traffic([inst.url]):  # fmt: skip
+    with (
+        stand_in(registry, image, plat.prometheus, "kyb-platform", ns) as inst,
+        Traffic([inst.url]),
+    ):
         wait_traffic(plat.prometheus, labels)
         time.sleep(WINDOW)  # the analysis window the flow's analysis waits through
         httpx.get(f"{inst.url}/health", timeout=5)
@@ -119,8 +109,13 @@ def hand_once(plat: Platform, registry: ContainerRegistry, tmp: Path, gosec: Pat
             httpx.get(f"{plat.prometheus.url}/api/v1/query", params={"query": q}, timeout=5)
     _sh([kubectl, "delete", "namespace", ns, "--wait=false"], env=env)
     verify = time.monotonic() - t0
-    return {"ci": ci_total, "gates": gates, "deploy": deploy, "verify": verify,
-            "total": ci_total + gates + deploy + verify}  # fmt: skip
+    return {
+        "ci": ci_total,
+        "gates": gates,
+        "deploy": deploy,
+        "verify": verify,
+        "total": ci_total + gates + deploy + verify,
+    }
 
 
 def main() -> None:
@@ -141,13 +136,17 @@ def main() -> None:
             else:
                 hands.append(hand_once(plat, registry, tmp, gosec))
         h = hands[-1]
-        print(f"round {r + 1}: flow {flows[-1]:.1f}s; by hand {h['total']:.1f}s (CI {h['ci']:.1f}, "
-              f"gates {h['gates']:.1f}, deploy {h['deploy']:.1f}, verify {h['verify']:.1f} "
-              f"incl. the {WINDOW}s analysis window)")  # fmt: skip
+        print(
+            f"round {r + 1}: flow {flows[-1]:.1f}s; by hand {h['total']:.1f}s (CI {h['ci']:.1f}, "
+            f"gates {h['gates']:.1f}, deploy {h['deploy']:.1f}, verify {h['verify']:.1f} "
+            f"incl. the {WINDOW}s analysis window)"
+        )
     flow_med = statistics.median(flows)
     hand_med = statistics.median(h["total"] for h in hands)
-    print(f"median: flow {flow_med:.1f}s, by hand {hand_med:.1f}s, overhead ratio "
-          f"{flow_med / hand_med:.2f} ({flow_med - hand_med:+.1f}s)")  # fmt: skip
+    print(
+        f"median: flow {flow_med:.1f}s, by hand {hand_med:.1f}s, overhead ratio "
+        f"{flow_med / hand_med:.2f} ({flow_med - hand_med:+.1f}s)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,4 @@
-"""Release benchmarks on the local platform (run `uv run sandbox up` first).
-
-1. Seeing a rolling update complete: the pipeline's watch vs `kubectl rollout status`, started
-   together on the same update (goal: ratio under 1.1).
-2. From a Failed analysis verdict to all traffic back on stable (goal: under 2 s).
-3. 20 applications released at once vs one alone (goal: under 2x the wall time).
-
-    uv run python benchmarks/release.py [--rounds 5] [--apps 20] [--many-rounds 3] [--only many]
-"""
+"""Release benchmarks on the local platform (run `uv run sandbox up` first)."""
 
 from __future__ import annotations
 
@@ -20,29 +12,32 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 # Before prefect is imported: every thread (not just this one) talks to the platform's server,
 # and nothing starts an ephemeral server or phones home.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from kubernetes import client  # noqa: E402
-from prefect import flow  # noqa: E402
+from kubernetes import client
+from prefect import flow
 
-from blocks import KubernetesCluster  # noqa: E402
-from core.observed import Outcome  # noqa: E402
-from sandbox.platform import BLOCK_NAME, Platform  # noqa: E402
-from tasks import kube  # noqa: E402
-from tests.integration.release_helpers import Scripted, release_flow, spec  # noqa: E402
+from blocks import KubernetesCluster
+from core.release.observed import Outcome
+from sandbox.platform import BLOCK_NAME, Platform
+from tasks import kube
+from tests.integration.release_helpers import Scripted, release_flow, spec
 
 REPO = "127.0.0.1:5001/kyb-platform@sha256:"
 ROLLING = {"rolling": {"maxSurge": 1, "maxUnavailable": 0}}
-FAILING_CANARY = {"canary": {"steps": [{"setWeight": 40}, {"analysis": {"templates": [
-    {"templateName": "success-rate"}]}}]}}  # fmt: skip
+FAILING_CANARY = {
+    "canary": {
+        "steps": [
+            {"setWeight": 40},
+            {"analysis": {"templates": [{"templateName": "success-rate"}]}},
+        ]
+    }
+}
 
 
 def _image(i: int) -> str:
@@ -55,9 +50,16 @@ def watch_vs_kubectl(cluster: KubernetesCluster, plat: Platform, ns: str, rounds
     apps = client.AppsV1Api(api)
     assert release_flow(spec(ns, _image(1), ROLLING, replicas=5), Scripted()).ok
     kubectl = [
-        str(plat.settings.k8s_bin / "kubectl"), "--kubeconfig", str(plat.settings.kubeconfig),
-        "-n", ns, "rollout", "status", "deployment/web", "--timeout=120s",
-    ]  # fmt: skip
+        str(plat.settings.k8s_bin / "kubectl"),
+        "--kubeconfig",
+        str(plat.settings.kubeconfig),
+        "-n",
+        ns,
+        "rollout",
+        "status",
+        "deployment/web",
+        "--timeout=120s",
+    ]
     ours, theirs = [], []
     for r in range(rounds):
         image = _image(100 + r)
@@ -78,15 +80,18 @@ def watch_vs_kubectl(cluster: KubernetesCluster, plat: Platform, ns: str, rounds
         ours.append(done["ours"] - t0)
         theirs.append(done["kubectl"] - t0)
     o, k = statistics.median(ours), statistics.median(theirs)
-    print(f"1. rolling update seen complete (median of {rounds}): pipeline {o:.2f}s, "
-          f"kubectl rollout status {k:.2f}s, ratio {o / k:.2f} (goal < 1.1)")  # fmt: skip
+    print(
+        f"1. rolling update seen complete (median of {rounds}): pipeline {o:.2f}s, "
+        f"kubectl rollout status {k:.2f}s, ratio {o / k:.2f} (goal < 1.1)"
+    )
 
 
 def verdict_to_stable(ns: str) -> None:
     """A canary whose analysis fails: time from the verdict to stable serving alone."""
     assert release_flow(spec(ns, _image(1), FAILING_CANARY, replicas=5), Scripted()).ok
-    result = release_flow(spec(ns, _image(2), FAILING_CANARY, replicas=5),
-                          Scripted({"success-rate": Outcome.FAILED}))  # fmt: skip
+    result = release_flow(
+        spec(ns, _image(2), FAILING_CANARY, replicas=5), Scripted({"success-rate": Outcome.FAILED})
+    )
     analysis = next(e for e in result.journal if e.action.startswith("run step analysis"))
     verdict_at = analysis.started + analysis.seconds
     back_at = result.journal[-1].started  # Fail: stable at full size and ready, canary at 0
@@ -134,13 +139,18 @@ def many_at_once(ns: str, apps_count: int, rounds: int) -> None:
         e_alone, e_together = _times(lambda i: empty_flow(), apps_count)
         ratios.append(together / alone)
         floors.append(e_together / e_alone)
-        print(f"3. round {r + 1}: one release alone {alone:.2f}s; {apps_count} at once "
-              f"{together:.1f}s: {together / alone:.2f}x (empty flow runs: {e_alone:.2f}s, "
-              f"{e_together:.1f}s, {e_together / e_alone:.2f}x)", flush=True)  # fmt: skip
-    print(f"3. {apps_count} releases at once vs one alone, median of {rounds}: "
-          f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}; "
-          f"goal < 2x); empty flow runs {statistics.median(floors):.2f}x "
-          f"({min(floors):.2f}-{max(floors):.2f})")  # fmt: skip
+        print(
+            f"3. round {r + 1}: one release alone {alone:.2f}s; {apps_count} at once "
+            f"{together:.1f}s: {together / alone:.2f}x (empty flow runs: {e_alone:.2f}s, "
+            f"{e_together:.1f}s, {e_together / e_alone:.2f}x)",
+            flush=True,
+        )
+    print(
+        f"3. {apps_count} releases at once vs one alone, median of {rounds}: "
+        f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}; "
+        f"goal < 2x); empty flow runs {statistics.median(floors):.2f}x "
+        f"({min(floors):.2f}-{max(floors):.2f})"
+    )
 
 
 def main() -> None:

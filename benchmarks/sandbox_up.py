@@ -1,12 +1,4 @@
-"""Measure `sandbox up`: cold (new state), warm (restart on kept state), reuse (already running).
-
-Runs a second platform in a temporary state folder on free loopback ports, so the platform you
-use is not disturbed (Docker is shared: it is reused by both). With --build it also times a cold
-build of the platform's Go binaries into a temporary cache with an empty Go build cache (Go modules
-already downloaded are reused; a new machine also downloads them).
-
-    uv run python benchmarks/sandbox_up.py [--build] [--tests]
-"""
+"""Measure `sandbox up`: cold (new state), warm (restart on kept state), reuse (already running)."""
 
 from __future__ import annotations
 
@@ -14,21 +6,34 @@ import argparse
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 PORT_VARS = [
-    "KYB_REGISTRY_PORT", "KYB_PROMETHEUS_PORT", "KYB_PREFECT_PORT", "KYB_APISERVER_PORT",
-    "KYB_ETCD_PORT", "KYB_ETCD_PEER_PORT", "KYB_KCM_PORT", "KYB_SCHEDULER_PORT", "KYB_KWOK_PORT",
-    "KYB_S3_PORT", "KYB_DR_APISERVER_PORT", "KYB_DR_ETCD_PORT", "KYB_DR_ETCD_PEER_PORT",
-    "KYB_DR_KCM_PORT", "KYB_DR_SCHEDULER_PORT", "KYB_DR_KWOK_PORT", "KYB_VELERO_METRICS_PORT",
-    "KYB_VELERO_PROFILER_PORT", "KYB_DR_VELERO_METRICS_PORT", "KYB_DR_VELERO_PROFILER_PORT",
-]  # fmt: skip
+    "KYB_REGISTRY_PORT",
+    "KYB_PROMETHEUS_PORT",
+    "KYB_PREFECT_PORT",
+    "KYB_APISERVER_PORT",
+    "KYB_ETCD_PORT",
+    "KYB_ETCD_PEER_PORT",
+    "KYB_KCM_PORT",
+    "KYB_SCHEDULER_PORT",
+    "KYB_KWOK_PORT",
+    "KYB_S3_PORT",
+    "KYB_DR_APISERVER_PORT",
+    "KYB_DR_ETCD_PORT",
+    "KYB_DR_ETCD_PEER_PORT",
+    "KYB_DR_KCM_PORT",
+    "KYB_DR_SCHEDULER_PORT",
+    "KYB_DR_KWOK_PORT",
+    "KYB_VELERO_METRICS_PORT",
+    "KYB_VELERO_PROFILER_PORT",
+    "KYB_DR_VELERO_METRICS_PORT",
+    "KYB_DR_VELERO_PROFILER_PORT",
+]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -107,8 +112,12 @@ def measure_build() -> None:
 def measure_tests() -> None:
     """Time the whole test suite against the running platform."""
     t0 = time.monotonic()
-    done = subprocess.run(["uv", "run", "pytest", "-q", "-p", "no:cacheprovider"], cwd=ROOT,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        ["uv", "run", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     secs = time.monotonic() - t0
     print(f"test suite: {secs:.1f}s ({done.stdout.strip().splitlines()[-1]})")
 

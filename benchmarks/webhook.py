@@ -1,16 +1,4 @@
-"""Webhook benchmark on the local platform (run `uv run sandbox up` first): signed GitHub push
-requests to the receiver served by uvicorn on loopback, each timed from sending the request to
-the 202 that carries the created flow run's id; then every id is checked through the Prefect API.
-
-    uv run python benchmarks/webhook.py [--requests 200] [--concurrency 1] [--deadline 120]
-                                        [--baseline 20]
-
-A baseline of flow runs created straight through the API (--baseline) tells the receiver's own
-cost apart from the Prefect server's.
-
-The runs go to a throwaway deployment of a stand-in `delivery` flow (deleted afterwards, runs
-included); no worker runs them.
-"""
+"""Webhook benchmark: signed pushes to the receiver, each timed to the 202 carrying its run id."""
 
 from __future__ import annotations
 
@@ -20,24 +8,21 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 # Before prefect is imported: talk to the platform's server, start no ephemeral one, no analytics.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-import httpx  # noqa: E402
-from prefect.client.orchestration import get_client  # noqa: E402
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from pydantic import SecretStr
 
-from deployments.webhook import PATH, create_app  # noqa: E402
-from deployments.webhook_github import parse_push, run_parameters  # noqa: E402
-from deployments.webhook_settings import WebhookSettings  # noqa: E402
-from tests.integration.test_webhook import (  # noqa: E402
+from deployments.webhook import PATH, create_app
+from deployments.webhook_github import parse_push, run_parameters
+from deployments.webhook_settings import WebhookSettings
+from tests.integration.test_webhook import (
     SECRET,
     drop_deployment,
     make_deployment,
@@ -66,8 +51,11 @@ def existing_runs(ids: list[str]) -> int:
 
 
 def direct_creates(deployment: str, count: int, deadline_s: float = 60) -> list[float]:
-    """Baseline: seconds per flow run created straight through the API (no receiver), as many
-    of `count` as fit in the deadline."""
+    """Baseline.
+
+    seconds per flow run created straight through the API (no receiver), as many of `count` as fit
+    in the deadline.
+    """
     times: list[float] = []
     stop = time.monotonic() + deadline_s
     params = run_parameters(parse_push(signed_push()[0]), "staging", "127.0.0.1:5001/kyb-platform")
@@ -122,11 +110,15 @@ def bench(requests: int, concurrency: int, deadline_s: float, baseline: int) -> 
     if not latencies:
         sys.exit(f"no run was created; failures: {failures[:3]}")
     ms = [x * 1000 for x in latencies]
-    print(f"webhook request -> flow run created ({len(ms)}/{requests} requests, "
-          f"concurrency {concurrency}, {wall:.1f}s wall, {len(ms) / wall:.1f} req/s):")  # fmt: skip
+    print(
+        f"webhook request -> flow run created ({len(ms)}/{requests} requests, "
+        f"concurrency {concurrency}, {wall:.1f}s wall, {len(ms) / wall:.1f} req/s):"
+    )
     print(f"  {summary(ms)}")
-    print(f"  runs confirmed through the API: {confirmed}/{len(run_ids)}; failed requests: "
-          f"{len(failures)}{' e.g. ' + failures[0] if failures else ''}")  # fmt: skip
+    print(
+        f"  runs confirmed through the API: {confirmed}/{len(run_ids)}; failed requests: "
+        f"{len(failures)}{' e.g. ' + failures[0] if failures else ''}"
+    )
     if direct:
         print(f"baseline, {len(direct)} runs created straight through the API: {summary(direct)}")
 

@@ -6,7 +6,6 @@ import base64
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,11 @@ from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from core.errors import ConfigError, CredentialsError, TransientError
+from core.names import is_dns_label
 
 logger = logging.getLogger(__name__)
 
 _WHOLE = "paste a whole kubeconfig, e.g. the output of `kubectl config view --raw --flatten`"
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _FILE_KEYS = ("certificate-authority", "client-certificate", "client-key")  # -> "<key>-data"
 
 
@@ -137,7 +136,7 @@ class KubernetesCluster(Block):
     @field_validator("namespace")
     @classmethod
     def _valid_namespace(cls, value: str) -> str:
-        if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+        if not is_dns_label(value):
             raise ValueError(
                 f"namespace {value!r} is not a DNS-1123 label: use at most 63 lowercase letters, "
                 "digits and '-', starting and ending with a letter or digit"

@@ -43,9 +43,11 @@ class PrometheusServer(Block):
     password: SecretStr | None = Field(default=None, description="The basic-auth password.")
     verify_tls: bool = Field(default=True, description="Verify the server's TLS certificate.")
     scrape_interval_seconds: float = Field(
-        default=15.0, gt=0, description="The scrape interval of the metrics the analyses read: "
+        default=15.0,
+        gt=0,
+        description="The scrape interval of the metrics the analyses read: "
         "rate windows span at least four scrapes.",
-    )  # fmt: skip
+    )
 
     @field_validator("url")
     @classmethod

@@ -9,11 +9,10 @@ from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from blocks.cluster import KubernetesCluster
+from core.names import is_dns_label, is_dns_subdomain
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3 bucket naming rules
 _REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(rf"{_DNS1123_LABEL.pattern}(\.{_DNS1123_LABEL.pattern})*")
 
 
 def _http_url(field: str, value: str, example: str) -> str:
@@ -128,7 +127,7 @@ class VeleroInstall(Block):
     @field_validator("namespace")
     @classmethod
     def _valid_namespace(cls, value: str) -> str:
-        if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+        if not is_dns_label(value):
             raise ValueError(
                 f"namespace {value!r} is not a DNS-1123 label: use at most 63 lowercase letters, "
                 "digits and '-', starting and ending with a letter or digit"
@@ -138,7 +137,7 @@ class VeleroInstall(Block):
     @field_validator("storage_location")
     @classmethod
     def _valid_location(cls, value: str) -> str:
-        if len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+        if not is_dns_subdomain(value):
             raise ValueError(
                 f"storage_location {value!r} is not a Kubernetes object name: use lowercase "
                 "letters, digits, '-' and '.', e.g. default"

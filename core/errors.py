@@ -1,14 +1,16 @@
-"""The pipeline's error tree: every failure says what failed, where, and whether retrying can help.
+"""The pipeline's error tree: each failure says what failed, where, and whether to retry."""
 
-    PipelineError                  base; carries context (resource, namespace, revision, query, ...)
-    ├── ConfigError                permanent: bad input or settings; the message says what to fix
-    │   └── CredentialsError       permanent: credentials refused (401/403, bad login)
-    ├── TransientError             worth retrying: connection refused, timeouts, 5xx, 429, conflicts
-    └── PlatformError              a local-platform component failed to install, build or start
-
-Retry policy (DESIGN.md principle 9) keys off this tree: only TransientError is retried.
-Messages never contain secrets: callers pass names and addresses, never tokens or passwords.
-"""
+#     PipelineError                  base; carries context (resource, namespace, revision, ...)
+#     ├── ConfigError                permanent: bad input or settings; the message says what to fix
+#     │   └── CredentialsError       permanent: credentials refused (401/403, bad login)
+#     └── TransientError             worth retrying: refused connections, timeouts, 5xx, 429, 409
+#
+# Each domain hangs its own errors off this tree, in one module: core/release/errors.py,
+# core/recovery/errors.py, core/delivery/errors.py, core/ci/errors.py. The local platform's
+# PlatformError lives in sandbox/errors.py.
+#
+# Retry policy (DESIGN.md principle 9) keys off this tree: only TransientError is retried.
+# Messages never contain secrets: callers pass names and addresses, never tokens or passwords.
 
 from __future__ import annotations
 
@@ -38,13 +40,3 @@ class CredentialsError(ConfigError):
 
 class TransientError(PipelineError):
     """A fault that may pass: retry with backoff."""
-
-
-class PlatformError(PipelineError):
-    """A component of the local platform could not be installed, built or started."""
-
-    def __init__(self, component: str, message: str, fix: str = "", **context: object) -> None:
-        self.component = component
-        self.fix = fix
-        text = f"[{component}] {message}" + (f" -> {fix}" if fix else "")
-        super().__init__(text, **context)

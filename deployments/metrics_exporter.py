@@ -1,24 +1,4 @@
-"""The pipeline's Prometheus exporter: serves tasks.metrics over HTTP on a loopback port.
-
-Run it next to the webhook receiver, pointed at the Prefect server the runs go to:
-
-    PREFECT_API_URL=http://127.0.0.1:4200/api uv run python -m deployments.metrics_exporter
-
-Settings: KYB_METRICS_PORT (default 9108), KYB_METRICS_HOST (default 127.0.0.1),
-KYB_METRICS_DAYS (lookback window, default 30), KYB_METRICS_CACHE_SECONDS (default 10).
-
-Have Prometheus scrape it with a static target, e.g. in prometheus.yml
-
-    scrape_configs:
-      - job_name: kyb-pipeline
-        scrape_interval: 30s
-        static_configs: [{targets: ["127.0.0.1:9108"]}]
-
-or, on the local platform, through its file-based discovery:
-
-    from sandbox.platform import Platform
-    Platform().prometheus.add_target("kyb-pipeline", "127.0.0.1:9108", {"job": "kyb-pipeline"})
-"""
+"""The pipeline's Prometheus exporter: serves deployments.metrics over HTTP on a loopback port."""
 
 from __future__ import annotations
 
@@ -30,7 +10,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, start_http_server
 
 from core.errors import ConfigError
-from tasks.metrics import DEFAULT_CACHE_SECONDS, DEFAULT_DAYS, pipeline_registry
+from deployments.metrics import DEFAULT_CACHE_SECONDS, DEFAULT_DAYS, pipeline_registry
 
 DEFAULT_PORT = 9108
 DEFAULT_HOST = "127.0.0.1"
@@ -40,6 +20,24 @@ def serve(
     registry: CollectorRegistry, port: int, host: str = DEFAULT_HOST
 ) -> tuple[WSGIServer, threading.Thread]:
     """Serve `registry` at http://host:port/metrics from a daemon thread.
+
+    Run it next to the webhook receiver, pointed at the Prefect server the runs go to:
+
+        PREFECT_API_URL=http://127.0.0.1:4200/api uv run python -m deployments.metrics_exporter
+
+    Settings: KYB_METRICS_PORT (default 9108), KYB_METRICS_HOST (default 127.0.0.1),
+    KYB_METRICS_DAYS (lookback window, default 30), KYB_METRICS_CACHE_SECONDS (default 10).
+
+    Have Prometheus scrape it with a static target, e.g. in prometheus.yml
+        scrape_configs:
+          - job_name: kyb-pipeline
+            scrape_interval: 30s
+            static_configs: [{targets: ["127.0.0.1:9108"]}]
+
+    or, on the local platform, through its file-based discovery:
+
+        from sandbox.platform import Platform
+        Platform().prometheus.add_target("kyb-pipeline", "127.0.0.1:9108", {"job": "kyb-pipeline"})
 
     Returns:
         The server (call `shutdown()` then `server_close()` to stop it) and its thread.

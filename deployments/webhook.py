@@ -1,26 +1,4 @@
-"""The GitHub webhook receiver: a small Starlette app that starts the delivery deployment per push.
-
-    uv run python -m deployments.webhook     # serves http://127.0.0.1:8090 (KYB_WEBHOOK_PORT)
-
-POST /webhooks/github checks, in this order, and nothing is started unless all pass:
-
-    size       Content-Length or the body read so far > max_body_bytes  413 (before anything else)
-    signature  X-Hub-Signature-256 missing, malformed or wrong           401 (both: the request
-               (HMAC-SHA256 of the body, hmac.compare_digest)                proves no secret)
-    event      X-GitHub-Event missing 400; `ping` 200 pong; not `push`   422 (authentic, but not
-                                                                          an event we handle)
-    delivery   X-GitHub-Delivery missing or not a GUID                   400
-               seen before by this process (ReplayGuard)                 409
-    payload    not JSON, no ref, no 40-hex `after`                       400
-    branch     a tag, a deleted branch or a branch without environment   202 ignored, nothing run
-    start      flow run created (or event sent for a trigger)            202 with flow_run_id
-               Prefect API unreachable, failing or too slow              503 (redeliver it)
-               the API refused (no such deployment, bad parameters)      500
-
-A delivery id is remembered only when its answer is 2xx, so a redelivery (GitHub keeps the id;
-it never retries on its own) after a 4xx/5xx is handled afresh. GET /healthz answers 200. Logs
-carry the delivery id, event, branch and outcome; never the secret or the signature.
-"""
+"""The GitHub webhook receiver: a Starlette app that starts the delivery deployment per push."""
 
 from __future__ import annotations
 
@@ -58,7 +36,9 @@ class TooLarge(Exception):
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (before reading it) a declared or (while reading) an actual
+    """The request body, refused when its declared or actual size is over `limit` bytes.
+
+    The request body, refusing (before reading it) a declared or (while reading) an actual
     size over `limit` bytes.
 
     Raises:
@@ -95,6 +75,29 @@ def _answer(status: int, message: str, **extra: object) -> JSONResponse:
 def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> Starlette:
     """The receiver's ASGI app.
 
+    uv run python -m deployments.webhook     # serves http://127.0.0.1:8090 (KYB_WEBHOOK_PORT)
+
+    POST /webhooks/github checks, in this order, and nothing is started unless all pass:
+
+        size       Content-Length or the body read so far > max_body_bytes  413 (before anything
+        else) signature  X-Hub-Signature-256 missing, malformed or wrong           401 (both: the
+        request
+                   (HMAC-SHA256 of the body, hmac.compare_digest)                proves no secret)
+        event      X-GitHub-Event missing 400; `ping` 200 pong; not `push`   422 (authentic, but not
+                                                                              an event we handle)
+        delivery   X-GitHub-Delivery missing or not a GUID                   400
+                   seen before by this process (ReplayGuard)                 409
+        payload    not JSON, no ref, no 40-hex `after`                       400
+        branch     a tag, a deleted branch or a branch without environment   202 ignored, nothing
+        run start      flow run created (or event sent for a trigger)            202 with
+        flow_run_id
+                   Prefect API unreachable, failing or too slow              503 (redeliver it)
+                   the API refused (no such deployment, bad parameters)      500
+
+    A delivery id is remembered only when its answer is 2xx, so a redelivery (GitHub keeps the id;
+    it never retries on its own) after a 4xx/5xx is handled afresh. GET /healthz answers 200. Logs
+    carry the delivery id, event, branch and outcome; never the secret or the signature.
+
     Args:
         settings: secret, limits, branch map and the deployment to start.
         starter: what starts runs (default: PrefectRunStarter on PREFECT_API_URL); tests of
@@ -114,8 +117,13 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
             replays.release(seen.delivery)  # this delivery failed: let its redelivery in
         delivery = seen.delivery if DELIVERY_ID.match(seen.delivery) else "<invalid>"
         shown = event if EVENT_NAME.match(event) else "<invalid>" if event else "<none>"
-        log.info("delivery=%s event=%s branch=%s -> %s", delivery, shown, seen.branch or "-",
-                 response.status_code)  # fmt: skip
+        log.info(
+            "delivery=%s event=%s branch=%s -> %s",
+            delivery,
+            shown,
+            seen.branch or "-",
+            response.status_code,
+        )
         return response
 
     async def _handle(request: Request, event: str, seen: Seen) -> JSONResponse:
@@ -156,8 +164,14 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
         except ConfigError as exc:  # details stay in the receiver's log
             log.error("delivery=%s: run refused: %s", delivery, exc)
             return _answer(500, "the run was refused: see the receiver's log", delivery=delivery)
-        return _answer(202, reason, delivery=delivery, environment=environment,
-                       flow_run_id=started.flow_run_id, event_id=started.event_id)  # fmt: skip
+        return _answer(
+            202,
+            reason,
+            delivery=delivery,
+            environment=environment,
+            flow_run_id=started.flow_run_id,
+            event_id=started.event_id,
+        )
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

@@ -8,7 +8,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -82,8 +82,11 @@ class ReplayGuard:
 
 @dataclass(frozen=True)
 class Push:
-    """What a push event says: the ref, the commit after the push and its time, the GitHub
-    repository (owner/name and web URL), the pusher."""
+    """What a push event says.
+
+    the ref, the commit after the push and its time, the GitHub repository (owner/name and web URL),
+    the pusher.
+    """
 
     ref: str
     commit: str
@@ -131,36 +134,44 @@ def parse_push(body: bytes) -> Push:
     )
 
 
-def environment_for(push: Push, branches: Mapping[str, str]) -> tuple[str | None, str]:
-    """The environment a push deploys to, or None with the reason it is ignored."""
+def environment_for(push: Push, branches: Mapping[str, Sequence[str]]) -> tuple[str | None, str]:
+    """The environment a push ends in (the last its branch deploys to), or None and why not."""
     if push.branch is None:
         return None, f"not a branch push ({push.ref})"
     if push.deleted:
         return None, f"branch {push.branch} was deleted"
-    environment = branches.get(push.branch)
-    if environment is None:
+    chain = tuple(branches.get(push.branch) or ())
+    if not chain:
         return None, f"no environment for branch {push.branch}"
-    return environment, f"branch {push.branch} deploys to {environment}"
+    return chain[-1], f"branch {push.branch} deploys to {' -> '.join(chain)}"
 
 
 def tagged_image(repository: str, push: Push) -> str:
-    """The image the run will build and deploy, by its commit tag (e.g. repo:main-1a2b3c4),
-    as tasks/images.py tags it; the digest is only known once the run has built it."""
+    """The image the run will build and deploy, by its commit tag (e.g.
+
+    repo:main-1a2b3c4), as tasks/images.py tags it; the digest is only known once the run has built
+    it.
+    """
     _, commit_tag = image_tags(GitRef(sha=push.commit, branch=push.branch))
     return f"{repository}:{commit_tag}"
 
 
 def registry_repository(image_repository: str) -> str:
-    """The repository inside the registry: "127.0.0.1:5001/kyb-platform" -> "kyb-platform"
-    (Docker's rule: a first part with a dot or colon, or "localhost", is the registry)."""
+    """The repository inside the registry.
+
+    "127.0.0.1:5001/kyb-platform" -> "kyb-platform" (Docker's rule: a first part with a dot or
+    colon, or "localhost", is the registry).
+    """
     first, _, rest = image_repository.partition("/")
     is_registry = rest and ("." in first or ":" in first or first == "localhost")
     return rest if is_registry else image_repository
 
 
 def run_parameters(push: Push, environment: str, image_repository: str) -> dict[str, str]:
-    """The delivery deployment's parameters for one push (the names flows/delivery.py uses:
-    `repository` is the registry repository, `source` the GitHub repository's URL)."""
+    """The delivery deployment's parameters for one push (the names flows/delivery.py uses.
+
+    `repository` is the registry repository, `source` the GitHub repository's URL).
+    """
     return {
         "commit": push.commit,
         "branch": push.branch or "",

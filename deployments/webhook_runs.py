@@ -1,21 +1,4 @@
-"""Starting the delivery deployment for a verified push: a flow run through the Prefect API, plus
-a `kyb.webhook.push` event, or only the event for a deployment trigger (push_trigger) to act on.
-
-Two ways (push_trigger matches only trigger-mode events, so the two never both start a run):
-- API (WebhookSettings.start_runs=True, the default): the receiver creates the flow run itself,
-  with the delivery id as idempotency key, and answers 202 with the run's id. An unreachable API
-  is a 503: GitHub records the delivery as failed (it does not retry on its own) and a
-  redelivery, by hand or by a script through GitHub's API, carries the same delivery id, so it
-  is accepted and still starts at most one run. The event is emitted afterwards, labelled
-  `kyb.started-by: receiver`, for the record.
-- Trigger (start_runs=False): the receiver only emits the event, labelled
-  `kyb.started-by: trigger`, and the deployment's `push_trigger()` automation starts the run
-  with the parameters from the event's payload. Events are sent in the background, so a lost
-  event is not reported to GitHub.
-
-Only the parameters the deployment's schema declares are sent (a flow given a parameter it does
-not take would fail); the event's payload carries them all.
-"""
+"""Starting the delivery for a verified push: a flow run through the API, or only an event."""
 
 from __future__ import annotations
 
@@ -31,8 +14,16 @@ import httpx
 from core.errors import ConfigError, TransientError
 
 EVENT = "kyb.webhook.push"
-PARAMETERS = ("commit", "branch", "environment", "tagged_image", "repository", "source",
-              "commit_time", "pushed_by")  # fmt: skip
+PARAMETERS = (
+    "commit",
+    "branch",
+    "environment",
+    "tagged_image",
+    "repository",
+    "source",
+    "commit_time",
+    "pushed_by",
+)
 log = logging.getLogger("kyb.webhook")
 
 
@@ -82,7 +73,26 @@ class RunStarter(Protocol):
 
 
 class PrefectRunStarter:
-    """Creates flow runs through the Prefect API in PREFECT_API_URL and emits the push event."""
+    """Creates flow runs through the Prefect API in PREFECT_API_URL and emits the push event.
+
+    Starting the delivery deployment for a verified push: a flow run through the Prefect API, plus
+    a `kyb.webhook.push` event, or only the event for a deployment trigger (push_trigger) to act on.
+
+    Two ways (push_trigger matches only trigger-mode events, so the two never both start a run):
+    - API (WebhookSettings.start_runs=True, the default): the receiver creates the flow run itself,
+      with the delivery id as idempotency key, and answers 202 with the run's id. An unreachable API
+      is a 503: GitHub records the delivery as failed (it does not retry on its own) and a
+      redelivery, by hand or by a script through GitHub's API, carries the same delivery id, so it
+      is accepted and still starts at most one run. The event is emitted afterwards, labelled
+      `kyb.started-by: receiver`, for the record.
+    - Trigger (start_runs=False): the receiver only emits the event, labelled
+      `kyb.started-by: trigger`, and the deployment's `push_trigger()` automation starts the run
+      with the parameters from the event's payload. Events are sent in the background, so a lost
+      event is not reported to GitHub.
+
+    Only the parameters the deployment's schema declares are sent (a flow given a parameter it does
+    not take would fail); the event's payload carries them all.
+    """
 
     def __init__(
         self, start_runs: bool = True, timeout: float = 8.0, api_url: str | None = None
@@ -146,8 +156,9 @@ class PrefectRunStarter:
                     if names is not None and (extra := set(request.parameters) - names):
                         log.info("%s takes no %s: not sent", request.deployment, sorted(extra))
                 deployment_id, names = known
-                params = {k: v for k, v in request.parameters.items()
-                          if names is None or k in names}  # fmt: skip
+                params = {
+                    k: v for k, v in request.parameters.items() if names is None or k in names
+                }
                 run = await client.create_flow_run_from_deployment(
                     deployment_id,
                     parameters=params,
@@ -175,8 +186,11 @@ class PrefectRunStarter:
 
 
 def declared(schema: dict[str, Any] | None) -> frozenset[str] | None:
-    """The parameter names a deployment's schema declares; None when it declares none at all
-    (then every parameter is sent). A flow run given a parameter its flow lacks would fail."""
+    """The parameter names a deployment's schema declares.
+
+    None when it declares none at all (then every parameter is sent). A flow run given a parameter
+    its flow lacks would fail.
+    """
     properties = (schema or {}).get("properties")
     return frozenset(properties) if isinstance(properties, dict) else None
 
@@ -188,8 +202,12 @@ def _emit(request: RunRequest, run_id: str | None) -> str | None:
     p = request.parameters
     related = []
     if run_id:
-        related = [{"prefect.resource.id": f"prefect.flow-run.{run_id}",
-                    "prefect.resource.role": "flow-run"}]  # fmt: skip
+        related = [
+            {
+                "prefect.resource.id": f"prefect.flow-run.{run_id}",
+                "prefect.resource.role": "flow-run",
+            }
+        ]
     event = emit_event(
         event=EVENT,
         resource={
@@ -208,7 +226,9 @@ def _emit(request: RunRequest, run_id: str | None) -> str | None:
 
 
 def push_trigger(deployment: str = "delivery/delivery", names: Iterable[str] = PARAMETERS) -> Any:
-    """A deployment trigger that starts `deployment` from the receiver's push events when it runs
+    """A deployment trigger that starts `deployment` from the receiver's push events.
+
+    A deployment trigger that starts `deployment` from the receiver's push events when it runs
     with start_runs=False, e.g. `delivery.to_deployment("delivery", triggers=[push_trigger()])`.
 
     Args:

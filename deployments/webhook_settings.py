@@ -7,12 +7,11 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from core.delivery.branches import BRANCH_ENVIRONMENTS, parse_branch_map
 from core.errors import ConfigError
 
 DEFAULT_PORT = 8090
 SECRET_BLOCK = "kyb-webhook-secret"
-# The seed's workflow rules: develop deploys to staging, main to production.
-DEFAULT_BRANCHES = {"develop": "staging", "main": "production"}
 
 
 class WebhookSettings(BaseModel):
@@ -23,7 +22,8 @@ class WebhookSettings(BaseModel):
         host: the address uvicorn binds (loopback by default; put a TLS proxy in front).
         port: the port uvicorn binds.
         max_body_bytes: larger requests get 413 before their signature is even checked.
-        branches: branch name -> environment; pushes to other branches are ignored (202).
+        branches: branch name -> the environments it deploys to, in order (the delivery's own
+            map by default); pushes to other branches are ignored (202).
         deployment: the deployment started per push, as "<flow>/<deployment>".
         image_repository: registry/repository of the application image; the run's
             `tagged_image` parameter is this plus the commit's tag (the digest only exists
@@ -41,7 +41,7 @@ class WebhookSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PORT, gt=0, lt=65536)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
-    branches: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_BRANCHES))
+    branches: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(BRANCH_ENVIRONMENTS))
     deployment: str = Field(default="delivery/delivery", pattern=r"^[^/]+/[^/]+$")
     image_repository: str = "127.0.0.1:5001/kyb-platform"
     replay_window: int = Field(default=10_000, gt=0)
@@ -56,27 +56,14 @@ class WebhookSettings(BaseModel):
         return value
 
 
-def parse_branches(text: str) -> dict[str, str]:
-    """Read "develop=staging,main=production" into a branch -> environment map.
-
-    Raises:
-        ConfigError: an entry is not branch=environment.
-    """
-    branches = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        branch, sep, environment = item.partition("=")
-        if not (sep and branch.strip() and environment.strip()):
-            raise ConfigError(f"branch map entry {item!r} is not branch=environment")
-        branches[branch.strip()] = environment.strip()
-    return branches
-
-
 def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
-    """Settings from KYB_WEBHOOK_* variables; the secret from KYB_WEBHOOK_SECRET (local use) or
-    else from the Prefect Secret block named by KYB_WEBHOOK_SECRET_BLOCK (kyb-webhook-secret).
+    """Settings from KYB_WEBHOOK_* variables.
+
+    the secret from KYB_WEBHOOK_SECRET (local use) or else from the Prefect Secret block named by
+    KYB_WEBHOOK_SECRET_BLOCK (kyb-webhook-secret).
 
     Other variables: KYB_WEBHOOK_HOST, KYB_WEBHOOK_PORT, KYB_WEBHOOK_MAX_BODY_BYTES,
-    KYB_WEBHOOK_BRANCHES ("develop=staging,main=production"), KYB_WEBHOOK_DEPLOYMENT,
+    KYB_WEBHOOK_BRANCHES ("develop=staging,main=staging>production"), KYB_WEBHOOK_DEPLOYMENT,
     KYB_WEBHOOK_IMAGE_REPOSITORY, KYB_WEBHOOK_REPLAY_WINDOW, KYB_WEBHOOK_START_RUNS (true/false).
 
     Raises:
@@ -84,12 +71,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
         pydantic.ValidationError: a value is invalid (the message names it, never the secret).
     """
     env = os.environ if environ is None else environ
-    fields = ("host", "port", "max_body_bytes", "deployment", "image_repository",
-              "replay_window", "start_runs")  # fmt: skip
+    fields = (
+        "host",
+        "port",
+        "max_body_bytes",
+        "deployment",
+        "image_repository",
+        "replay_window",
+        "start_runs",
+    )
     names = {field: f"KYB_WEBHOOK_{field.upper()}" for field in fields}
     values: dict[str, object] = {field: env[var] for field, var in names.items() if var in env}
     if "KYB_WEBHOOK_BRANCHES" in env:
-        values["branches"] = parse_branches(env["KYB_WEBHOOK_BRANCHES"])
+        values["branches"] = parse_branch_map(env["KYB_WEBHOOK_BRANCHES"])
     secret = env.get("KYB_WEBHOOK_SECRET") or _block_secret(
         env.get("KYB_WEBHOOK_SECRET_BLOCK", SECRET_BLOCK)
     )

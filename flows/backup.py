@@ -1,10 +1,4 @@
-"""The `backup` flow: a Velero Backup of the configured namespaces (the seed's nightly backup),
-watched to its end; a Failed or PartiallyFailed backup fails the run with Velero's own errors.
-
-Scheduled `0 2 * * *` in prefect.yaml. Each run publishes the `backup-report` artifact (items,
-warnings, size of what landed in the object store, duration) and, by completing, moves the
-`kyb_last_successful_backup_timestamp_seconds` metric of the pipeline's exporter (tasks/metrics.py).
-"""
+"""The `backup` flow: a Velero Backup of the configured namespaces, watched to its end."""
 
 from __future__ import annotations
 
@@ -17,7 +11,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks import VeleroInstall
-from core.backup import (
+from core.errors import ConfigError
+from core.recovery.backups import (
     DEFAULT_EXCLUDED,
     DEFAULT_NAMESPACES,
     DEFAULT_TTL,
@@ -27,19 +22,14 @@ from core.backup import (
     backup_verdict,
     is_terminal,
 )
-from core.backup_contents import read_backup_tarball
-from core.backup_volumes import fs_backup_warning
-from core.errors import ConfigError, PipelineError
-from tasks import velero
+from core.recovery.contents import read_backup_tarball
+from core.recovery.errors import BackupFailed
+from core.recovery.volumes import fs_backup_warning
+from flows.hooks import on_backup_failure
+from tasks import RETRIES, velero
 from tasks.kube import api_for, to_dict
-from tasks.notify import on_backup_failure
-from tasks.retry import RETRIES
 
 ARTIFACT = "backup-report"
-
-
-class BackupFailed(PipelineError):
-    """Velero ended the backup Failed, PartiallyFailed or FailedValidation."""
 
 
 @task(name="backup-check-namespaces", cache_policy=NO_CACHE, **RETRIES)
@@ -110,6 +100,14 @@ def backup(
     timeout_seconds: float = 1800,
 ) -> dict[str, Any]:
     """Back up `namespaces` with Velero and wait for the result.
+
+    The `backup` flow: a Velero Backup of the configured namespaces (the seed's nightly backup),
+    watched to its end; a Failed or PartiallyFailed backup fails the run with Velero's own errors.
+
+    Scheduled `0 2 * * *` in prefect.yaml. Each run publishes the `backup-report` artifact (items,
+    warnings, size of what landed in the object store, duration) and, by completing, moves the
+    `kyb_last_successful_backup_timestamp_seconds` metric of the pipeline's exporter
+    (deployments/metrics.py).
 
     Args:
         namespaces: what to back up (default kyb-production and kyb-staging).

@@ -1,46 +1,43 @@
-"""The `delivery` flow: the seed's whole workflow for one commit, from tests to production.
-
-test, quality and scan (concurrently, with the image build) -> push -> for each environment the
-branch deploys to (develop: staging; main: staging then production): pre-deployment gates and their
-checklist -> human items (typed pause; approved in demo mode) -> the overlay's supporting objects
--> the release (staging: the overlay's rolling update; production: the given strategy, blue-green
-with a manual promotion gate by default) with a post-deploy monitoring analysis that rolls back
-automatically -> integration tests (staging) and the post-deployment checklist.
-"""
+"""The `delivery` flow: the seed's whole workflow for one commit, from tests to production."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from blocks import ContainerRegistry, KubernetesCluster, PrometheusServer
-from core import layout
-from core.checklist import Checklist, human_items
-from core.checks import SmokeRequest
+from core.analysis.templates import AnalysisTemplate
+from core.analysis.verdict import AnalysisRunner
 from core.ci import GitRef
-from core.delivery import (
+from core.delivery.branches import environments_for
+from core.delivery.checklist import Checklist, human_items
+from core.delivery.checks import SmokeRequest
+from core.delivery.errors import DeliveryFailed
+from core.delivery.overlay import (
     default_production_strategy,
-    environments_for,
     release_from_overlay,
     with_monitoring,
 )
-from core.errors import ConfigError, PipelineError
-from core.spec import ReleaseSpec
-from core.templates import AnalysisTemplate
-from flows.release import (
-    ReleaseFailed,
+from core.errors import ConfigError
+from core.release import layout
+from core.release.errors import ReleaseFailed
+from core.release.spec import ReleaseSpec
+from flows.ci import run_ci_stages
+from flows.hooks import on_release_failure
+from flows.release.flow import (
     analysis_runner,
     approve_promotions,
     ask_in_ui,
     perform_release,
 )
 from tasks import kube
-from tasks.ci_pipeline import run_ci_stages
 from tasks.gates import (
     confirm_human_items,
     post_deploy_checks,
@@ -49,19 +46,15 @@ from tasks.gates import (
     render_overlay,
 )
 from tasks.health import loopback_url, smoke_test
-from tasks.notify import on_release_failure
 
 ROOT = Path(__file__).resolve().parents[1]
+ENDPOINTS_GROUP = "kyb_pipeline.endpoints"
 SMOKE = [
     SmokeRequest(name="health", path="/health", expect_json={"status": "healthy"}),
     SmokeRequest(
         name="verify", path="/api/v1/verify?business_id=smoke", expect_json={"status": "verified"}
     ),
 ]
-
-
-class DeliveryFailed(PipelineError):
-    """A stage of the delivery failed; what ran before it is kept, later stages did not run."""
 
 
 def _why(checklist: Checklist) -> str:
@@ -74,89 +67,136 @@ def _why(checklist: Checklist) -> str:
 def _resolve(app_dir: str) -> Path:
     path = Path(app_dir) if Path(app_dir).is_absolute() else ROOT / app_dir
     if not (path / "deploy").is_dir():
-        raise ConfigError(f"{path} has no deploy/ folder with kustomize overlays: give the app's "
-                          "directory", app_dir=app_dir)  # fmt: skip
+        raise ConfigError(
+            f"{path} has no deploy/ folder with kustomize overlays: give the app's directory",
+            app_dir=app_dir,
+        )
     return path
 
 
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """What every environment of one delivery shares: the app, its blocks and the human gates."""
+
+    app: str
+    app_path: Path
+    cluster: KubernetesCluster
+    registry: ContainerRegistry
+    prometheus: PrometheusServer
+    runner: AnalysisRunner
+    production_strategy: dict[str, Any] | None
+    auto_approve: bool
+    approval_timeout: int
+    service_urls: dict[str, str]
+    endpoints: str = ""
+    endpoint_options: dict[str, Any] = field(default_factory=dict)
+
+
 def deliver_to(
-    env: str,
-    image: str,
-    ci: dict[str, tuple[bool, str]],
-    opts: dict[str, Any],
+    env: str, image: str, ci: dict[str, tuple[bool, str]], opts: DeliveryOptions
 ) -> dict[str, Any]:
     """Gates, release and checks of one environment; raises DeliveryFailed or ReleaseFailed."""
-    log, app, app_path = get_run_logger(), opts["app"], opts["app_path"]
-    cluster: KubernetesCluster = opts["cluster"]
-    overlay = app_path / "deploy" / env
-    strategy = (opts["production_strategy"] or default_production_strategy(app)
-                if env == "production" else None)  # fmt: skip
+    log, app, cluster = get_run_logger(), opts.app, opts.cluster
+    overlay = opts.app_path / "deploy" / env
+    strategy = None
+    if env == "production":
+        strategy = opts.production_strategy or default_production_strategy(app)
     spec, template, others = release_from_overlay(render_overlay(overlay), app, image, strategy)
     spec = with_monitoring(spec)
-    writes = [layout.workload_manifest(spec, track, image, spec.replicas, template)
-              for track in layout.tracks(spec)] + layout.services(spec)  # fmt: skip
-    checklist = pre_deploy_gates(cluster, app_path, overlay, ci, image, [*others, *writes])
+    writes = [
+        layout.workload_manifest(spec, track, image, spec.replicas, template)
+        for track in layout.tracks(spec)
+    ] + layout.services(spec)
+    checklist = pre_deploy_gates(cluster, opts.app_path, overlay, ci, image, [*others, *writes])
     human = env == "production"  # the seed's human checklist guards production only
     if not human:
         checklist = Checklist(items=[i for i in checklist.items if i.kind == "machine"])
     elif not checklist.failures():
-        checklist = confirm_human_items(checklist, opts["auto_approve"], opts["approval_timeout"],
-                                        phase="pre")  # fmt: skip
+        checklist = confirm_human_items(
+            checklist, opts.auto_approve, opts.approval_timeout, phase="pre"
+        )
     publish_checklist(checklist, f"{env}-{app}", f"{env} checklist for {image}")
     if not checklist.ok():
         raise DeliveryFailed(f"{env} gates failed: {_why(checklist)}", app=app)
     log.info("%s: applied %s", env, ", ".join(kube.apply_objects(cluster, others)))
-    ask = approve_promotions if opts["auto_approve"] else ask_in_ui
-    with opts["endpoints"](spec, env) as url:
-        result = perform_release(spec, cluster, opts["runner"], template, ask=ask)
+    ask = approve_promotions if opts.auto_approve else ask_in_ui
+    with _endpoint(opts, spec, env) as url:
+        result = perform_release(spec, cluster, opts.runner, template, ask=ask)
         if not result.ok:
             raise ReleaseFailed(f"{env}: {result.summary}", app=app, namespace=spec.namespace)
         smoke = smoke_test(url, SMOKE, budget_seconds=30) if url and env == "staging" else []
-        post = post_deploy_checks(opts["prometheus"], url, app, spec.namespace, "stable")
+        post = post_deploy_checks(opts.prometheus, url, app, spec.namespace, "stable")
     after = checklist.add(*post, *(human_items("post") if human else []))
     if human:
-        after = confirm_human_items(after, opts["auto_approve"], opts["approval_timeout"],
-                                    phase="post")  # fmt: skip
+        after = confirm_human_items(after, opts.auto_approve, opts.approval_timeout, phase="post")
     publish_checklist(after, f"{env}-{app}", f"{env} checklist for {image}")
     broken = [f"{r.name}: {r.reason}" for r in smoke if not r.ok]
     broken += [] if after.ok() else [_why(after)]
     if broken:
-        raise DeliveryFailed(f"{env} released, but its checks failed: {'; '.join(broken)}",
-                             app=app, namespace=spec.namespace)  # fmt: skip
+        raise DeliveryFailed(
+            f"{env} released, but its checks failed: {'; '.join(broken)}",
+            app=app,
+            namespace=spec.namespace,
+        )
     log.info("%s: %s", env, result.summary)
-    return {"namespace": spec.namespace, "strategy": spec.kind, "summary": result.summary,
-            "seconds": sum(e.seconds or 0 for e in result.journal)}  # fmt: skip
+    return {
+        "namespace": spec.namespace,
+        "strategy": spec.kind,
+        "summary": result.summary,
+        "seconds": sum(e.seconds or 0 for e in result.journal),
+    }
 
 
-def _endpoints(opts: dict[str, Any]):
-    """A context factory yielding each release's reachable base URL: the environment's entry of
-    `service_urls` (how the pipeline reaches the released Service, e.g. a port-forward), else the
-    sandbox's stand-in container, else None (no smoke or health requests, metrics only)."""
+class EndpointProvider(Protocol):
+    """Opens the base URL where the pipeline reaches a released Service, for the checks.
 
-    @contextlib.contextmanager
-    def open_for(spec: ReleaseSpec, env: str) -> Iterator[str | None]:
-        if env in opts["service_urls"]:
-            yield opts["service_urls"][env]
-            return
-        if not opts["stand_ins"]:
-            yield None
-            return
-        from sandbox import standin  # the sandbox only: a real cluster's pods answer themselves
-        from sandbox.example import Traffic
-        from sandbox.fleet import wait_traffic
-        from sandbox.platform import Platform
+    Registered under the entry-point group ENDPOINTS_GROUP and named by the delivery's
+    `endpoints` parameter; the local platform registers one that runs stand-ins of the image.
+    """
 
-        faults = opts["fault_error_rate"] if spec.namespace.endswith("production") else 0.0
+    def __call__(
+        self,
+        spec: ReleaseSpec,
+        environment: str,
+        registry: ContainerRegistry,
+        options: dict[str, Any],
+    ) -> contextlib.AbstractContextManager[str | None]:
+        """A context that yields the Service's base URL (or None) while the checks run."""
+        ...
 
-        prometheus = Platform().prometheus
-        with standin.stand_in(opts["registry"], spec.image, prometheus, spec.app,
-                              spec.namespace, error_rate=faults) as inst, \
-                Traffic([inst.url]):  # fmt: skip
-            labels = {"service": spec.app, "namespace": spec.namespace, "track": "stable"}
-            wait_traffic(prometheus, labels)  # the checks then measure served requests
-            yield inst.url
 
-    return open_for
+def endpoint_provider(name: str) -> EndpointProvider:
+    """The endpoint provider registered as `name` in ENDPOINTS_GROUP.
+
+    Raises:
+        ConfigError: nothing is registered under that name (the message lists what is).
+    """
+    found = {ep.name: ep for ep in entry_points(group=ENDPOINTS_GROUP)}
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none is installed"
+        raise ConfigError(
+            f"no endpoint provider {name!r} ({known}): leave `endpoints` empty to "
+            "check metrics only, or pass service_urls",
+            endpoints=name,
+        )
+    return found[name].load()
+
+
+@contextlib.contextmanager
+def _endpoint(opts: DeliveryOptions, spec: ReleaseSpec, env: str) -> Iterator[str | None]:
+    """The released Service's base URL for this environment.
+
+    its `service_urls` entry, else what the configured endpoint provider opens, else None (no smoke
+    or health requests).
+    """
+    if env in opts.service_urls:
+        yield opts.service_urls[env]
+    elif opts.endpoints:
+        provider = endpoint_provider(opts.endpoints)
+        with provider(spec, env, opts.registry, opts.endpoint_options) as url:
+            yield url
+    else:
+        yield None
 
 
 @flow(name="delivery", on_failure=[on_release_failure], on_crashed=[on_release_failure])
@@ -172,9 +212,9 @@ def delivery(
     templates: list[AnalysisTemplate] | None = None,
     auto_approve: bool = False,
     approval_timeout: int = 3600,
-    stand_ins: bool = False,
-    fault_error_rate: float = 0.0,
     service_urls: dict[str, str] | None = None,
+    endpoints: str = "",
+    endpoint_options: dict[str, Any] | None = None,
     version: str = "",
     registry_block: str = "local",
     cluster_block: str = "local",
@@ -182,23 +222,37 @@ def delivery(
 ) -> dict[str, Any]:
     """Deliver one commit: CI, then each environment its branch deploys to.
 
+    test, quality and scan (concurrently, with the image build) -> push -> for each environment the
+    branch deploys to (develop: staging; main: staging then production): pre-deployment gates and
+    their checklist -> human items (typed pause; approved in demo mode) -> the overlay's supporting
+    objects -> the release (staging: the overlay's rolling update; production: the given strategy,
+    blue-green with a manual promotion gate by default) with a post-deploy monitoring analysis that
+    rolls back automatically -> integration tests (staging) and the post-deployment checklist.
+
     Args:
-        commit: the commit's SHA. commit_time: when it was made (ISO 8601), for DORA lead time.
+        commit: the commit's SHA.
         branch: develop (to staging) or main (through staging to production).
-        app, app_dir, repository, source: the Deployment's name, the app's folder (with deploy/
-            overlays), the registry repository and the source URL for the image labels.
+        commit_time: when the commit was made (ISO 8601), for DORA lead time.
+        app: the Deployment's name.
+        app_dir: the app's folder, with deploy/ overlays (relative to the checkout).
+        repository: the repository inside the registry.
+        source: the source repository's URL, for the image labels.
         production_strategy: a ReleaseSpec strategy for production (default: blue-green with a
             manual promotion gate). A post-deploy monitoring analysis is added where none is set.
         templates: analysis templates beside the built-ins.
         auto_approve: demo mode: approve promotion gates and human checklist items at once.
         approval_timeout: seconds a human gate waits; no answer declines.
-        stand_ins: sandbox only: run the released image on loopback for checks and analysis.
-        fault_error_rate: sandbox only: errors injected into production's stand-ins (a version
-            that passes staging and fails under production traffic: the demo of a rollback).
         service_urls: environment -> base URL where the pipeline reaches the released Service
             (loopback: e.g. `kubectl port-forward svc/kyb-platform 8080:80` on a real cluster);
             staging's smoke requests and every environment's health check go there.
+        endpoints: an endpoint provider (entry-point group `kyb_pipeline.endpoints`) that opens
+            the Service's URL where service_urls has none; the local platform's is
+            `sandbox-stand-ins`. Empty: checks read metrics only.
+        endpoint_options: passed to the endpoint provider as they are.
         version: the version compiled into the binary (default: the commit's first 12 digits).
+        registry_block: the ContainerRegistry block to push to.
+        cluster_block: the KubernetesCluster block to release on.
+        prometheus_block: the PrometheusServer block analyses and checks query.
     """
     envs = environments_for(branch)  # a branch that deploys nowhere fails before any work
     urls = dict(service_urls or {})
@@ -209,22 +263,40 @@ def delivery(
         loopback_url(url)  # a non-loopback or malformed URL fails here, before any work
     log, app_path = get_run_logger(), _resolve(app_dir)
     registry = ContainerRegistry.load(registry_block)
-    ci = run_ci_stages(registry, repository, app_path, GitRef(sha=commit, branch=branch), source,
-                       app, version=version or commit[:12])  # fmt: skip
+    ci = run_ci_stages(
+        registry,
+        repository,
+        app_path,
+        GitRef(sha=commit, branch=branch),
+        source,
+        app,
+        version=version or commit[:12],
+    )
     image = ci.image.reference
     coverage = f", coverage {ci.tests.coverage:.1f}%" if ci.tests.coverage is not None else ""
-    summary = {"tests": (True, f"{len(ci.tests.packages)} packages passed{coverage}"),
-               "scan": (not ci.security.blocking, f"{len(ci.security.findings)} findings, none "
-                        f"at or above {ci.security.threshold}")}  # fmt: skip
-    opts: dict[str, Any] = {
-        "app": app, "app_path": app_path, "cluster": KubernetesCluster.load(cluster_block),
-        "registry": registry, "prometheus": PrometheusServer.load(prometheus_block),
-        "runner": analysis_runner(prometheus_block, templates or [], False),
-        "production_strategy": production_strategy, "auto_approve": auto_approve,
-        "approval_timeout": approval_timeout, "stand_ins": stand_ins,
-        "fault_error_rate": fault_error_rate, "service_urls": urls,
-    }  # fmt: skip
-    opts["endpoints"] = _endpoints(opts)
+    summary = {
+        "tests": (True, f"{len(ci.tests.packages)} packages passed{coverage}"),
+        "scan": (
+            not ci.security.blocking,
+            f"{len(ci.security.findings)} findings, none at or above {ci.security.threshold}",
+        ),
+    }
+    if endpoints:
+        endpoint_provider(endpoints)  # an unknown provider fails here, before any work
+    opts = DeliveryOptions(
+        app=app,
+        app_path=app_path,
+        cluster=KubernetesCluster.load(cluster_block),
+        registry=registry,
+        prometheus=PrometheusServer.load(prometheus_block),
+        runner=analysis_runner(prometheus_block, templates or [], False),
+        production_strategy=production_strategy,
+        auto_approve=auto_approve,
+        approval_timeout=approval_timeout,
+        service_urls=urls,
+        endpoints=endpoints,
+        endpoint_options=dict(endpoint_options or {}),
+    )
     done: dict[str, Any] = {}
     try:
         for env in envs:
@@ -232,15 +304,33 @@ def delivery(
     finally:
         _report(app, commit, branch, image, ci.seconds, envs, done)
     log.info("delivered %s (%s) to %s", app, image, ", ".join(envs))
-    return {"app": app, "commit": commit, "commit_time": commit_time, "image": image,
-            "environments": done}  # fmt: skip
+    return {
+        "app": app,
+        "commit": commit,
+        "commit_time": commit_time,
+        "image": image,
+        "environments": done,
+    }
 
 
-def _report(app: str, commit: str, branch: str, image: str, ci_seconds: dict[str, float],
-            envs: tuple[str, ...], done: dict[str, Any]) -> None:  # fmt: skip
+def _report(
+    app: str,
+    commit: str,
+    branch: str,
+    image: str,
+    ci_seconds: dict[str, float],
+    envs: tuple[str, ...],
+    done: dict[str, Any],
+) -> None:
     """The delivery report artifact: the image, CI timings and each environment's outcome."""
-    lines = [f"# Delivery of `{app}` at `{commit[:12]}` ({branch})", "", f"Image `{image}`", "",
-             "| stage | seconds |", "|---|---|"]  # fmt: skip
+    lines = [
+        f"# Delivery of `{app}` at `{commit[:12]}` ({branch})",
+        "",
+        f"Image `{image}`",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+    ]
     lines += [f"| {stage} | {secs} |" for stage, secs in ci_seconds.items()]
     lines += ["", "| environment | result | strategy | release |", "|---|---|---|---|"]
     for env in envs:

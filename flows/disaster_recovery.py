@@ -1,17 +1,4 @@
-"""The `disaster-recovery` flow: bring the backed-up namespaces up in the DR cluster (the seed's
-disaster-recovery.sh, as one observable run started by hand from the Prefect UI).
-
-Order: pick the backup (latest, a day, or a name) -> check the storage location and inputs ->
-publish the restore plan (create / skip / differs per object) -> storage location ReadOnly (so
-nothing in the DR cluster can write to or prune the backups while restoring) -> restore ->
-Deployments available, Services and objects as backed up, optional health check -> storage
-location back to its mode -> pause for the manual DNS step (typed input: who switched it) ->
-report with RTO (start to healthy) and RPO (backup age at start).
-
-Bad input fails before anything is restored. A restore that fails or does not become healthy is
-rolled back in a Prefect transaction: namespaces the restore created are deleted again, so the DR
-cluster is never left half restored.
-"""
+"""The `disaster-recovery` flow: bring the backed-up namespaces up in the DR cluster."""
 
 from __future__ import annotations
 
@@ -27,14 +14,15 @@ from prefect.transactions import Transaction, get_transaction, transaction
 from pydantic import Field
 
 from blocks import VeleroInstall
-from core.backup_select import recovery_times
-from core.drill import check_restore
 from core.errors import ConfigError
-from core.restore_plan import plan_restore
+from core.recovery.drill import check_restore
+from core.recovery.errors import RestoreFailed
+from core.recovery.restore_plan import plan_restore
+from core.recovery.selection import recovery_times
+from flows.hooks import on_backup_failure
 from tasks import restore, velero
 from tasks.health import check_health
 from tasks.kube import api_for
-from tasks.notify import on_backup_failure
 
 PLAN_ARTIFACT = "dr-restore-plan"
 REPORT_ARTIFACT = "dr-report"
@@ -134,6 +122,20 @@ def disaster_recovery(
 ) -> dict[str, Any]:
     """Restore a backup into the DR cluster and hand over to a person for DNS.
 
+    The `disaster-recovery` flow: bring the backed-up namespaces up in the DR cluster (the seed's
+    disaster-recovery.sh, as one observable run started by hand from the Prefect UI).
+
+    Order: pick the backup (latest, a day, or a name) -> check the storage location and inputs ->
+    publish the restore plan (create / skip / differs per object) -> storage location ReadOnly (so
+    nothing in the DR cluster can write to or prune the backups while restoring) -> restore ->
+    Deployments available, Services and objects as backed up, optional health check -> storage
+    location back to its mode -> pause for the manual DNS step (typed input: who switched it) ->
+    report with RTO (start to healthy) and RPO (backup age at start).
+
+    Bad input fails before anything is restored. A restore that fails or does not become healthy is
+    rolled back in a Prefect transaction: namespaces the restore created are deleted again, so the
+    DR cluster is never left half restored.
+
     Args:
         backup: "latest", a day (YYYY-MM-DD or YYYYMMDD: that day's newest) or a backup name.
         namespaces: which of the backup's namespaces to restore (default: all of them).
@@ -183,11 +185,11 @@ def disaster_recovery(
             restore.wait_available(install.cluster, wanted, timeout_seconds)
             result = check_restore(objects, restore.existing(install.cluster, objects, {}), {})
             if not result.passed:
-                raise restore.RestoreFailed(f"restored objects differ: {result.summary()}")
+                raise RestoreFailed(f"restored objects differ: {result.summary()}")
             if health_url:
                 health = check_health(health_url)
                 if not health.ok:
-                    raise restore.RestoreFailed(f"restored application unhealthy: {health.reason}")
+                    raise RestoreFailed(f"restored application unhealthy: {health.reason}")
     finally:
         velero.set_access_mode(install, previous)
     healthy = datetime.now(UTC)

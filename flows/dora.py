@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from core.dora import PRODUCTION, dora
+from core.delivery.dora import PRODUCTION, dora
 from tasks.dora import facts_from_prefect
 
 ARTIFACT = "dora-report"
@@ -40,6 +40,11 @@ def dora_report(
     create_markdown_artifact(
         report.as_markdown(), key=ARTIFACT, description=f"DORA keys{scope}, last {days} days"
     )
-    get_run_logger().info("DORA keys%s over %d days: %d deployments of %d attempts", scope, days,
-                          report.deployments, report.attempts)  # fmt: skip
+    get_run_logger().info(
+        "DORA keys%s over %d days: %d deployments of %d attempts",
+        scope,
+        days,
+        report.deployments,
+        report.attempts,
+    )
     return report.as_dict()

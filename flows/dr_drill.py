@@ -1,11 +1,4 @@
-"""The `dr-drill` flow: prove the latest backup restores. Weekly in prefect.yaml.
-
-Restores the backup into scratch namespaces (Velero's namespaceMapping) on the disaster-recovery
-cluster, checks that every backed-up Deployment, Service, ConfigMap and Secret is there, equal to
-what was backed up, and that the Deployments become available; measures RTO and RPO, publishes
-the `dr-drill-report` artifact and deletes the scratch namespaces. A backup that does not restore
-fails the drill (and the run), including one whose stored tarball lost an object Velero listed.
-"""
+"""The `dr-drill` flow: prove the latest backup restores. Weekly in prefect.yaml."""
 
 from __future__ import annotations
 
@@ -20,19 +13,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from blocks import VeleroInstall
-from core.backup_select import recovery_times
-from core.drill import DrillResult, check_restore, scratch_mapping
-from core.errors import ConfigError, PipelineError
-from core.resource_list import missing_from, parse_resource_list
-from tasks import restore, velero
-from tasks.notify import on_backup_failure
-from tasks.retry import RETRIES
+from core.errors import ConfigError
+from core.recovery.drill import DrillResult, check_restore, scratch_mapping
+from core.recovery.errors import DrillFailed, RestoreFailed
+from core.recovery.resource_list import missing_from, parse_resource_list
+from core.recovery.selection import recovery_times
+from flows.hooks import on_backup_failure
+from tasks import RETRIES, restore, velero
 
 ARTIFACT = "dr-drill-report"
-
-
-class DrillFailed(PipelineError):
-    """The backup did not restore: objects missing, different, or not available."""
 
 
 @task(name="velero-resource-list", cache_policy=NO_CACHE, **RETRIES)
@@ -77,6 +66,13 @@ def dr_drill(
 ) -> dict[str, Any]:
     """Restore a backup into scratch namespaces of the DR cluster and check what came back.
 
+    Restores the backup into scratch namespaces (Velero's namespaceMapping) on the disaster-recovery
+    cluster, checks that every backed-up Deployment, Service, ConfigMap and Secret is there, equal
+    to what was backed up, and that the Deployments become available; measures RTO and RPO,
+    publishes the `dr-drill-report` artifact and deletes the scratch namespaces. A backup that does
+    not restore fails the drill (and the run), including one whose stored tarball lost an object
+    Velero listed.
+
     Args:
         backup: "latest", a day (YYYY-MM-DD) or a backup name.
         namespaces: which of the backup's namespaces to drill (default: all of them).
@@ -109,7 +105,7 @@ def dr_drill(
         result = check_restore(objects, live, mapping)
         extra = missing_from(listed, set(live), mapping)
         times = recovery_times(started, datetime.now(UTC), chosen.completed or started)
-    except restore.RestoreFailed as exc:
+    except RestoreFailed as exc:
         error = str(exc)
     finally:
         if not keep_namespaces:

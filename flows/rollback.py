@@ -10,18 +10,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
 
 from blocks import KubernetesCluster
-from core.errors import ConfigError, PipelineError
-from core.rollout import RolloutState
-from flows.release import ensure_limit, lock_name
+from core.errors import ConfigError
+from core.release.errors import RollbackFailed
+from core.release.status import RolloutState
+from flows.hooks import on_release_failure, on_rollback
+from flows.release.flow import ensure_limit, lock_name
 from tasks import kube
 from tasks.health import check_health
-from tasks.notify import on_release_failure, on_rollback
 
 HEALTH_BUDGET = 60.0  # seconds the rolled-back version has to report healthy, retries included
-
-
-class RollbackFailed(PipelineError):
-    """The rollback did not bring the Deployment back to a healthy state."""
 
 
 def _verify_health(health_url: str) -> dict[str, Any]:
@@ -31,8 +28,10 @@ def _verify_health(health_url: str) -> dict[str, Any]:
     base = f"{parts.scheme}://{parts.netloc}"
     result = check_health(base, budget_seconds=HEALTH_BUDGET, path=path or "/health")
     if not result.ok:
-        raise RollbackFailed(f"rolled back, but {health_url} is not healthy: {result.reason} "
-                             f"({result.attempts} attempts in {result.seconds:.1f}s)")  # fmt: skip
+        raise RollbackFailed(
+            f"rolled back, but {health_url} is not healthy: {result.reason} "
+            f"({result.attempts} attempts in {result.seconds:.1f}s)"
+        )
     return {"status": "healthy", **result.model_dump()}
 
 
@@ -70,8 +69,10 @@ def rollback(
     if state is not RolloutState.COMPLETE:
         raise RollbackFailed(f"rollback to revision {undone['to']} did not complete: {why}")
     health = _verify_health(health_url) if health_url else None
-    summary = (f"{app} rolled back from revision {undone['from']} to {undone['to']} "
-               f"({undone['image']}): {why}")  # fmt: skip
+    summary = (
+        f"{app} rolled back from revision {undone['from']} to {undone['to']} "
+        f"({undone['image']}): {why}"
+    )
     report = f"# Rollback of `{app}` in `{namespace}`\n\n{summary}\n\nHealth: {health or '-'}"
     create_markdown_artifact(report, key=f"rollback-{app}")
     log.info(summary)

@@ -7,7 +7,7 @@ import shlex
 import sys
 import time
 
-from core.errors import PlatformError
+from sandbox.errors import PlatformError
 from sandbox.platform import Platform
 
 

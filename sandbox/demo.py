@@ -1,23 +1,4 @@
-"""`make demo`: the whole delivery pipeline on the local platform, twice.
-
-1. The platform comes up; blocks are registered and saved; prefect.yaml's deployments are created;
-   a worker of the `kyb-local` pool starts (it keeps running; `make down` stops it).
-2. The `delivery` deployment runs for this checkout's HEAD on `main`: Go tests, quality, gosec,
-   image build and push, staging (rolling), production (canary with Prometheus analysis; the human
-   gates approved in demo mode), checklists. The released image runs as a stand-in on loopback so
-   the analysis and checks have real traffic (the cluster's pods are simulated).
-3. It runs again for a new commit object on HEAD's tree (`git commit-tree`: no branch moves), a
-   new version whose production stand-ins answer 30% of requests with errors: it passes staging,
-   the production canary analysis fails and production is rolled back automatically.
-
-4. The `backup` deployment backs up kyb-production and kyb-staging with Velero, and the `dr-drill`
-   deployment proves that backup restores: into scratch namespaces of the DR cluster, every
-   Deployment, Service, ConfigMap and Secret checked, RTO and RPO measured, cleaned up.
-
-Then it prints the Prefect UI links and a summary. Exit code 0 only if all ran as described.
-
-    uv run python -m sandbox.demo [stop]
-"""
+"""`make demo`: the whole delivery pipeline on the local platform, twice."""
 
 from __future__ import annotations
 
@@ -29,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.settings import HOST, Settings
+from sandbox.tools import ensure_gosec
 
 # Before prefect is imported (sandbox.platform imports it): every client in this process talks
 # to the platform's Prefect server, not a temporary one.
@@ -36,18 +18,33 @@ os.environ["PREFECT_API_URL"] = f"http://{HOST}:{Settings().ports.prefect}/api"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 
-from core.errors import PlatformError
+from sandbox.errors import PlatformError
 from sandbox.platform import WORK_POOL, Platform
 from sandbox.procs import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = {"interval_seconds": 5, "count": 3, "min_samples": 2, "initial_delay_seconds": 6,
-        "failure_limit": 0}  # fmt: skip
-CANARY = {"canary": {"steps": [
-    {"setWeight": 20}, {"pause": {"duration": 2}},
-    {"analysis": {"templates": [{"templateName": "error-rate"}, {"templateName": "latency-p95"}]}},
-    {"setWeight": 50}, {"pause": {}},
-]}}  # fmt: skip
+FAST = {
+    "interval_seconds": 5,
+    "count": 3,
+    "min_samples": 2,
+    "initial_delay_seconds": 6,
+    "failure_limit": 0,
+}
+CANARY = {
+    "canary": {
+        "steps": [
+            {"setWeight": 20},
+            {"pause": {"duration": 2}},
+            {
+                "analysis": {
+                    "templates": [{"templateName": "error-rate"}, {"templateName": "latency-p95"}]
+                }
+            },
+            {"setWeight": 50},
+            {"pause": {}},
+        ]
+    }
+}
 
 
 def _say(text: str) -> None:
@@ -57,18 +54,25 @@ def _say(text: str) -> None:
 def _git(*args: str) -> str:
     done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise PlatformError("demo", f"git {' '.join(args)} failed: {done.stderr.strip()}",
-                            "run the demo from a git checkout of the project")  # fmt: skip
+        raise PlatformError(
+            "demo",
+            f"git {' '.join(args)} failed: {done.stderr.strip()}",
+            "run the demo from a git checkout of the project",
+        )
     return done.stdout.strip()
 
 
 def _prefect(env: dict[str, str], *args: str) -> None:
     prefect = str(Path(sys.executable).parent / "prefect")
-    done = subprocess.run([prefect, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          check=False)  # fmt: skip
+    done = subprocess.run(
+        [prefect, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
-        raise PlatformError("demo", f"prefect {' '.join(args)} failed: {done.stderr[-1500:]}",
-                            "see the output above; `uv run sandbox status`")  # fmt: skip
+        raise PlatformError(
+            "demo",
+            f"prefect {' '.join(args)} failed: {done.stderr[-1500:]}",
+            "see the output above; `uv run sandbox status`",
+        )
 
 
 def worker(settings: Settings | None = None) -> Daemon:
@@ -83,13 +87,16 @@ def _start_worker(env: dict[str, str]) -> None:
         daemon.start([prefect, "worker", "start", "--pool", WORK_POOL, "--limit", "2"], env)
         time.sleep(3)  # once: a worker with a bad setup exits within its first seconds
     if daemon.pid() is None:
-        raise PlatformError("demo", f"the worker exited: {daemon.log_tail()}",
-                            "run `prefect worker start --pool kyb-local` to see why")  # fmt: skip
+        raise PlatformError(
+            "demo",
+            f"the worker exited: {daemon.log_tail()}",
+            "run `prefect worker start --pool kyb-local` to see why",
+        )
     _say(f"worker of pool {WORK_POOL} running (log {daemon.logfile})")
 
 
 def _templates() -> list[dict[str, Any]]:
-    from core.templates import BUILTINS, rescheduled
+    from core.analysis.templates import BUILTINS, rescheduled
 
     return [
         rescheduled(BUILTINS[name], **FAST).model_dump() for name in ("error-rate", "latency-p95")
@@ -108,25 +115,45 @@ def _backup_and_drill(ui: str) -> tuple[Any, Any]:
     """Run the backup deployment, then the drill deployment on the backup it made."""
     from prefect.deployments import run_deployment
 
-    from blocks import VeleroInstall
-    from tasks.restore import find_backup
-
     saved = run_deployment("backup/backup", timeout=900)
     _say(f"  {saved.name}: {saved.state.name}: {ui}/runs/flow-run/{saved.id}")
     if not saved.state.is_completed():
         return saved, saved
-    name = find_backup.fn(VeleroInstall.load("local"), "latest").name
+    name = _newest_backup()  # the drill waits for it to sync to the DR cluster
     drill = run_deployment("dr-drill/dr-drill", parameters={"backup": name}, timeout=900)
     _say(f"  {drill.name}: {drill.state.name}: {ui}/runs/flow-run/{drill.id}")
     return saved, drill
 
 
+def _newest_backup() -> str:
+    """The newest completed Velero Backup of the main cluster (the one the demo just made)."""
+    from kubernetes import client
+
+    from blocks import VeleroInstall
+
+    install = VeleroInstall.load("local")
+    found = client.CustomObjectsApi(install.cluster.api_client()).list_namespaced_custom_object(
+        "velero.io", "v1", install.namespace, "backups", _request_timeout=30
+    )["items"]
+    done = [b for b in found if (b.get("status") or {}).get("phase") == "Completed"]
+    newest = max(done, key=lambda b: b["metadata"]["creationTimestamp"])
+    return newest["metadata"]["name"]
+
+
 def _production_image(cluster: Any) -> str:
     """The image production's stable Deployment runs ("-" if there is none)."""
-    from tasks.kube import read_deployment
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
-    live = read_deployment(cluster, "kyb-production", "kyb-platform")
-    return live["spec"]["template"]["spec"]["containers"][0]["image"] if live else "-"
+    try:
+        live = client.AppsV1Api(cluster.api_client()).read_namespaced_deployment(
+            "kyb-platform", "kyb-production", _request_timeout=10
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return "-"
+        raise
+    return live.spec.template.spec.containers[0].image
 
 
 def main() -> int:
@@ -134,6 +161,7 @@ def main() -> int:
     plat = Platform()
     _say("bringing the platform up")
     plat.up()
+    ensure_gosec()  # the delivery's security scan finds it through KYB_GOSEC
     env = {**os.environ, **plat.env(), "PWD": str(ROOT)}
     _prefect(env, "block", "register", "-m", "blocks")
     _prefect(env, "--no-prompt", "deploy", "--all")
@@ -144,9 +172,15 @@ def main() -> int:
 
     ui = env.get("PREFECT_UI_URL", plat.prefect.api_url.removesuffix("/api"))
     sha, when = _git("rev-parse", "HEAD"), _git("show", "-s", "--format=%cI", "HEAD")
-    params = {"commit": sha, "branch": "main", "commit_time": when,
-              "production_strategy": CANARY, "templates": _templates(), "auto_approve": True,
-              "stand_ins": True}  # fmt: skip
+    params = {
+        "commit": sha,
+        "branch": "main",
+        "commit_time": when,
+        "production_strategy": CANARY,
+        "templates": _templates(),
+        "auto_approve": True,
+        "endpoints": "sandbox-stand-ins",
+    }
     _say(f"1/3 delivering {sha[:12]} (main) to staging and production")
     good = _deliver(params, ui)
     cluster = KubernetesCluster.load("local")
@@ -155,12 +189,25 @@ def main() -> int:
     # A new commit object on HEAD's tree (no branch or file changes): a new version to build.
     fault = _git("commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", "demo: a faulty version")
     made = _git("show", "-s", "--format=%cI", fault)
-    bad = _deliver({**params, "commit": fault, "commit_time": made, "fault_error_rate": 0.3}, ui)
+    bad = _deliver(
+        {
+            **params,
+            "commit": fault,
+            "commit_time": made,
+            "endpoint_options": {"fault_error_rate": 0.3},
+        },
+        ui,
+    )
     after = _production_image(cluster)
     _say("3/3 backing up production and staging, then a DR drill of that backup")
     saved, drill = _backup_and_drill(ui)
-    ok = (good.state.is_completed() and bad.state.is_failed() and after == released
-          and saved.state.is_completed() and drill.state.is_completed())  # fmt: skip
+    ok = (
+        good.state.is_completed()
+        and bad.state.is_failed()
+        and after == released
+        and saved.state.is_completed()
+        and drill.state.is_completed()
+    )
     _say("summary")
     print(f"  Prefect UI:             {ui}")
     print(f"  production runs:        {released}")

@@ -1,8 +1,4 @@
-"""The example KYB service as loopback processes: built once from its Go source, run with faults.
-
-Analysis tests, health checks, benchmarks and the demo need real instances that Prometheus can
-scrape; the cluster's pods are simulated (kwok) and never answer, so instances run here instead.
-"""
+"""The example KYB service as loopback processes: built once from its Go source, run with faults."""
 
 from __future__ import annotations
 
@@ -20,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from core.errors import PlatformError
+from sandbox.errors import PlatformError
 from sandbox.install import go_build
 from sandbox.settings import HOST, Settings
 
@@ -77,13 +73,26 @@ def run(
         latency_ms: milliseconds added to each /api/v1/verify request.
         unhealthy: comma-separated dependencies /health reports unhealthy.
         version: the version /health and /api/v1/verify report.
+        settings: the platform's settings (where the binary is built); the defaults if None.
         port: the loopback port to listen on; a free one by default.
     """
     exe, port = binary(settings), port or free_port()
     address = f"{HOST}:{port}"
-    args = [str(exe), "--listen", address, "--error-rate", str(error_rate),
-            "--latency-ms", str(latency_ms), "--unhealthy", unhealthy, "--version", version,
-            "--shutdown-timeout", "2s"]  # fmt: skip
+    args = [
+        str(exe),
+        "--listen",
+        address,
+        "--error-rate",
+        str(error_rate),
+        "--latency-ms",
+        str(latency_ms),
+        "--unhealthy",
+        unhealthy,
+        "--version",
+        version,
+        "--shutdown-timeout",
+        "2s",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://{address}"
     try:

@@ -1,9 +1,4 @@
-"""Example-service instances that the local Prometheus scrapes, labelled like release tracks.
-
-The cluster's pods are simulated and serve nothing, so analyses are exercised against loopback
-instances of the example service carrying the labels the analysis templates select on:
-`service`, `namespace`, `track` (and `revision` when given).
-"""
+"""Example-service instances that the local Prometheus scrapes, labelled like release tracks."""
 
 from __future__ import annotations
 
@@ -14,16 +9,19 @@ from collections.abc import Iterator
 
 import httpx
 
-from core.errors import PlatformError
 from sandbox import example
 from sandbox.components.prometheus import Prometheus
+from sandbox.errors import PlatformError
 
 SEEN_TIMEOUT_SECONDS = 60  # file_sd refresh (5 s) plus a scrape (2 s), with a wide margin
 
 
 def _wait_for(prometheus: Prometheus, query: str, why: str) -> float:
-    """Poll an instant query until it returns a series; the seconds it took. Bounded by
-    SEEN_TIMEOUT_SECONDS: the wait is for Prometheus' next scrapes, which no API announces."""
+    """Poll an instant query until it returns a series.
+
+    the seconds it took. Bounded by SEEN_TIMEOUT_SECONDS: the wait is for Prometheus' next scrapes,
+    which no API announces.
+    """
     start = time.monotonic()
     while time.monotonic() - start < SEEN_TIMEOUT_SECONDS:
         with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
@@ -31,8 +29,11 @@ def _wait_for(prometheus: Prometheus, query: str, why: str) -> float:
             if resp.json()["data"]["result"]:
                 return time.monotonic() - start
         time.sleep(0.5)
-    raise PlatformError("prometheus", f"{why} within {SEEN_TIMEOUT_SECONDS}s",
-                        "check `sandbox status`, and that the instance answers")  # fmt: skip
+    raise PlatformError(
+        "prometheus",
+        f"{why} within {SEEN_TIMEOUT_SECONDS}s",
+        "check `sandbox status`, and that the instance answers",
+    )
 
 
 def _matchers(labels: dict[str, str]) -> str:
@@ -64,9 +65,11 @@ def scraped(
 
 
 def wait_traffic(prometheus: Prometheus, labels: dict[str, str]) -> float:
-    """Wait until Prometheus sees requests served by a target with `labels`; return the seconds it
-    took. The latency histogram is what appears last (its series are born with the first request,
-    and a rate needs two scrapes of them), so its count is what is waited for."""
+    """Wait until Prometheus sees requests served by a target with `labels`.
+
+    return the seconds it took. The latency histogram is what appears last (its series are born with
+    the first request, and a rate needs two scrapes of them), so its count is what is waited for.
+    """
     matchers = _matchers(labels)
     query = f"sum(rate(http_request_duration_seconds_count{{{matchers}}}[30s])) > 0"
     return _wait_for(prometheus, query, f"no requests seen for {matchers}")

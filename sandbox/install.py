@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from core.errors import PlatformError
+from sandbox.errors import PlatformError
 from sandbox.procs import run
 
 _apt_updated = False

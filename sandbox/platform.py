@@ -18,6 +18,7 @@ from sandbox.components.registry import Registry
 from sandbox.components.s3store import S3Store
 from sandbox.components.velero import Velero
 from sandbox.settings import Settings
+from sandbox.tools import tool_env
 
 if TYPE_CHECKING:
     from blocks import KubernetesCluster
@@ -64,9 +65,17 @@ class Platform:
         self.velero = Velero(s, self.cluster, self.s3)
         self.dr_velero = Velero(s, self.dr_cluster, self.s3)
         self.components: list[Component] = [
-            self.docker, self.registry, self.s3, self.prometheus, *([self.postgres] if pg else []),
-            self.prefect, self.cluster, self.dr_cluster, self.velero, self.dr_velero,
-        ]  # fmt: skip
+            self.docker,
+            self.registry,
+            self.s3,
+            self.prometheus,
+            *([self.postgres] if pg else []),
+            self.prefect,
+            self.cluster,
+            self.dr_cluster,
+            self.velero,
+            self.dr_velero,
+        ]
 
     def _pick(self, only: list[str] | None) -> list[Component]:
         if not only:
@@ -127,8 +136,10 @@ class Platform:
             self._create_kubernetes_pool()
 
     def _create_kubernetes_pool(self) -> None:
-        """The `kyb-kubernetes` pool that prefect.yaml's in-cluster variants name (no worker here:
-        pods never run on this cluster), so `prefect deploy --all` can create them."""
+        """The `kyb-kubernetes` pool that prefect.yaml's in-cluster variants name (no worker here.
+
+        pods never run on this cluster), so `prefect deploy --all` can create them.
+        """
         import contextlib
 
         from prefect.client.orchestration import get_client
@@ -182,7 +193,7 @@ class Platform:
 
     def env(self) -> dict[str, str]:
         """Environment variables that point clients at the platform."""
-        merged: dict[str, str] = {}
+        merged: dict[str, str] = tool_env()
         for comp in self.components:
             merged.update(comp.env())
         return merged

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from core.errors import PlatformError
+from sandbox.errors import PlatformError
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -1,8 +1,4 @@
-"""Where the local platform keeps its state, its cached binaries, and which loopback ports it uses.
-
-Every value can be overridden by an environment variable (named next to it), so two platforms or a
-busy port can be worked around without editing code. Only 127.0.0.1 is ever bound or dialled.
-"""
+"""Where the local platform keeps its state and cached binaries, and its loopback ports."""
 
 from __future__ import annotations
 
@@ -123,19 +119,32 @@ class Settings:
         """The cluster the pipeline deploys to."""
         p = self.ports
         return KwokCluster(
-            CLUSTER_NAME, "KYB_", self.kubeconfig,
-            p.apiserver, p.etcd, p.etcd_peer, p.controller_manager, p.scheduler, p.kwok,
-        )  # fmt: skip
+            CLUSTER_NAME,
+            "KYB_",
+            self.kubeconfig,
+            p.apiserver,
+            p.etcd,
+            p.etcd_peer,
+            p.controller_manager,
+            p.scheduler,
+            p.kwok,
+        )
 
     @property
     def dr_cluster(self) -> KwokCluster:
         """The cluster backups are restored into."""
         p = self.ports
         return KwokCluster(
-            DR_CLUSTER_NAME, "KYB_DR_", self.dr_kubeconfig,
-            p.dr_apiserver, p.dr_etcd, p.dr_etcd_peer, p.dr_controller_manager, p.dr_scheduler,
+            DR_CLUSTER_NAME,
+            "KYB_DR_",
+            self.dr_kubeconfig,
+            p.dr_apiserver,
+            p.dr_etcd,
+            p.dr_etcd_peer,
+            p.dr_controller_manager,
+            p.dr_scheduler,
             p.dr_kwok,
-        )  # fmt: skip
+        )
 
     @property
     def velero_bin(self) -> Path:

@@ -24,8 +24,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
-from core.dora import Kind, Outcome, RunFact, environment_of
-from tasks.retry import RETRIES
+from core.delivery.dora import Kind, Outcome, RunFact, environment_of
+from tasks import RETRIES
 
 FLOWS = ("release", "rollback", "delivery")
 OUTCOMES = {
@@ -75,8 +75,10 @@ def fact_from_run(
     where = spec.get("namespace") or spec.get("environment")
     if not spec.get("app") or not where:
         return None
-    lent = {**{k: v for k, v in (delivery or {}).items() if v},
-            **{k: v for k, v in parameters.items() if v}}  # fmt: skip
+    lent = {
+        **{k: v for k, v in (delivery or {}).items() if v},
+        **{k: v for k, v in parameters.items() if v},
+    }
     return RunFact(
         kind=Kind.ROLLBACK if flow == "rollback" else Kind.RELEASE,
         app=str(spec["app"]),
@@ -109,7 +111,7 @@ def facts_from_prefect(
         since: start of the window (UTC).
         until: end of the window (UTC).
         environments: namespace (or environment name) -> environment; by default a name ending
-            in "production" is production (see core.dora.environment_of).
+            in "production" is production (see core.delivery.dora.environment_of).
         app: only this app's runs ("" for every app).
     """
     with get_client(sync_client=True) as client:
@@ -125,9 +127,15 @@ def facts_from_prefect(
         parent = lenders.get(_parent_id(run, parents))
         ended = run.end_time or until
         fact = fact_from_run(
-            flow, run.parameters, OUTCOMES[run.state_type], run.start_time or ended, ended,
-            environments, parent.parameters if parent else None, str(run.id),
-        )  # fmt: skip
+            flow,
+            run.parameters,
+            OUTCOMES[run.state_type],
+            run.start_time or ended,
+            ended,
+            environments,
+            parent.parameters if parent else None,
+            str(run.id),
+        )
         if fact and (not app or fact.app == app):
             facts.append(fact)
     return facts
@@ -146,9 +154,12 @@ def _finished_runs(client: SyncPrefectClient, since: datetime, until: datetime) 
     runs: list[FlowRun] = []
     while True:
         page = client.read_flow_runs(
-            flow_filter=_flows(), flow_run_filter=where, sort=FlowRunSort.START_TIME_ASC,
-            limit=PAGE, offset=len(runs),
-        )  # fmt: skip
+            flow_filter=_flows(),
+            flow_run_filter=where,
+            sort=FlowRunSort.START_TIME_ASC,
+            limit=PAGE,
+            offset=len(runs),
+        )
         runs += page
         if len(page) < PAGE:
             return runs

@@ -1,16 +1,8 @@
-"""Pre-deployment gates a machine can check: manifests on the apiserver (server-side dry-run, Pod
-Security Admission included), alert rules through promtool, declared migrations, CI results.
-
-`pre_deploy_gates` runs them all and returns the checklist with the seed's human items pending;
-the manifest gate lives in tasks/gates_manifests.py, the post-deployment checks, the checklist
-artifact and the human confirmation in tasks/gates_post.py; all are re-exported here.
-"""
+"""Pre-deployment gates a machine checks: manifests, alert rules, migrations, CI results."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +10,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import KubernetesCluster
-from core.checklist import (
+from blocks.tools import find_tool
+from core.delivery.checklist import (
     ALERTS,
     DIGEST,
     MANIFESTS,
@@ -31,11 +24,9 @@ from core.checklist import (
     machine,
 )
 from core.errors import ConfigError
-from tasks.gates_manifests import (  # noqa: F401  (one import point for the flows)
+from tasks.gates_manifests import (
     first_lines,
-    kubectl_binary,
     render_overlay,
-    run_tool,
     validate_manifests,
 )
 from tasks.gates_post import (  # noqa: F401
@@ -44,18 +35,10 @@ from tasks.gates_post import (  # noqa: F401
     post_deploy_checks,
     publish_checklist,
 )
+from tasks.quality import run_tool
 
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _NOISE = re.compile(r"^\s*(Checking |Unit Testing: |FAILED:\s*$|SUCCESS)")
-
-
-def promtool_binary() -> str:
-    """promtool from KYB_PROMTOOL or PATH (Debian's prometheus package ships it)."""
-    found = os.environ.get("KYB_PROMTOOL") or shutil.which("promtool")
-    if not found:
-        raise ConfigError("promtool not found: install it (apt-get install prometheus) or set "
-                          "KYB_PROMTOOL")  # fmt: skip
-    return found
 
 
 @task(name="check-alert-rules", cache_policy=NO_CACHE)
@@ -65,7 +48,7 @@ def check_alert_rules(rules_file: str | Path, tests_file: str | Path | None = No
     Returns:
         One line per failing command with promtool's first lines; empty when both pass.
     """
-    promtool, rules = promtool_binary(), Path(rules_file)
+    promtool, rules = find_tool("promtool"), Path(rules_file)
     runs = [(["check", "rules", str(rules)], None)]
     if tests_file:
         tests = Path(tests_file)
@@ -74,8 +57,9 @@ def check_alert_rules(rules_file: str | Path, tests_file: str | Path | None = No
     for args, cwd in runs:
         proc = run_tool([promtool, *args], cwd=cwd)
         if proc.returncode != 0:
-            said = [s for s in (proc.stderr + "\n" + proc.stdout).splitlines()
-                    if not _NOISE.match(s)]  # fmt: skip
+            said = [
+                s for s in (proc.stderr + "\n" + proc.stdout).splitlines() if not _NOISE.match(s)
+            ]
             what = f"promtool {args[0]} rules {Path(args[2]).name}"
             problems.append(f"{what}: {first_lines(chr(10).join(said), 8)}")
     return problems
@@ -93,8 +77,9 @@ def _alert_files(app_dir: Path) -> list[tuple[Path, Path | None]]:
     """(rules file, its `<stem>.test.yml` or None) under <app_dir>/deploy/alerts."""
     found = sorted((app_dir / "deploy" / "alerts").glob("*.y*ml"))
     rules = [p for p in found if ".test." not in p.name]
-    return [(p, next((t for t in found if t.name.startswith(f"{p.stem}.test.")), None))
-            for p in rules]  # fmt: skip
+    return [
+        (p, next((t for t in found if t.name.startswith(f"{p.stem}.test.")), None)) for p in rules
+    ]
 
 
 def _alerts_item(app_dir: Path) -> Item:
@@ -109,8 +94,13 @@ def _alerts_item(app_dir: Path) -> Item:
     if problems:
         return machine(ALERTS, "pre", False, "; ".join(problems))
     tested = sum(t is not None for _, t in pairs)
-    return machine(ALERTS, "pre", True, f"{len(pairs)} rule file(s) pass promtool check, "
-                   f"{tested} with unit tests (promtool test rules)")  # fmt: skip
+    return machine(
+        ALERTS,
+        "pre",
+        True,
+        f"{len(pairs)} rule file(s) pass promtool check, "
+        f"{tested} with unit tests (promtool test rules)",
+    )
 
 
 def _manifests_item(
@@ -124,19 +114,24 @@ def _manifests_item(
     if problems:
         more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
         return machine(MANIFESTS, "pre", False, "; ".join(problems[:5]) + more)
-    return machine(MANIFESTS, "pre", True, f"{len(objects)} objects of {overlay_dir.name} "
-                   "accepted by the apiserver (server-side dry-run, Pod Security "
-                   "Admission)")  # fmt: skip
+    return machine(
+        MANIFESTS,
+        "pre",
+        True,
+        f"{len(objects)} objects of {overlay_dir.name} "
+        "accepted by the apiserver (server-side dry-run, Pod Security "
+        "Admission)",
+    )
 
 
 def _digest_item(image: str | None) -> Item:
     if not image:
         return machine(DIGEST, "pre", None, "no image given to check")
     if not _DIGEST.search(image):
-        return machine(DIGEST, "pre", False, f"{image} is a moving tag: deploy "
-                       "<repository>@sha256:<digest>")  # fmt: skip
-    return machine(DIGEST, "pre", True, f"{image} (signature not verified: no verifier "
-                   "configured)")  # fmt: skip
+        return machine(
+            DIGEST, "pre", False, f"{image} is a moving tag: deploy <repository>@sha256:<digest>"
+        )
+    return machine(DIGEST, "pre", True, f"{image} (signature not verified: no verifier configured)")
 
 
 def pre_deploy_gates(

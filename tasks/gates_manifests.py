@@ -1,14 +1,10 @@
-"""The manifest gate: render a kustomize overlay and have the real apiserver judge every object
-(server-side apply with dryRun=All; Pod Security Admission included)."""
+"""The manifest gate: render a kustomize overlay and have the apiserver dry-run every object."""
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,30 +16,13 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import KubernetesCluster
+from blocks.tools import find_tool
 from core.errors import ConfigError
+from tasks import RETRIES, is_transient
 from tasks.kube import FIELD_MANAGER, api_for
-from tasks.retry import RETRIES, is_transient
+from tasks.quality import run_tool
 
-TOOL_TIMEOUT = 120  # seconds kustomize or promtool may take
 _WARNING = re.compile(r'^\d{3} \S+ "(.*)"$')
-
-
-def kubectl_binary() -> str:
-    """kubectl from KYB_KUBECTL, else PATH, else the sandbox's cached build."""
-    from sandbox.settings import Settings  # the local platform's cache: only the last resort
-
-    found = os.environ.get("KYB_KUBECTL") or shutil.which("kubectl")
-    cached = Settings().k8s_bin / "kubectl"
-    if found or cached.exists():
-        return found or str(cached)
-    raise ConfigError("kubectl not found: set KYB_KUBECTL, put kubectl on PATH or run "
-                      "`uv run sandbox up` (it builds one)")  # fmt: skip
-
-
-def run_tool(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a command-line tool; its exit code and output are the caller's to judge."""
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=TOOL_TIMEOUT,
-                          check=False)  # fmt: skip
 
 
 def first_lines(text: str, count: int = 5) -> str:
@@ -58,10 +37,12 @@ def render_overlay(overlay_dir: str | Path) -> list[dict[str, Any]]:
     Raises:
         ConfigError: kustomize failed (its first error lines are in the message).
     """
-    proc = run_tool([kubectl_binary(), "kustomize", str(overlay_dir)])
+    proc = run_tool([find_tool("kubectl"), "kustomize", str(overlay_dir)])
     if proc.returncode != 0:
-        raise ConfigError(f"kustomize could not render the overlay: {first_lines(proc.stderr)}",
-                          overlay=str(overlay_dir))  # fmt: skip
+        raise ConfigError(
+            f"kustomize could not render the overlay: {first_lines(proc.stderr)}",
+            overlay=str(overlay_dir),
+        )
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
 
@@ -107,8 +88,10 @@ def validate_manifests(cluster: KubernetesCluster, objects: list[dict[str, Any]]
         try:
             resource = dyn.resources.get(api_version=obj.get("apiVersion"), kind=kind)
         except ResourceNotFoundError:
-            problems.append(f"{what}: {obj.get('apiVersion')}/{kind} is not served by this "
-                            "apiserver (is its CRD installed?)")  # fmt: skip
+            problems.append(
+                f"{what}: {obj.get('apiVersion')}/{kind} is not served by this "
+                "apiserver (is its CRD installed?)"
+            )
             continue
         body = copy.deepcopy(obj)
         ns = None
@@ -118,9 +101,15 @@ def validate_manifests(cluster: KubernetesCluster, objects: list[dict[str, Any]]
             what = f"{kind} {ns}/{meta.get('name', '?')}"
         dry = None if kind == "Namespace" else "All"
         try:
-            answer = dyn.server_side_apply(resource, body=body, namespace=ns,
-                                           field_manager=FIELD_MANAGER, force_conflicts=True,
-                                           dry_run=dry, serialize=False)  # fmt: skip
+            answer = dyn.server_side_apply(
+                resource,
+                body=body,
+                namespace=ns,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+                dry_run=dry,
+                serialize=False,
+            )
         except ApiException as exc:
             if is_transient(exc):
                 raise

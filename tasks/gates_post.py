@@ -1,5 +1,4 @@
-"""Post-deployment checks (health, error rate, latency, metrics flowing), the checklist artifact,
-and typed pauses for the items only a person can confirm."""
+"""Post-deployment checks, the checklist artifact, and typed pauses for what a person confirms."""
 
 from __future__ import annotations
 
@@ -18,7 +17,9 @@ from prefect.input import RunInput
 from prefect.states import Running
 
 from blocks import PrometheusServer
-from core.checklist import (
+from core.analysis.templates import BUILTINS, render, thresholds
+from core.ci.output import artifact_key
+from core.delivery.checklist import (
     ERROR_RATE,
     HEALTH,
     METRICS,
@@ -29,29 +30,12 @@ from core.checklist import (
     Status,
     machine,
 )
-from core.ci.output import artifact_key
 from core.errors import ConfigError
-from core.templates import BUILTINS, render, thresholds
 from tasks.health import check_health
-from tasks.retry import RETRIES
+from tasks.prometheus import instant_query
 
 POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
-QUERY_TIMEOUT_SECONDS = 10
 HEALTH_BUDGET_SECONDS = 30.0
-
-
-@task(name="prometheus-instant-query", cache_policy=NO_CACHE, **RETRIES)
-def instant_query(prometheus: PrometheusServer, query: str) -> list[dict[str, Any]]:
-    """The result vector of one instant query (429, 5xx and connection errors are retried).
-
-    Raises:
-        httpx.HTTPStatusError: Prometheus refused the query (e.g. 400 for bad PromQL).
-    """
-    with httpx.Client(headers=prometheus.headers(), verify=prometheus.verify_tls,
-                      timeout=QUERY_TIMEOUT_SECONDS) as http:  # fmt: skip
-        answer = http.get(f"{prometheus.url}/api/v1/query", params={"query": query})
-        answer.raise_for_status()
-        return answer.json()["data"]["result"]
 
 
 def _query(prometheus: PrometheusServer, query: str) -> tuple[list[dict[str, Any]] | None, str]:
@@ -67,8 +51,9 @@ def _query(prometheus: PrometheusServer, query: str) -> tuple[list[dict[str, Any
 def _selector(labels: dict[str, str]) -> str:
     for value in labels.values():
         if not value or any(c in value for c in '"\\\n'):
-            raise ConfigError(f"label value {value!r} must be non-empty, without quotes, "
-                              "backslashes or newlines")  # fmt: skip
+            raise ConfigError(
+                f"label value {value!r} must be non-empty, without quotes, backslashes or newlines"
+            )
     return ", ".join(f'{k}="{v}"' for k, v in labels.items())
 
 
@@ -77,8 +62,9 @@ def _window(prometheus: PrometheusServer) -> str:
     return f"{max(60, math.ceil(4 * prometheus.scrape_interval_seconds))}s"
 
 
-def _template_item(prometheus: PrometheusServer, name: str, template: str,
-                   args: dict[str, str], unit: str) -> Item:  # fmt: skip
+def _template_item(
+    prometheus: PrometheusServer, name: str, template: str, args: dict[str, str], unit: str
+) -> Item:
     """Measure a built-in template's one metric now and judge it against its threshold."""
     query = render(BUILTINS[template], args)[template]
     limit = thresholds(BUILTINS[template], args)[template]
@@ -86,12 +72,21 @@ def _template_item(prometheus: PrometheusServer, name: str, template: str,
     if result is None:
         return machine(name, "post", False, why)
     if not result:
-        return machine(name, "post", False, f"no data for {template} of {args['service-name']} "
-                       f"(track {args['track']}) in the last {args['window']}")  # fmt: skip
+        return machine(
+            name,
+            "post",
+            False,
+            f"no data for {template} of {args['service-name']} "
+            f"(track {args['track']}) in the last {args['window']}",
+        )
     value = sum(float(series["value"][1]) for series in result)
     if math.isnan(value):
-        return machine(name, "post", False, f"no requests in the last {args['window']}: "
-                       f"{template} cannot be measured")  # fmt: skip
+        return machine(
+            name,
+            "post",
+            False,
+            f"no requests in the last {args['window']}: {template} cannot be measured",
+        )
     seen = f"{template} {value:.4g}{unit} over {args['window']}"
     if limit.contains(value):
         return machine(name, "post", True, f"{seen} ({limit})")
@@ -113,10 +108,18 @@ def _metrics_item(prometheus: PrometheusServer, labels: dict[str, str]) -> Item:
         return machine(METRICS, "post", False, why)
     count = float(samples[0]["value"][1]) if samples else 0.0
     if not count:
-        return machine(METRICS, "post", False, f"{alive} targets up, but no http_requests_total "
-                       f"samples in the last minute for {sel}")  # fmt: skip
-    return machine(METRICS, "post", True, f"{alive} targets up, {count:.0f} http_requests_total "
-                   "samples in the last minute")  # fmt: skip
+        return machine(
+            METRICS,
+            "post",
+            False,
+            f"{alive} targets up, but no http_requests_total samples in the last minute for {sel}",
+        )
+    return machine(
+        METRICS,
+        "post",
+        True,
+        f"{alive} targets up, {count:.0f} http_requests_total samples in the last minute",
+    )
 
 
 @task(name="health-item", cache_policy=NO_CACHE)
@@ -156,8 +159,12 @@ def post_deploy_checks(
     """
     labels = {"service": app, "namespace": namespace, "track": track}
     _selector(labels)  # refuse unsafe label values before any query
-    args = {"service-name": app, "namespace": namespace, "track": track,
-            "window": _window(prometheus)}  # fmt: skip
+    args = {
+        "service-name": app,
+        "namespace": namespace,
+        "track": track,
+        "window": _window(prometheus),
+    }
     if error_threshold is not None:
         args["error-threshold"] = str(error_threshold)
     return [
@@ -217,8 +224,10 @@ def confirm_human_items(
 
 def _ask(pending: list[Item], timeout_seconds: float) -> HumanConfirmation:
     listed = "\n".join(f"- {i.name} ({i.phase}-deployment)" for i in pending)
-    text = (f"Confirm that each of these is done; leave `confirmed` off to decline them:\n\n"
-            f"{listed}\n\nNo answer within {timeout_seconds:.0f}s declines them all.")  # fmt: skip
+    text = (
+        f"Confirm that each of these is done; leave `confirmed` off to decline them:\n\n"
+        f"{listed}\n\nNo answer within {timeout_seconds:.0f}s declines them all."
+    )
     try:
         return pause_flow_run(
             wait_for_input=HumanConfirmation.with_initial_data(description=text),

@@ -15,7 +15,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks import KubernetesCluster
-from core.checks import (
+from core.ci.output import artifact_key
+from core.delivery.checks import (
     CheckResult,
     SmokeRequest,
     count_ready,
@@ -23,27 +24,15 @@ from core.checks import (
     judge_health,
     judge_smoke,
 )
-from core.ci.output import artifact_key
-from core.errors import ConfigError, PipelineError
+from core.delivery.errors import ChecksFailed, EndpointsNotReady
+from core.errors import ConfigError
+from tasks import RETRIES
 from tasks.kube import api_for, to_dict
-from tasks.retry import RETRIES
 
 HEALTH_TIMEOUT = 5.0  # seconds one /health request may take
 FIRST_DELAY = 0.25  # seconds before the first retry; doubles per attempt ...
 MAX_DELAY = 4.0  # ... up to this
 JITTER = 0.5  # each delay is stretched by a random 0-50 %
-
-
-class ChecksFailed(PipelineError):
-    """Health or smoke checks failed; `results` holds every check, passed or not."""
-
-    def __init__(self, message: str, results: Sequence[CheckResult], **context: object) -> None:
-        self.results = list(results)
-        super().__init__(message, **context)
-
-
-class EndpointsNotReady(PipelineError):
-    """Fewer pods than wanted turned Ready within the time we were willing to wait."""
 
 
 def loopback_url(base_url: str, path: str = "") -> str:
@@ -117,10 +106,18 @@ def _attempt_until_final(
         log.info("%s: attempt %d failed (%s); retrying in %.2fs", name, attempt, reason, pause)
         time.sleep(pause)  # bounded by the budget, checked above
     seconds = round(time.monotonic() - start, 3)
-    (log.info if ok else log.warning)("%s: %s after %d attempts in %.2fs", name, reason, attempt,
-                                      seconds)  # fmt: skip
-    return CheckResult(name=name, ok=ok, reason=reason, attempts=attempt, seconds=seconds,
-                       status_code=code, request=request)  # fmt: skip
+    (log.info if ok else log.warning)(
+        "%s: %s after %d attempts in %.2fs", name, reason, attempt, seconds
+    )
+    return CheckResult(
+        name=name,
+        ok=ok,
+        reason=reason,
+        attempts=attempt,
+        seconds=seconds,
+        status_code=code,
+        request=request,
+    )
 
 
 def _require_budget(budget_seconds: float) -> None:
@@ -232,30 +229,41 @@ def verify(
     _publish(key, base_url, results)
     failed = [r for r in results if not r.ok and r.attempts]
     if failed:
-        told = "; ".join(f"{r.name}: {r.reason} ({r.attempts} attempts in {r.seconds:.1f}s)"
-                         for r in failed)  # fmt: skip
+        told = "; ".join(
+            f"{r.name}: {r.reason} ({r.attempts} attempts in {r.seconds:.1f}s)" for r in failed
+        )
         skipped = len(results) - len(failed) - sum(r.ok for r in results)
         more = f"; smoke requests not run: {skipped}" if skipped else ""
-        raise ChecksFailed(f"{len(failed)} of {len(results)} checks failed: {told}{more}",
-                           results, url=base_url, artifact=key)  # fmt: skip
+        raise ChecksFailed(
+            f"{len(failed)} of {len(results)} checks failed: {told}{more}",
+            results,
+            url=base_url,
+            artifact=key,
+        )
     return results
 
 
 def _not_run(req: SmokeRequest) -> CheckResult:
     reason = "not run: the health check failed"
-    return CheckResult(name=req.name, ok=False, reason=reason, attempts=0, seconds=0,
-                       request=req.request)  # fmt: skip
+    return CheckResult(
+        name=req.name, ok=False, reason=reason, attempts=0, seconds=0, request=req.request
+    )
 
 
 def _publish(key: str, base_url: str, results: Sequence[CheckResult]) -> None:
     """The checks as a table artifact; header values never reach it (requests are method+path)."""
     rows: list[dict[str, Any]] = [
-        {"name": r.name, "request": r.request,
-         "status": r.status_code if r.status_code is not None else "-",
-         "ok": "yes" if r.ok else "no", "attempts": r.attempts, "seconds": f"{r.seconds:.2f}",
-         "why": r.reason}
+        {
+            "name": r.name,
+            "request": r.request,
+            "status": r.status_code if r.status_code is not None else "-",
+            "ok": "yes" if r.ok else "no",
+            "attempts": r.attempts,
+            "seconds": f"{r.seconds:.2f}",
+            "why": r.reason,
+        }
         for r in results
-    ]  # fmt: skip
+    ]
     passed = sum(r.ok for r in results)
     about = f"Health and smoke checks of {base_url}: {passed} of {len(results)} passed."
     create_table_artifact(rows, key=key, description=about)

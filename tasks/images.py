@@ -1,8 +1,4 @@
-"""Build and push the application image: metadata-action tags, OCI labels, a verified digest.
-
-build_image and push_image are separate tasks so a pipeline can build while its gates run and
-push only once they passed (tasks/ci_pipeline.py); build_and_push does both in one task.
-"""
+"""Build and push the application image: metadata-action tags, OCI labels, a verified digest."""
 
 from __future__ import annotations
 
@@ -34,15 +30,17 @@ from core.ci import (
     oci_labels,
 )
 from core.errors import ConfigError, CredentialsError, PipelineError, TransientError
+from tasks import RETRIES
 from tasks.quality import run_tool
-from tasks.retry import RETRIES
 
-MANIFEST_TYPES = ", ".join([
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-])  # fmt: skip
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
 
 
 @task(name="prepare-image-context", cache_policy=NO_CACHE, **RETRIES)
@@ -53,8 +51,10 @@ def prepare_context(
     script: str = "build-context.sh",
     timeout: float = 600,
 ) -> str:
-    """Run the project's context script (the example's build-context.sh: static binary, CA
-    bundle, passwd, Dockerfile FROM scratch) so the image builds without pulling a base image.
+    """Run the project's context script (the example's build-context.sh.
+
+    static binary, CA bundle, passwd, Dockerfile FROM scratch) so the image builds without pulling a
+    base image.
 
     Args:
         source_dir: the project holding the script.
@@ -124,8 +124,9 @@ def _build(api: docker.APIClient, context: Path, name: str, labels: dict[str, st
         raise ConfigError(f"no Dockerfile in the build context {context}: prepare it first")
     log = BuildLog()
     try:
-        stream: Any = api.build(path=str(context), tag=name, labels=labels, rm=True,
-                                forcerm=True, decode=True)  # fmt: skip
+        stream: Any = api.build(
+            path=str(context), tag=name, labels=labels, rm=True, forcerm=True, decode=True
+        )
         for event in stream:
             log.feed(event)
             if log.error:
@@ -171,10 +172,15 @@ def _found(registry: ContainerRegistry, repository: str, ref: GitRef, app: str) 
     name = registry.image(repository, commit_tag).rsplit(":", 1)[0]  # validates the names
     existing = manifest_digest(registry, repository, commit_tag) or ""
     if existing:
-        get_run_logger().info("reusing %s:%s = %s: already in the registry, no build and no push",
-                              name, commit_tag, existing)  # fmt: skip
-        return BuiltImage(name=name, repository=repository, tags=[commit_tag], existing=existing,
-                          app=app)  # fmt: skip
+        get_run_logger().info(
+            "reusing %s:%s = %s: already in the registry, no build and no push",
+            name,
+            commit_tag,
+            existing,
+        )
+        return BuiltImage(
+            name=name, repository=repository, tags=[commit_tag], existing=existing, app=app
+        )
     return BuiltImage(name=name, repository=repository, tags=tags, app=app)
 
 
@@ -221,15 +227,24 @@ def _verified(
             f"digests disagree for {name}: pushed {digests}, registry has {verified}", image=name
         )
     get_run_logger().info("pushed %s@%s (verified through the registry API)", name, digest)
-    result = ImageResult(reference=f"{name}@{digest}", digest=digest, tags=image.tags,
-                         reused=False, labels=image.labels)  # fmt: skip
+    result = ImageResult(
+        reference=f"{name}@{digest}",
+        digest=digest,
+        tags=image.tags,
+        reused=False,
+        labels=image.labels,
+    )
     _publish(result, image.app)
     return result
 
 
 def _reused(image: BuiltImage) -> ImageResult:
-    result = ImageResult(reference=f"{image.name}@{image.existing}", digest=image.existing,
-                         tags=image.tags, reused=True)  # fmt: skip
+    result = ImageResult(
+        reference=f"{image.name}@{image.existing}",
+        digest=image.existing,
+        tags=image.tags,
+        reused=True,
+    )
     _publish(result, image.app)
     return result
 

@@ -1,5 +1,4 @@
-"""The Kubernetes boundary: idempotent writes (server-side apply, scale, selector switch), reads,
-and waits on the watch API. Each function is a thin task: one cluster block in, one call out."""
+"""The Kubernetes boundary: idempotent writes, reads, and waits on the watch API."""
 
 from __future__ import annotations
 
@@ -15,10 +14,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import KubernetesCluster
-from core.errors import ConfigError, PipelineError
-from core.revisions import current_revision, history, rollback_target, undo_patch
-from core.rollout import RolloutState, rollout_state
-from tasks.retry import RETRIES
+from core.errors import ConfigError
+from core.release.errors import RolloutTimeout
+from core.release.revisions import current_revision, history, rollback_target, undo_patch
+from core.release.status import RolloutState, rollout_state
+from tasks import RETRIES
 
 FIELD_MANAGER = "kyb-pipeline"
 APPLY = "application/apply-patch+yaml"
@@ -26,10 +26,6 @@ APPLY = "application/apply-patch+yaml"
 # 5 per CPU, 10 here): with 20 releases at once it discarded connections and redid TLS handshakes.
 POOL_SIZE = 32
 _clients: dict[str, ApiClient] = {}
-
-
-class RolloutTimeout(PipelineError):
-    """The rollout neither completed nor failed within the time we were willing to wait."""
 
 
 def api_for(cluster: KubernetesCluster) -> ApiClient:
@@ -71,8 +67,11 @@ def apply(cluster: KubernetesCluster, manifest: dict[str, Any]) -> dict[str, Any
 
 @task(name="k8s-apply-objects", cache_policy=NO_CACHE, **RETRIES)
 def apply_objects(cluster: KubernetesCluster, objects: list[dict[str, Any]]) -> list[str]:
-    """Server-side apply any objects (an overlay's Namespace, ConfigMap, Secret, HPA, ...),
-    Namespaces first; idempotent. Returns "Kind namespace/name" for each object applied."""
+    """Server-side apply any objects, Namespaces first; idempotent.
+
+    Server-side apply any objects (an overlay's Namespace, ConfigMap, Secret, HPA, ...),
+    Namespaces first; idempotent. Returns "Kind namespace/name" for each object applied.
+    """
     dyn = DynamicClient(api_for(cluster))
     done = []
     for obj in sorted(objects, key=lambda o: o.get("kind") != "Namespace"):
@@ -80,8 +79,9 @@ def apply_objects(cluster: KubernetesCluster, objects: list[dict[str, Any]]) -> 
         resource = dyn.resources.get(api_version=obj.get("apiVersion"), kind=kind)
         ns = (meta.get("namespace") or cluster.namespace) if resource.namespaced else None
         body = {**obj, "metadata": {**meta, **({"namespace": ns} if ns else {})}}
-        dyn.server_side_apply(resource, body=body, namespace=ns, field_manager=FIELD_MANAGER,
-                              force_conflicts=True)  # fmt: skip
+        dyn.server_side_apply(
+            resource, body=body, namespace=ns, field_manager=FIELD_MANAGER, force_conflicts=True
+        )
         done.append(f"{kind} {ns + '/' if ns else ''}{meta.get('name')}")
     return done
 

@@ -14,6 +14,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from blocks.tools import find_tool
 from core.ci import (
     GateReport,
     Severity,
@@ -30,25 +31,16 @@ from core.ci import (
     parse_staticcheck,
 )
 from core.errors import ConfigError, TransientError
-from tasks.retry import RETRIES
+from tasks import RETRIES
 
-GO_HOME_BIN = Path("/usr/local/go/bin")  # where the official Go archive installs go and gofmt
-
-
-def find_tool(name: str, hint: str) -> str:
-    """The path of a command-line tool (Go's tools also from /usr/local/go/bin).
-
-    Raises:
-        ToolUnavailable: it is not installed; the message says how to install it.
-    """
-    found = shutil.which(name) or shutil.which(name, path=str(GO_HOME_BIN))
-    if not found:
-        raise ToolUnavailable(f"{name} is not installed (not on PATH): {hint}", tool=name)
-    return found
+TOOL_TIMEOUT = 120  # seconds a short tool (kustomize, promtool) may take unless told otherwise
 
 
 def run_tool(
-    argv: Sequence[str], cwd: str | Path, timeout: float, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    cwd: str | Path | None = None,
+    timeout: float = TOOL_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a tool to completion, bounded in time; its exit code is for the caller to judge.
 
@@ -58,9 +50,14 @@ def run_tool(
     """
     try:
         return subprocess.run(
-            list(argv), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+            list(argv),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
             env={**os.environ, **(env or {})},
-        )  # fmt: skip
+        )
     except subprocess.TimeoutExpired:
         raise StageFailed(f"`{' '.join(argv[:3])} ...` ran longer than {timeout:.0f}s") from None
     except OSError as exc:
@@ -68,8 +65,11 @@ def run_tool(
 
 
 def unexplained(proc: subprocess.CompletedProcess[str], what: str) -> Exception:
-    """The error for a tool that failed without a result we can read: transient when it speaks
-    of network faults (module proxy down, ...), else permanent; either way with its output."""
+    """The error for a tool that failed without a result we can read.
+
+    transient when it speaks of network faults (module proxy down, ...), else permanent; either way
+    with its output.
+    """
     text = f"{proc.stderr}\n{proc.stdout}".strip()[-2000:]
     message = f"{what} failed (exit {proc.returncode}) without a readable result: {text}"
     return TransientError(message) if looks_transient(text) else StageFailed(message)
@@ -77,17 +77,25 @@ def unexplained(proc: subprocess.CompletedProcess[str], what: str) -> Exception:
 
 def _publish_tests(report: TestReport) -> None:
     rows = [
-        {"package": p.package, "passed": p.passed, "failed": p.failed, "skipped": p.skipped,
-         "coverage %": "-" if p.coverage is None else p.coverage}
+        {
+            "package": p.package,
+            "passed": p.passed,
+            "failed": p.failed,
+            "skipped": p.skipped,
+            "coverage %": "-" if p.coverage is None else p.coverage,
+        }
         for p in report.packages
-    ]  # fmt: skip
+    ]
     about = f"{report.tool} results of {report.app} per package"
     create_table_artifact(rows, key=artifact_key("test-report", report.app), description=about)
     verdict = "FAILED" if report.failures or report.build_errors else "passed"
     cover = "n/a" if report.coverage is None else f"{report.coverage}%"
-    md = [f"# Tests of {report.app}: {verdict}", "",
-          f"{report.total('passed')} passed, {report.total('failed')} failed, "
-          f"{report.total('skipped')} skipped; coverage {cover} ({report.tool})"]  # fmt: skip
+    md = [
+        f"# Tests of {report.app}: {verdict}",
+        "",
+        f"{report.total('passed')} passed, {report.total('failed')} failed, "
+        f"{report.total('skipped')} skipped; coverage {cover} ({report.tool})",
+    ]
     for err in report.build_errors:
         md += ["", "## Does not compile", "```", err[:3000], "```"]
     for f in report.failures:
@@ -131,9 +139,15 @@ def run_tests(
     with tempfile.TemporaryDirectory(prefix="kyb-tests-") as tmp:
         if kind == "go":
             profile = Path(tmp) / "cover.out"
-            argv = [find_tool("go", "install Go 1.24 or newer"), "test", "-json",
-                    f"-coverprofile={profile}", *(["-race"] if race else []),
-                    *([] if use_test_cache else ["-count=1"]), "./..."]  # fmt: skip
+            argv = [
+                find_tool("go", "install Go 1.24 or newer"),
+                "test",
+                "-json",
+                f"-coverprofile={profile}",
+                *(["-race"] if race else []),
+                *([] if use_test_cache else ["-count=1"]),
+                "./...",
+            ]
             proc = run_tool(argv, directory, timeout)
             report = parse_go_test(proc.stdout, app)
             if profile.exists():
@@ -151,8 +165,14 @@ def run_tests(
     if proc.returncode != 0 and not failed and not (kind == "pytest" and proc.returncode == 5):
         raise unexplained(proc, " ".join(argv[:2]))
     _publish_tests(report)
-    log.info("%s: %d passed, %d failed, %d skipped, coverage %s%%", app, report.total("passed"),
-             report.total("failed"), report.total("skipped"), report.coverage)  # fmt: skip
+    log.info(
+        "%s: %d passed, %d failed, %d skipped, coverage %s%%",
+        app,
+        report.total("passed"),
+        report.total("failed"),
+        report.total("skipped"),
+        report.coverage,
+    )
     report.check()
     return report
 
@@ -160,11 +180,17 @@ def run_tests(
 def publish_gate(report: GateReport) -> None:
     """Publish a gate's findings as the table artifact <stage>-report-<app>."""
     rows = [
-        {"severity": f.severity.name.lower(), "blocks": f.severity >= report.threshold,
-         "tool": f.tool, "rule": f.rule, "where": f.where(), "confidence": f.confidence,
-         "message": f.message[:300]}
+        {
+            "severity": f.severity.name.lower(),
+            "blocks": f.severity >= report.threshold,
+            "tool": f.tool,
+            "rule": f.rule,
+            "where": f.where(),
+            "confidence": f.confidence,
+            "message": f.message[:300],
+        }
         for f in sorted(report.findings, key=lambda f: -f.severity)
-    ]  # fmt: skip
+    ]
     verdict = "FAILED" if report.blocking else "passed"
     create_table_artifact(
         rows or [{"severity": "-", "message": "no findings"}],
@@ -182,7 +208,7 @@ def quality_gate(
     staticcheck: bool | None = None,
     timeout: float = 600,
 ) -> GateReport:
-    """gofmt -l (major), go vet (critical), staticcheck (if installed); fail at the threshold.
+    """Gofmt -l (major), go vet (critical), staticcheck (if installed); fail at the threshold.
 
     Like the seed's `validate-quality --severity critical`. Publishes quality-report-<app>.
 
@@ -219,7 +245,12 @@ def quality_gate(
         findings, tools = findings + found, [*tools, "staticcheck"]
     report = GateReport(stage="quality", app=app, threshold=level, tools=tools, findings=findings)
     publish_gate(report)
-    get_run_logger().info("%s quality: %d finding(s), %d at or above %s", app, len(findings),
-                          len(report.blocking), level.name.lower())  # fmt: skip
+    get_run_logger().info(
+        "%s quality: %d finding(s), %d at or above %s",
+        app,
+        len(findings),
+        len(report.blocking),
+        level.name.lower(),
+    )
     report.check()
     return report

@@ -1,5 +1,4 @@
-"""Restores with Velero: what a backup holds, what the target cluster has, the Restore itself, and
-the wait until the restored Deployments serve. Shared by the disaster-recovery and drill flows."""
+"""Restores with Velero: what a backup holds, the Restore itself, and the wait until it serves."""
 
 from __future__ import annotations
 
@@ -16,18 +15,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import KubernetesCluster, VeleroInstall
-from core.backup import BackupInfo, is_terminal
-from core.backup_contents import BackedUpObject, object_key, read_backup_tarball
-from core.backup_select import select_backup
-from core.errors import ConfigError, PipelineError
-from core.rollout import RolloutState
-from tasks import velero
+from core.errors import ConfigError
+from core.recovery.backups import BackupInfo, is_terminal
+from core.recovery.contents import BackedUpObject, object_key, read_backup_tarball
+from core.recovery.errors import RestoreFailed, VeleroTimeout
+from core.recovery.selection import select_backup
+from core.release.status import RolloutState
+from tasks import RETRIES, velero
 from tasks.kube import api_for, wait_for_rollout
-from tasks.retry import RETRIES
-
-
-class RestoreFailed(PipelineError):
-    """Velero ended the restore Failed or PartiallyFailed, or what it restored does not serve."""
 
 
 @task(name="velero-list-backups", cache_policy=NO_CACHE, **RETRIES)
@@ -52,7 +47,7 @@ def find_backup(install: VeleroInstall, which: str, sync_seconds: float = 75) ->
     """
     if _is_name(which) and velero.get(install, "backups", which) is None:
         # unknown after the wait: select_backup below says so and lists what exists
-        with contextlib.suppress(velero.VeleroTimeout):
+        with contextlib.suppress(VeleroTimeout):
             velero.wait_for(install, "backups", which, lambda o: True, sync_seconds, "sync")
     found = [BackupInfo.from_object(o) for o in velero.list_objects(install, "backups")]
     return select_backup(found, which)
@@ -87,15 +82,20 @@ def _target_name(obj: BackedUpObject, mapping: dict[str, str]) -> str:
 def in_namespaces(objects: list[BackedUpObject], names: list[str]) -> list[BackedUpObject]:
     """The objects of the named namespaces, the Namespace objects themselves included."""
     keep = set(names)
-    return [o for o in objects if o.namespace in keep
-            or ((o.group, o.resource) == ("", "namespaces") and o.name in keep)]  # fmt: skip
+    return [
+        o
+        for o in objects
+        if o.namespace in keep or ((o.group, o.resource) == ("", "namespaces") and o.name in keep)
+    ]
 
 
 def choose(
     install: VeleroInstall, which: str, namespaces: list[str] | None
 ) -> tuple[BackupInfo, list[str], list[BackedUpObject]]:
-    """What a restore works from: the storage location checked, the backup `which` names, the
-    namespaces to restore (default: all it holds) and their backed-up objects.
+    """What a restore works from.
+
+    the storage location checked, the backup `which` names, the namespaces to restore (default: all
+    it holds) and their backed-up objects.
 
     Raises:
         StorageUnavailable, ConfigError: before anything is restored (unknown backup, or a
@@ -106,8 +106,10 @@ def choose(
     wanted = list(namespaces or chosen.included_namespaces)
     unknown = sorted(set(wanted) - set(chosen.included_namespaces))
     if unknown:
-        raise ConfigError(f"backup {chosen.name} does not hold namespace(s) {unknown}: "
-                          f"choose from {chosen.included_namespaces}")  # fmt: skip
+        raise ConfigError(
+            f"backup {chosen.name} does not hold namespace(s) {unknown}: "
+            f"choose from {chosen.included_namespaces}"
+        )
     return chosen, wanted, in_namespaces(backed_up(install, chosen.name), wanted)
 
 
@@ -115,8 +117,11 @@ def choose(
 def existing(
     cluster: KubernetesCluster, objects: list[BackedUpObject], mapping: dict[str, str]
 ) -> dict[tuple, dict[str, Any]]:
-    """The target cluster's live objects that a restore of `objects` (namespaces mapped) would
-    meet, keyed like core.restore_plan.object_key; one list call per kind and namespace."""
+    """The target cluster's live objects that a restore of `objects` would meet.
+
+    The target cluster's live objects that a restore of `objects` (namespaces mapped) would
+    meet, keyed like core.recovery.restore_plan.object_key; one list call per kind and namespace.
+    """
     dyn = DynamicClient(api_for(cluster))
     wanted: dict[tuple[str, str, str | None], set[str]] = defaultdict(set)
     groups: dict[tuple[str, str], tuple[str, str]] = {}

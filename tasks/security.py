@@ -11,25 +11,20 @@ from typing import Protocol, runtime_checkable
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from blocks.tools import find_tool
 from core.ci import (
     Finding,
     GateReport,
     Severity,
-    ToolUnavailable,
     parse_bandit,
     parse_gosec,
     parse_pip_audit,
 )
-from core.errors import ConfigError, PlatformError
-from sandbox.install import go_build
-from sandbox.settings import Settings
-from tasks.quality import find_tool, publish_gate, run_tool, unexplained
-from tasks.retry import RETRIES
+from core.errors import ConfigError
+from tasks import RETRIES
+from tasks.quality import publish_gate, run_tool, unexplained
 
 logger = logging.getLogger(__name__)
-
-GOSEC_MODULE = "github.com/securego/gosec/v2/cmd/gosec"
-GOSEC_VERSION = "v2.30.0"  # builds with Go 1.26 from the module proxy
 
 
 @runtime_checkable
@@ -43,38 +38,16 @@ class Scanner(Protocol):
         ...
 
 
-def ensure_gosec(version: str = GOSEC_VERSION) -> Path:
-    """The gosec binary, built once from its Go module into ~/.cache/kyb-pipeline/gosec-<version>.
-
-    Raises:
-        ToolUnavailable: Go is missing or the module cannot be fetched or built.
-    """
-    binary = Settings().cache / f"gosec-{version}" / "gosec"
-    if binary.exists():
-        return binary
-    logger.info("building gosec %s from %s (once; cached in %s)", version, GOSEC_MODULE,
-                binary.parent)  # fmt: skip
-    try:
-        seconds = go_build("gosec", None, [f"{GOSEC_MODULE}@{version}"], binary.parent)
-    except PlatformError as exc:
-        raise ToolUnavailable(
-            f"gosec {version} could not be built from its Go module: {exc}", tool="gosec"
-        ) from None
-    logger.info("built gosec %s in %.0fs", version, seconds)
-    return binary
-
-
 @dataclass
 class GosecScanner:
     """gosec (Go): `gosec -fmt json -no-fail ./...`; HIGH/MEDIUM/LOW -> critical/major/minor."""
 
     name: str = "gosec"
-    version: str = GOSEC_VERSION
     timeout: float = 600
 
     def run(self, directory: Path) -> list[Finding]:
         """Scan every package of the Go module in `directory`."""
-        argv = [str(ensure_gosec(self.version)), "-fmt", "json", "-no-fail", "./..."]
+        argv = [find_tool("gosec"), "-fmt", "json", "-no-fail", "./..."]
         root = str(Path(directory).resolve())
         return _scan(argv, directory, self.timeout, "gosec", lambda out: parse_gosec(out, root))
 
@@ -181,8 +154,13 @@ def security_scan(
     tools = [s.name for s in chosen]
     report = GateReport(stage="security", app=app, threshold=level, tools=tools, findings=findings)
     publish_gate(report)
-    get_run_logger().info("%s security (%s): %d finding(s), %d at or above %s", app,
-                          ", ".join(tools), len(findings), len(report.blocking),
-                          level.name.lower())  # fmt: skip
+    get_run_logger().info(
+        "%s security (%s): %d finding(s), %d at or above %s",
+        app,
+        ", ".join(tools),
+        len(findings),
+        len(report.blocking),
+        level.name.lower(),
+    )
     report.check()
     return report

@@ -1,9 +1,4 @@
-"""The Velero boundary: Backup, Restore, DownloadRequest and BackupStorageLocation objects in a
-cluster where a Velero server runs, read and written with the kubernetes client and its watch.
-
-Velero keeps everything it knows in the object store; its API for reading that back is the
-DownloadRequest (the server answers with a pre-signed URL), so the flows never need S3 keys.
-"""
+"""The Velero boundary: Backup, Restore, DownloadRequest and storage location objects."""
 
 from __future__ import annotations
 
@@ -22,20 +17,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import VeleroInstall
-from core.errors import ConfigError, PipelineError, TransientError
+from core.errors import ConfigError, TransientError
+from core.recovery.errors import StorageUnavailable, VeleroTimeout
+from tasks import RETRIES
 from tasks.kube import api_for
-from tasks.retry import RETRIES
 
 GROUP, VERSION = "velero.io", "v1"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-class VeleroTimeout(PipelineError):
-    """A Velero object did not reach a final phase in the time we were willing to wait."""
-
-
-class StorageUnavailable(PipelineError):
-    """Velero cannot reach the backup storage location (it re-validated it for a while)."""
 
 
 def _objects(install: VeleroInstall) -> client.CustomObjectsApi:
@@ -202,10 +190,18 @@ def set_access_mode(install: VeleroInstall, mode: str) -> str:
 def download(install: VeleroInstall, kind: str, name: str, timeout: float = 60) -> bytes:
     """What Velero stored for a backup or restore, through a DownloadRequest.
 
+    The Velero boundary: Backup, Restore, DownloadRequest and BackupStorageLocation objects in a
+    cluster where a Velero server runs, read and written with the kubernetes client and its watch.
+
+    Velero keeps everything it knows in the object store; its API for reading that back is the
+    DownloadRequest (the server answers with a pre-signed URL), so the flows never need S3 keys.
+
     Args:
+        install: the Velero that stored it.
         kind: the DownloadRequest target kind: BackupContents, BackupLog, BackupResults,
             BackupResourceList, RestoreLog, RestoreResults, ...
         name: the backup's or restore's name.
+        timeout: seconds to wait for Velero to answer the request.
 
     Returns:
         The file as stored (gzip-compressed, as Velero writes all of them).
@@ -248,8 +244,10 @@ def download(install: VeleroInstall, kind: str, name: str, timeout: float = 60) 
 
 
 def results(install: VeleroInstall, kind: str, name: str) -> dict[str, Any]:
-    """Velero's errors and warnings of a backup (BackupResults) or restore (RestoreResults);
-    empty when Velero stored none (a backup that failed validation uploads nothing)."""
+    """Velero's errors and warnings of a backup (BackupResults) or restore (RestoreResults).
+
+    empty when Velero stored none (a backup that failed validation uploads nothing).
+    """
     try:
         return json.loads(gzip.decompress(download(install, kind, name, timeout=20)))
     except (OSError, ValueError, ConfigError, VeleroTimeout):

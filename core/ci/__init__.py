@@ -1,13 +1,4 @@
-"""The CI stages' pure logic: test and scanner output parsers, severity gates, image tags, labels.
-
-The tasks (tasks/quality.py, security.py, images.py) run the tools; everything decided is here:
-
-    errors.py    StageFailed and its kinds (tests, compile, gate, build), ToolUnavailable
-    output.py    meaningful output lines, transient-fault wording, relative paths, artifact keys
-    findings.py  Severity, Finding, GateReport; gofmt/vet/staticcheck/gosec/bandit/pip-audit parsers
-    reports.py   TestReport from go test -json, JUnit XML and Go coverprofiles
-    images.py    GitRef, tags, OCI labels, BuildLog, BuiltImage, push errors, ImageResult
-"""
+"""The CI stages' pure logic: test and scanner parsers, severity gates, image tags, labels."""
 
 from __future__ import annotations
 

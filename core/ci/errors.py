@@ -1,16 +1,15 @@
-"""The CI stages' errors: a stage that ran and found a problem, or a tool that cannot run.
+"""The CI stages' errors: a stage that ran and found a problem, or a tool that cannot run."""
 
-    PipelineError
-    ├── StageFailed           permanent: a stage ran and found a problem
-    │   ├── TestsFailed       failing tests, named
-    │   ├── CompileFailed     the code or its tests do not compile
-    │   ├── GateFailed        findings at or above the severity threshold
-    │   └── BuildFailed       the image build failed
-    └── ConfigError
-        └── ToolUnavailable   a required tool is missing or cannot be built
-
-All are permanent: the retry policy (tasks/retry.py) never retries them.
-"""
+#     PipelineError
+#     ├── StageFailed           permanent: a stage ran and found a problem
+#     │   ├── TestsFailed       failing tests, named
+#     │   ├── CompileFailed     the code or its tests do not compile
+#     │   ├── GateFailed        findings at or above the severity threshold
+#     │   └── BuildFailed       the image build failed
+#     └── ConfigError
+#         └── ToolUnavailable   a required tool is missing or cannot be built
+#
+# All are permanent: the retry policy (tasks/retry.py) never retries them.
 
 from __future__ import annotations
 

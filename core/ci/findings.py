@@ -1,5 +1,4 @@
-"""Linter and scanner findings: severities, the gate that judges them, and the tools' parsers
-(gofmt, go vet, staticcheck, gosec, bandit, pip-audit)."""
+"""Linter and scanner findings: severities, the gate that judges them, and each tool's parser."""
 
 from __future__ import annotations
 
@@ -91,8 +90,15 @@ def _finding(
     sev: Any, tool: str, rule: str, file: str, line: Any, msg: str, conf: str = ""
 ) -> Finding:
     number = int(str(line or 0).split("-")[0])  # gosec gives "12" or a range "12-14"
-    return Finding(severity=Severity.parse(sev), tool=tool, rule=rule, file=file, line=number,
-                   message=msg, confidence=conf)  # fmt: skip
+    return Finding(
+        severity=Severity.parse(sev),
+        tool=tool,
+        rule=rule,
+        file=file,
+        line=number,
+        message=msg,
+        confidence=conf,
+    )
 
 
 def parse_gofmt(text: str) -> list[Finding]:
@@ -117,9 +123,16 @@ def parse_staticcheck(text: str, root: str | None = None) -> list[Finding]:
     found = []
     for item in (json.loads(s) for s in text.splitlines() if s.strip()):
         loc, sev = item.get("location", {}), "major" if item.get("severity") == "error" else "minor"
-        found.append(_finding(sev, "staticcheck", item.get("code", ""),
-                              relative(loc.get("file", ""), root), loc.get("line"),
-                              item.get("message", "")))  # fmt: skip
+        found.append(
+            _finding(
+                sev,
+                "staticcheck",
+                item.get("code", ""),
+                relative(loc.get("file", ""), root),
+                loc.get("line"),
+                item.get("message", ""),
+            )
+        )
     return found
 
 
@@ -127,29 +140,66 @@ def parse_gosec(text: str, root: str | None = None) -> list[Finding]:
     """Findings from `gosec -fmt json`; a package gosec could not load counts as critical."""
     doc = json.loads(text)
     found = [
-        _finding(i["severity"], "gosec", i["rule_id"], relative(i["file"], root), i["line"],
-                 i["details"], i.get("confidence", ""))
+        _finding(
+            i["severity"],
+            "gosec",
+            i["rule_id"],
+            relative(i["file"], root),
+            i["line"],
+            i["details"],
+            i.get("confidence", ""),
+        )
         for i in doc.get("Issues") or []
-    ]  # fmt: skip
+    ]
     for file, errs in (doc.get("Golang errors") or {}).items():
-        found += [_finding("critical", "gosec", "load-error", relative(file, root), e.get("line"),
-                           f"gosec could not analyse: {e.get('error')}") for e in errs]  # fmt: skip
+        found += [
+            _finding(
+                "critical",
+                "gosec",
+                "load-error",
+                relative(file, root),
+                e.get("line"),
+                f"gosec could not analyse: {e.get('error')}",
+            )
+            for e in errs
+        ]
     return found
 
 
 def parse_bandit(text: str, root: str | None = None) -> list[Finding]:
     """Findings from `bandit -f json`; a file bandit could not scan counts as major."""
     doc = json.loads(text)
-    found = [_finding(r["issue_severity"], "bandit", r["test_id"], relative(r["filename"], root),
-                      r["line_number"], r["issue_text"], r.get("issue_confidence", ""))
-             for r in doc.get("results", [])]  # fmt: skip
-    return found + [_finding("major", "bandit", "scan-error", relative(e.get("filename", ""), root),
-                             0, e.get("reason", "")) for e in doc.get("errors", [])]  # fmt: skip
+    found = [
+        _finding(
+            r["issue_severity"],
+            "bandit",
+            r["test_id"],
+            relative(r["filename"], root),
+            r["line_number"],
+            r["issue_text"],
+            r.get("issue_confidence", ""),
+        )
+        for r in doc.get("results", [])
+    ]
+    return found + [
+        _finding(
+            "major",
+            "bandit",
+            "scan-error",
+            relative(e.get("filename", ""), root),
+            0,
+            e.get("reason", ""),
+        )
+        for e in doc.get("errors", [])
+    ]
 
 
 def parse_pip_audit(text: str) -> list[Finding]:
-    """Findings from `pip-audit -f json`: a known vulnerability is major (pip-audit has no
-    severity); a dependency it could not audit is minor (a gap is shown, never passed over)."""
+    """Findings from `pip-audit -f json`.
+
+    a known vulnerability is major (pip-audit has no severity); a dependency it could not audit is
+    minor (a gap is shown, never passed over).
+    """
     found = []
     for dep in json.loads(text).get("dependencies", []):
         pinned = f"{dep['name']}=={dep.get('version', '?')}"

@@ -1,5 +1,4 @@
-"""Images: the git ref built, docker/metadata-action's tag scheme, OCI labels, the build log,
-the built image, push error classification and the pushed image's reference."""
+"""Images: the git ref built, the tag scheme, OCI labels, the build log and push errors."""
 
 from __future__ import annotations
 
@@ -67,7 +66,9 @@ def sanitize_tag(text: str, limit: int = 128) -> str:
 
 
 def image_tags(ref: GitRef) -> tuple[list[str], str]:
-    """Tags as metadata-action's `type=ref,event=branch`, `type=ref,event=pr` and
+    """Tags as docker/metadata-action makes them: the branch (or PR) and the commit.
+
+    Tags as metadata-action's `type=ref,event=branch`, `type=ref,event=pr` and
     `type=sha,prefix={{branch}}-` make them (short sha: 7); never `latest`.
 
     For a pull request metadata-action's {{branch}} is empty: we tag `pr-<n>-<sha7>` so that
@@ -87,8 +88,13 @@ def oci_labels(
 ) -> dict[str, str]:
     """org.opencontainers.image.* labels (empty ones left out); created is RFC 3339 UTC."""
     when = (created or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    values = {"source": source, "revision": revision, "created": when, "version": version,
-              "title": title}  # fmt: skip
+    values = {
+        "source": source,
+        "revision": revision,
+        "created": when,
+        "version": version,
+        "title": title,
+    }
     return {f"org.opencontainers.image.{k}": v for k, v in values.items() if v}
 
 

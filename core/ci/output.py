@@ -14,7 +14,7 @@ _TRANSIENT = re.compile(
 
 
 def relative(path: str, root: str | None = None) -> str:
-    """path relative to root when it lies under it (and without a leading './')."""
+    """Path relative to root when it lies under it (and without a leading './')."""
     prefix = f"{str(root).rstrip('/')}/" if root else "\0"
     return path[len(prefix) :] if path.startswith(prefix) else path.removeprefix("./")
 

@@ -1,11 +1,4 @@
-"""Write the wrapper go.mod that builds Kubernetes control-plane binaries from Go modules.
-
-k8s.io/kubernetes cannot be built as a plain dependency: its go.mod replaces each staging module
-(k8s.io/api, k8s.io/client-go, ...) with a local path and requires it at v0.0.0. This script reads
-the release's own go.mod and pins every such module to its published v0.MINOR.PATCH tag.
-
-Usage: python gen_gomod.py 1.34.4   (run from this folder; then `go mod tidy`)
-"""
+"""Write the wrapper go.mod that builds Kubernetes control-plane binaries from Go modules."""
 
 import re
 import subprocess

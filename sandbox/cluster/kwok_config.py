@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from core.errors import PlatformError
+from sandbox.errors import PlatformError
 from sandbox.settings import HOST, KWOK_VERSION, KwokCluster, Settings
 
 STAGES_DIR = Path(__file__).parent / "stages"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from core.errors import PlatformError
 from sandbox.cluster import kwok_config
 from sandbox.components import Status
+from sandbox.errors import PlatformError
 from sandbox.install import go_build
 from sandbox.procs import port_open, run, wait_until
 from sandbox.settings import HOST, K8S_VERSION, KWOK_VERSION, KwokCluster, Settings
@@ -134,10 +134,19 @@ class Cluster:
         else:
             self.config_file.write_text(config)
             self._kwokctl(
-                "create", "cluster", "--runtime", "binary", "--config", str(self.config_file),
-                "--kubeconfig", str(self.merged_kubeconfig),
-                "--timeout", "5m", "--wait", "2m",
-            )  # fmt: skip
+                "create",
+                "cluster",
+                "--runtime",
+                "binary",
+                "--config",
+                str(self.config_file),
+                "--kubeconfig",
+                str(self.merged_kubeconfig),
+                "--timeout",
+                "5m",
+                "--wait",
+                "2m",
+            )
         self.stamp.write_text(digest)
         if not self._answers():
             raise PlatformError(self.name, "the apiserver does not answer after start", "see logs")

@@ -1,5 +1,4 @@
-"""PostgreSQL for the Prefect server: SQLite serialises writers, and bursts of flow runs (twenty
-releases at once, webhook storms) then get 503s. Debian's PostgreSQL, run as the postgres user."""
+"""PostgreSQL for the Prefect server (Debian's, run as the postgres user)."""
 
 from __future__ import annotations
 
@@ -14,8 +13,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from core.errors import PlatformError
 from sandbox.components import Status
+from sandbox.errors import PlatformError
 from sandbox.install import ensure_debian
 from sandbox.procs import Daemon, port_open, run
 from sandbox.settings import HOST, Settings
@@ -80,17 +79,31 @@ class Postgres:
         for path in (self.root, pwfile):
             os.chown(path, owner.pw_uid, owner.pw_gid)
         try:
-            run([_pg_bin("initdb"), "-D", str(self.data), "-U", USER, f"--pwfile={pwfile}",
-                 "--auth=scram-sha-256", "-E", "UTF8"], self.name, "see the message above",
-                user="postgres")  # fmt: skip
+            run(
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    USER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                ],
+                self.name,
+                "see the message above",
+                user="postgres",
+            )
         finally:
             pwfile.unlink(missing_ok=True)
 
     def _answers(self) -> bool:
         if not port_open(self.port):
             return False
-        ready = subprocess.run([_pg_bin("pg_isready"), "-q", "-h", HOST, "-p", str(self.port)],
-                               check=False)  # fmt: skip
+        ready = subprocess.run(
+            [_pg_bin("pg_isready"), "-q", "-h", HOST, "-p", str(self.port)], check=False
+        )
         return ready.returncode == 0
 
     def install(self) -> None:
@@ -135,8 +148,12 @@ class Postgres:
     def status(self) -> Status:
         """Running or stopped, with its address."""
         running = bool(self.daemon.pid()) and self._answers()
-        return Status(self.name, "running" if running else "stopped", f"{HOST}:{self.port}",
-                      "Prefect's database")  # fmt: skip
+        return Status(
+            self.name,
+            "running" if running else "stopped",
+            f"{HOST}:{self.port}",
+            "Prefect's database",
+        )
 
     def env(self) -> dict[str, str]:
         """Nothing for clients: only the Prefect server connects to it."""

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from core.errors import PlatformError
 from sandbox.components import Status
+from sandbox.errors import PlatformError
 from sandbox.procs import Daemon
 from sandbox.settings import HOST, Settings
 

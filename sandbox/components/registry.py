@@ -11,8 +11,8 @@ import httpx
 import yaml
 from pydantic import SecretStr
 
-from core.errors import PlatformError
 from sandbox.components import Status
+from sandbox.errors import PlatformError
 from sandbox.install import ensure_debian, which
 from sandbox.procs import Daemon
 from sandbox.settings import HOST, Settings

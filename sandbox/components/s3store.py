@@ -1,11 +1,4 @@
-"""The S3-compatible object store Velero writes backups to: gofakes3 on 127.0.0.1, bolt-backed.
-
-gofakes3 (a Go module, built into the cache) speaks enough of the S3 API for Velero's AWS plugin.
-It does NOT check request signatures: any access key is accepted. The platform still generates a
-key pair, stores it (mode 0600) like the registry's password and passes it everywhere a real store
-would need it (Velero's Secret, the ObjectStore block), so nothing changes against a real S3.
-Its bolt database lives under the platform's state folder, so backups survive a restart.
-"""
+"""The S3-compatible object store Velero writes backups to: gofakes3 on 127.0.0.1, bolt-backed."""
 
 from __future__ import annotations
 
@@ -69,9 +62,17 @@ class S3Store:
 
     def _argv(self) -> list[str]:
         return [
-            str(self.program), "-backend", "bolt", "-bolt.db", str(self.state / "data.db"),
-            "-host", f"{HOST}:{self.port}", "-initialbucket", BUCKET, "-quiet",
-        ]  # fmt: skip
+            str(self.program),
+            "-backend",
+            "bolt",
+            "-bolt.db",
+            str(self.state / "data.db"),
+            "-host",
+            f"{HOST}:{self.port}",
+            "-initialbucket",
+            BUCKET,
+            "-quiet",
+        ]
 
     def _answers(self) -> bool:
         """The bucket lists (path-style GET; gofakes3 needs no signature)."""

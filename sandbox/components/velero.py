@@ -1,10 +1,4 @@
-"""Velero servers, out of cluster: one per kwok cluster, both backing up to the platform's S3 store.
-
-Velero and its AWS object-store plugin are built from Go modules into the cache. Each server runs
-as a local process with --kubeconfig (`velero server` needs no pod: it only talks to the apiserver
-and, through the plugin, to the store). File-system backups, node-agent, the data mover and volume
-snapshots cannot work here (no container ever runs in a KWOK pod): resource backups only.
-"""
+"""Velero servers out of cluster: one per kwok cluster, both backing up to the S3 store."""
 
 from __future__ import annotations
 
@@ -17,10 +11,10 @@ from typing import Any
 
 import httpx
 
-from core.errors import PlatformError
 from sandbox.components import Status
 from sandbox.components.cluster import Cluster
 from sandbox.components.s3store import S3Store
+from sandbox.errors import PlatformError
 from sandbox.install import go_build
 from sandbox.procs import Daemon, run, wait_until
 from sandbox.settings import HOST, VELERO_AWS_VERSION, VELERO_VERSION, Settings
@@ -148,15 +142,23 @@ class Velero:
     def argv(self) -> list[str]:
         """The `velero server` command line."""
         return [
-            str(self.program), "server",
-            "--kubeconfig", str(self.cluster.kubeconfig),
-            "--namespace", manifests.NAMESPACE,
-            "--plugin-dir", str(self.settings.velero_plugins),
-            "--metrics-address", f"{HOST}:{self.metrics_port}",
-            "--profiler-address", f"{HOST}:{self.profiler_port}",
-            "--backup-sync-period", f"{SYNC_SECONDS}s",
-            "--store-validation-frequency", f"{SYNC_SECONDS}s",
-        ]  # fmt: skip
+            str(self.program),
+            "server",
+            "--kubeconfig",
+            str(self.cluster.kubeconfig),
+            "--namespace",
+            manifests.NAMESPACE,
+            "--plugin-dir",
+            str(self.settings.velero_plugins),
+            "--metrics-address",
+            f"{HOST}:{self.metrics_port}",
+            "--profiler-address",
+            f"{HOST}:{self.profiler_port}",
+            "--backup-sync-period",
+            f"{SYNC_SECONDS}s",
+            "--store-validation-frequency",
+            f"{SYNC_SECONDS}s",
+        ]
 
     def _digest(self) -> str:
         """Fingerprint of what the running server was started with: argv and kubeconfig."""
@@ -177,8 +179,10 @@ class Velero:
             return False
 
     def location_status(self) -> tuple[str | None, float]:
-        """The default storage location's phase (Available, Unavailable, None: not validated)
-        and the epoch second of its last validation (0 if never)."""
+        """The default storage location's phase (Available, Unavailable, None.
+
+        not validated) and the epoch second of its last validation (0 if never).
+        """
         import urllib3
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
@@ -186,9 +190,13 @@ class Velero:
         try:
             with self._api() as api:
                 bsl = client.CustomObjectsApi(api).get_namespaced_custom_object(
-                    "velero.io", "v1", manifests.NAMESPACE, "backupstoragelocations",
-                    manifests.LOCATION, _request_timeout=5,
-                )  # fmt: skip
+                    "velero.io",
+                    "v1",
+                    manifests.NAMESPACE,
+                    "backupstoragelocations",
+                    manifests.LOCATION,
+                    _request_timeout=5,
+                )
         except (ApiException, OSError, urllib3.exceptions.HTTPError):
             return None, 0.0
         status = bsl.get("status") or {}

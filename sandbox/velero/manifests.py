@@ -1,8 +1,4 @@
-"""The objects an out-of-cluster Velero server needs in its cluster (pure: no client, no I/O).
-
-The Namespace, the Secret holding the object store's keys (an AWS shared-credentials file, the
-format velero-plugin-for-aws reads) and the BackupStorageLocation that points at the store.
-"""
+"""The objects an out-of-cluster Velero server needs in its cluster (pure: no client, no I/O)."""
 
 from __future__ import annotations
 

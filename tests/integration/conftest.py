@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.errors import PlatformError
+from sandbox.errors import PlatformError
 from sandbox.platform import BLOCK_NAME, Platform
 
 

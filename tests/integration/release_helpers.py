@@ -13,11 +13,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from blocks import KubernetesCluster
-from core.actions import AnalysisPhase
-from core.analysis import Verdict
-from core.observed import Outcome
-from core.spec import AnalysisRef, ReleaseSpec
-from flows.release import perform_release
+from core.analysis.verdict import Verdict
+from core.release.actions import AnalysisPhase
+from core.release.observed import Outcome
+from core.release.spec import AnalysisRef, ReleaseSpec
+from flows.release.flow import perform_release
 from tasks import kube
 
 REPO = "127.0.0.1:5001/kyb-platform@sha256:"
@@ -26,8 +26,10 @@ NOT_READY = {"metadata": {"labels": {"sandbox.kyb.dev/not-ready": "true"}}}
 
 
 class Scripted:
-    """A test double of the analysis protocol (the Prometheus judge is tested on its own):
-    answers each template name with a fixed outcome and records every call."""
+    """A test double of the analysis protocol (the Prometheus judge is tested on its own).
+
+    answers each template name with a fixed outcome and records every call.
+    """
 
     def __init__(self, outcomes: dict[str, Outcome] | None = None) -> None:
         self.outcomes = outcomes or {}
@@ -47,9 +49,15 @@ class Scripted:
 
 def spec(ns: str, image: str, strategy: dict, replicas: int = 3, **kw) -> ReleaseSpec:
     return ReleaseSpec.model_validate(
-        {"app": "web", "namespace": ns, "image": image, "replicas": replicas,
-         "strategy": strategy, **kw}
-    )  # fmt: skip
+        {
+            "app": "web",
+            "namespace": ns,
+            "image": image,
+            "replicas": replicas,
+            "strategy": strategy,
+            **kw,
+        }
+    )
 
 
 @flow(name="release-under-test")
@@ -60,14 +68,17 @@ def release_flow(spec: ReleaseSpec, runner: Scripted, template: dict | None = No
 
 def _shapes(items: list) -> dict[str, tuple[str, int, int]]:
     return {
-        d.metadata.name: (d.spec.template.spec.containers[0].image, d.spec.replicas,
-                          d.status.ready_replicas or 0)
+        d.metadata.name: (
+            d.spec.template.spec.containers[0].image,
+            d.spec.replicas,
+            d.status.ready_replicas or 0,
+        )
         for d in items
-    }  # fmt: skip
+    }
 
 
 def deployments(cluster: KubernetesCluster, ns: str) -> dict[str, tuple[str, int, int]]:
-    """name -> (image, spec.replicas, readyReplicas) for every Deployment in ns."""
+    """Name -> (image, spec.replicas, readyReplicas) for every Deployment in ns."""
     apps = client.AppsV1Api(kube.api_for(cluster))
     return _shapes(apps.list_namespaced_deployment(ns).items)
 
@@ -75,16 +86,23 @@ def deployments(cluster: KubernetesCluster, ns: str) -> dict[str, tuple[str, int
 def settle(
     cluster: KubernetesCluster, ns: str, want: dict, seconds: int = 30
 ) -> dict[str, tuple[str, int, int]]:
-    """`deployments()` once it equals `want`, or as it is after watching for `seconds`: a scale to
-    0 is written at once, but readyReplicas follows the pods' end, after the flow returned."""
+    """`deployments()` once it equals `want`, or as it is after watching for `seconds`.
+
+    a scale to 0 is written at once, but readyReplicas follows the pods' end, after the flow
+    returned.
+    """
     apps = client.AppsV1Api(kube.api_for(cluster))
     listed = apps.list_namespaced_deployment(ns)
     found = _shapes(listed.items)
     if found == want:
         return found
     changes = watch.Watch()
-    for _ in changes.stream(apps.list_namespaced_deployment, ns, timeout_seconds=seconds,
-                            resource_version=listed.metadata.resource_version):  # fmt: skip
+    for _ in changes.stream(
+        apps.list_namespaced_deployment,
+        ns,
+        timeout_seconds=seconds,
+        resource_version=listed.metadata.resource_version,
+    ):
         found = deployments(cluster, ns)
         if found == want:
             changes.stop()
@@ -106,8 +124,11 @@ def resume_when_paused(answers: list[dict], timeout: float = 120) -> threading.T
         with get_client(sync_client=True) as c:
             while pending and time.monotonic() < deadline:
                 runs = c.read_flow_runs(limit=20, sort="START_TIME_DESC")
-                paused = [r for r in runs if r.state and r.state.is_paused()
-                          and r.start_time and r.start_time >= since]  # fmt: skip
+                paused = [
+                    r
+                    for r in runs
+                    if r.state and r.state.is_paused() and r.start_time and r.start_time >= since
+                ]
                 if paused:
                     resume_flow_run(paused[0].id, run_input=pending.pop(0))
                 time.sleep(0.5)  # bounded by the deadline: polling for the next pause

@@ -1,7 +1,10 @@
-"""The Prometheus analysis runner against the real Prometheus scraping real example-service
+"""The Prometheus analysis runner against the real Prometheus and example-service instances.
+
+The Prometheus analysis runner against the real Prometheus scraping real example-service
 instances on loopback: healthy passes, 20% errors fail, added latency fails p95, idle is
 Inconclusive, a stopped Prometheus is Error, dry-run metrics never decide, the judge compares
-canary with stable, and every analysis leaves its table artifact."""
+canary with stable, and every analysis leaves its table artifact.
+"""
 
 from __future__ import annotations
 
@@ -17,19 +20,25 @@ from prefect import flow
 from prefect.artifacts import Artifact
 
 from blocks import PrometheusServer
-from core.actions import AnalysisPhase
-from core.analysis import Verdict
+from core.analysis.judge import JudgeConfig
+from core.analysis.templates import (
+    BUILTINS,
+    AnalysisTemplate,
+    MetricTemplate,
+    Threshold,
+    rescheduled,
+)
+from core.analysis.verdict import Verdict
 from core.errors import ConfigError
-from core.judge import JudgeConfig
-from core.observed import Outcome
-from core.spec import AnalysisRef, ReleaseSpec
-from core.templates import BUILTINS, AnalysisTemplate, MetricTemplate, Threshold, rescheduled
+from core.release.actions import AnalysisPhase
+from core.release.observed import Outcome
+from core.release.spec import AnalysisRef, ReleaseSpec
 from sandbox import example
 from sandbox.components.prometheus import Prometheus
 from sandbox.fleet import scraped
 from sandbox.platform import BLOCK_NAME, Platform
 from sandbox.settings import Ports, Settings
-from tasks.analysis import PrometheusRunner
+from tasks.prometheus import PrometheusRunner
 
 NS = "analysis-test"
 # Rates need two scrapes (2 s apart) of traffic: the initial delay waits for them, as Argo users do.
@@ -46,17 +55,23 @@ def templates(**changes: object) -> dict[str, AnalysisTemplate]:
 
 
 def spec_for(app: str) -> ReleaseSpec:
-    return ReleaseSpec.model_validate({
-        "app": app, "namespace": NS, "image": "127.0.0.1:5001/x@sha256:" + "a" * 64,
-        "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
-    })  # fmt: skip
+    return ReleaseSpec.model_validate(
+        {
+            "app": app,
+            "namespace": NS,
+            "image": "127.0.0.1:5001/x@sha256:" + "a" * 64,
+            "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
+        }
+    )
 
 
 def ref(*names: str, **args: str) -> AnalysisRef:
-    return AnalysisRef.model_validate({
-        "templates": [{"templateName": n} for n in names],
-        "args": [{"name": k, "value": v} for k, v in args.items()],
-    })  # fmt: skip
+    return AnalysisRef.model_validate(
+        {
+            "templates": [{"templateName": n} for n in names],
+            "args": [{"name": k, "value": v} for k, v in args.items()],
+        }
+    )
 
 
 @flow(name="analysis-under-test")
@@ -97,8 +112,10 @@ def test_healthy_canary_passes_every_builtin(platform: Platform, prom, app) -> N
 
 
 def test_twenty_percent_errors_fail_the_error_rate(platform: Platform, prom, app) -> None:
-    with scraped(platform.prometheus, labels(app), error_rate=0.2) as inst, \
-            example.Traffic([inst.url]):  # fmt: skip
+    with (
+        scraped(platform.prometheus, labels(app), error_rate=0.2) as inst,
+        example.Traffic([inst.url]),
+    ):
         verdict = analyse(PrometheusRunner(prom, templates()), ("error-rate",), app, "errors")
     assert verdict.outcome is Outcome.FAILED, verdict.reason
     assert "failed 2 > failureLimit 1" in verdict.reason and "want <= 0.05" in verdict.reason
@@ -107,8 +124,10 @@ def test_twenty_percent_errors_fail_the_error_rate(platform: Platform, prom, app
 
 
 def test_added_latency_fails_p95(platform: Platform, prom, app) -> None:
-    with scraped(platform.prometheus, labels(app), latency_ms=700) as inst, \
-            example.Traffic([inst.url]):  # fmt: skip
+    with (
+        scraped(platform.prometheus, labels(app), latency_ms=700) as inst,
+        example.Traffic([inst.url]),
+    ):
         verdict = analyse(PrometheusRunner(prom, templates()), ("latency-p95",), app, "slow")
     assert verdict.outcome is Outcome.FAILED, verdict.reason
     assert "latency-p95" in verdict.reason and "want <= 0.5" in verdict.reason
@@ -124,8 +143,10 @@ def test_idle_service_is_inconclusive_never_successful(platform: Platform, prom,
 
 def test_dry_run_metric_is_reported_but_never_decides(platform: Platform, prom, app) -> None:
     both = {"error-rate": fast("error-rate"), "latency-p95": fast("latency-p95", dry_run=True)}
-    with scraped(platform.prometheus, labels(app), latency_ms=700) as inst, \
-            example.Traffic([inst.url]):  # fmt: skip
+    with (
+        scraped(platform.prometheus, labels(app), latency_ms=700) as inst,
+        example.Traffic([inst.url]),
+    ):
         verdict = analyse(PrometheusRunner(prom, both), tuple(both), app, "dry")
     assert verdict.outcome is Outcome.SUCCESSFUL, verdict.reason
     assert "[dry-run latency-p95" in verdict.reason
@@ -135,9 +156,17 @@ def test_dry_run_metric_is_reported_but_never_decides(platform: Platform, prom, 
 
 
 def test_bad_query_is_error_and_names_the_rejection(prom, app) -> None:
-    broken = AnalysisTemplate(name="broken", metrics=(MetricTemplate(
-        name="broken", query="sum(rate(http_requests_total[5m])", success=Threshold(max=1),
-        consecutive_error_limit=0),))  # fmt: skip
+    broken = AnalysisTemplate(
+        name="broken",
+        metrics=(
+            MetricTemplate(
+                name="broken",
+                query="sum(rate(http_requests_total[5m])",
+                success=Threshold(max=1),
+                consecutive_error_limit=0,
+            ),
+        ),
+    )
     verdict = analyse(PrometheusRunner(prom, {"broken": broken}), ("broken",), app, "broken")
     assert verdict.outcome is Outcome.ERROR
     assert "query rejected" in verdict.reason and "consecutiveErrorLimit 0" in verdict.reason
@@ -146,8 +175,9 @@ def test_bad_query_is_error_and_names_the_rejection(prom, app) -> None:
 def test_several_series_are_an_error_asking_to_aggregate(prom, app) -> None:
     one = 'label_replace(vector(1), "copy", "{}", "", "")'
     two = f"{one.format('a')} or {one.format('b')}"  # two series, whatever Prometheus scrapes
-    metric = MetricTemplate(name="many", query=two, success=Threshold(min=1),
-                            consecutive_error_limit=0)  # fmt: skip
+    metric = MetricTemplate(
+        name="many", query=two, success=Threshold(min=1), consecutive_error_limit=0
+    )
     many = AnalysisTemplate(name="many", metrics=(metric,))
     verdict = analyse(PrometheusRunner(prom, {"many": many}), ("many",), app, "many")
     assert verdict.outcome is Outcome.ERROR and "aggregate" in verdict.reason
@@ -157,8 +187,12 @@ def test_unknown_template_is_refused_before_any_query(prom, app) -> None:
     runner = PrometheusRunner(prom, templates())
     bad = spec_for(app).model_copy(deep=True)
     step = {"analysis": {"templates": [{"templateName": "no-such"}]}}
-    bad = ReleaseSpec.model_validate({**bad.model_dump(by_alias=True, exclude_none=True),
-                                      "strategy": {"canary": {"steps": [step]}}})  # fmt: skip
+    bad = ReleaseSpec.model_validate(
+        {
+            **bad.model_dump(by_alias=True, exclude_none=True),
+            "strategy": {"canary": {"steps": [step]}},
+        }
+    )
     with pytest.raises(ConfigError, match="no analysis template 'no-such'"):
         runner.validate(bad)
     assert runner.queries == 0
@@ -197,9 +231,11 @@ def test_judge_fails_a_slower_canary_that_thresholds_let_through(
 ) -> None:
     loose = {"latency-p95": fast("latency-p95", count=12, success=Threshold(max=5))}
     runner = PrometheusRunner(prom, loose, judge=JudgeConfig(min_samples=8))
-    with scraped(platform.prometheus, labels(app, "stable")) as stable, \
-            scraped(platform.prometheus, labels(app), latency_ms=300) as canary, \
-            example.Traffic([stable.url, canary.url]):  # fmt: skip
+    with (
+        scraped(platform.prometheus, labels(app, "stable")) as stable,
+        scraped(platform.prometheus, labels(app), latency_ms=300) as canary,
+        example.Traffic([stable.url, canary.url]),
+    ):
         verdict = analyse(runner, ("latency-p95",), app, "judged")
     assert verdict.outcome is Outcome.FAILED, verdict.reason
     assert "judge Failed" in verdict.reason and "canary median" in verdict.reason

@@ -1,6 +1,8 @@
-"""Backups and disaster recovery with the real Velero servers, the S3 store and two clusters:
+"""Backups and disaster recovery with the real Velero servers, the S3 store and two clusters.
+
 back up, delete, restore and compare; drills that pass and one that must fail; DR into the second
-cluster with the typed DNS pause; bad input that restores nothing."""
+cluster with the typed DNS pause; bad input that restores nothing.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster, ObjectStore, VeleroInstall
 from core.errors import ConfigError
-from core.restore_plan import normalize
+from core.recovery.restore_plan import normalize
 from flows.backup import backup
 from flows.disaster_recovery import disaster_recovery
 from flows.dr_drill import dr_drill
@@ -32,28 +34,51 @@ IMAGE = "127.0.0.1:5001/kyb-platform@sha256:" + "7" * 64
 def _objects(ns: str) -> list[dict]:
     labels = {"app": "web"}
     return [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"},
-         "data": {"LOG_LEVEL": "info", "REGION": "eu"}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secrets"},
-         "type": "Opaque", "stringData": {"API_KEY": "not-a-real-key"}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": labels},
-         "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}},
-        {"apiVersion": "apps/v1", "kind": "Deployment",
-         "metadata": {"name": "web", "labels": labels},
-         "spec": {"replicas": 3, "selector": {"matchLabels": labels},
-                  "template": {"metadata": {"labels": labels},
-                               "spec": {"containers": [{"name": "web", "image": IMAGE}]}}}},
-    ]  # fmt: skip
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "web-config"},
+            "data": {"LOG_LEVEL": "info", "REGION": "eu"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "web-secrets"},
+            "type": "Opaque",
+            "stringData": {"API_KEY": "not-a-real-key"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "labels": labels},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "labels": labels},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "web", "image": IMAGE}]},
+                },
+            },
+        },
+    ]
 
 
 def _create(cluster: KubernetesCluster, ns: str) -> None:
     api = api_for(cluster)
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     core.create_namespace({"metadata": {"name": ns}})
-    writers = {"ConfigMap": core.create_namespaced_config_map,
-               "Secret": core.create_namespaced_secret,
-               "Service": core.create_namespaced_service,
-               "Deployment": apps.create_namespaced_deployment}  # fmt: skip
+    writers = {
+        "ConfigMap": core.create_namespaced_config_map,
+        "Secret": core.create_namespaced_secret,
+        "Service": core.create_namespaced_service,
+        "Deployment": apps.create_namespaced_deployment,
+    }
     for obj in _objects(ns):
         writers[obj["kind"]](ns, obj)
 
@@ -62,10 +87,12 @@ def _snapshot(cluster: KubernetesCluster, ns: str) -> dict[str, dict]:
     """kind/name -> normalized object, for the four kinds a restore must bring back."""
     api = api_for(cluster)
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    lists = {("deployments", "apps/v1", "Deployment"): apps.list_namespaced_deployment(ns).items,
-             ("services", "v1", "Service"): core.list_namespaced_service(ns).items,
-             ("configmaps", "v1", "ConfigMap"): core.list_namespaced_config_map(ns).items,
-             ("secrets", "v1", "Secret"): core.list_namespaced_secret(ns).items}  # fmt: skip
+    lists = {
+        ("deployments", "apps/v1", "Deployment"): apps.list_namespaced_deployment(ns).items,
+        ("services", "v1", "Service"): core.list_namespaced_service(ns).items,
+        ("configmaps", "v1", "ConfigMap"): core.list_namespaced_config_map(ns).items,
+        ("secrets", "v1", "Secret"): core.list_namespaced_secret(ns).items,
+    }
     out = {}
     for (plural, version, kind), items in lists.items():
         for item in items:
@@ -138,8 +165,13 @@ def test_backup_delete_restore_brings_back_the_same_objects(local, app_ns) -> No
     )
 
     _delete_ns(local.cluster, app_ns)
-    out = disaster_recovery(backup=done["name"], velero_block="local", confirm_dns_as="tests",
-                            dns_service=f"{app_ns}/web", timeout_seconds=300)  # fmt: skip
+    out = disaster_recovery(
+        backup=done["name"],
+        velero_block="local",
+        confirm_dns_as="tests",
+        dns_service=f"{app_ns}/web",
+        timeout_seconds=300,
+    )
     assert out["backup"] == done["name"] and out["namespaces"] == [app_ns]
     assert out["rto_seconds"] > 0 and out["rpo_seconds"] >= 0
     after = _snapshot(local.cluster, app_ns)
@@ -169,8 +201,10 @@ def _tamper(name: str, drop: str) -> None:
     url = f"{store.endpoint.rstrip('/')}/{store.bucket}/backups/{name}/{name}.tar.gz"
     data = httpx.get(url, timeout=30).raise_for_status().content
     out = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as src, \
-            tarfile.open(fileobj=out, mode="w:gz") as dst:  # fmt: skip
+    with (
+        tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as src,
+        tarfile.open(fileobj=out, mode="w:gz") as dst,
+    ):
         for member in src.getmembers():
             if drop not in member.name:
                 dst.addfile(member, src.extractfile(member) if member.isfile() else None)
@@ -192,8 +226,13 @@ def test_dr_into_the_second_cluster_waits_for_the_dns_step(local, dr, app_ns) ->
     name = backup(namespaces=[app_ns], velero_block="local")["name"]
     velero.wait_for(dr, "backups", name, velero.phase_in("Completed"), 90, "sync")
     resumer = resume_when_paused([{"dns_updated": True, "confirmed_by": "alice", "note": "ttl 60"}])
-    out = disaster_recovery(backup="latest", namespaces=[app_ns], velero_block="dr",
-                            dns_service=f"{app_ns}/web", timeout_seconds=300)  # fmt: skip
+    out = disaster_recovery(
+        backup="latest",
+        namespaces=[app_ns],
+        velero_block="dr",
+        dns_service=f"{app_ns}/web",
+        timeout_seconds=300,
+    )
     resumer.join(5)
     assert out["backup"] == name and out["dns_confirmed_by"] == "alice"
     assert _ready(dr.cluster, app_ns) == (IMAGE, 3)  # serving in the DR cluster
@@ -214,28 +253,34 @@ def test_bad_input_restores_nothing(local, dr, app_ns) -> None:
     with pytest.raises(ConfigError, match="no-such-backup"):
         disaster_recovery(backup="no-such-backup", velero_block="dr", confirm_dns_as="t")
     with pytest.raises(ConfigError, match="does not hold namespace"):
-        disaster_recovery(backup=name, namespaces=["not-there"], velero_block="dr",
-                          confirm_dns_as="t")  # fmt: skip
+        disaster_recovery(
+            backup=name, namespaces=["not-there"], velero_block="dr", confirm_dns_as="t"
+        )
     with pytest.raises(ConfigError, match="do not exist"):
         backup(namespaces=["no-such-namespace"], velero_block="local")
     assert _restores(dr) == before
-    assert app_ns not in {n.metadata.name for n in
-                          client.CoreV1Api(api_for(dr.cluster)).list_namespace().items}  # fmt: skip
+    assert app_ns not in {
+        n.metadata.name for n in client.CoreV1Api(api_for(dr.cluster)).list_namespace().items
+    }
     assert _mode(dr) == "ReadWrite"
 
 
 def test_unavailable_storage_location_is_a_clear_error(platform, local) -> None:
     bsl = velero.get(local, "backupstoragelocations", local.storage_location)
     config = {**bsl["spec"]["config"], "s3Url": "http://127.0.0.1:9"}  # nothing listens there
-    broken = {"apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
-              "metadata": {"name": "broken"},
-              "spec": {**bsl["spec"], "default": False, "config": config}}  # fmt: skip
+    broken = {
+        "apiVersion": "velero.io/v1",
+        "kind": "BackupStorageLocation",
+        "metadata": {"name": "broken"},
+        "spec": {**bsl["spec"], "default": False, "config": config},
+    }
     velero.create(local, "backupstoragelocations", broken)
     try:
         # a new block (a model_copy of the loaded one would keep its document id and so
         # overwrite the saved `local` block under the new name)
-        install = VeleroInstall(cluster=local.cluster, namespace=local.namespace,
-                                storage_location="broken")  # fmt: skip
+        install = VeleroInstall(
+            cluster=local.cluster, namespace=local.namespace, storage_location="broken"
+        )
         install.save("broken-store", overwrite=True)
         state = backup(namespaces=["default"], velero_block="broken-store", return_state=True)
         assert state.is_failed()
@@ -251,14 +296,25 @@ def test_unavailable_storage_location_is_a_clear_error(platform, local) -> None:
 def test_a_restore_that_does_not_become_available_is_rolled_back(local, dr, app_ns) -> None:
     """The restored app never turns Ready: the DR run fails, no half-restored namespace is left."""
     apps = client.AppsV1Api(api_for(local.cluster))
-    broken = {"spec": {"progressDeadlineSeconds": 5, "template": {
-        "metadata": {"labels": {"app": "web", "sandbox.kyb.dev/not-ready": "true"}}}}}  # fmt: skip
+    broken = {
+        "spec": {
+            "progressDeadlineSeconds": 5,
+            "template": {
+                "metadata": {"labels": {"app": "web", "sandbox.kyb.dev/not-ready": "true"}}
+            },
+        }
+    }
     apps.patch_namespaced_deployment("web", app_ns, broken)
     name = backup(namespaces=[app_ns], velero_block="local")["name"]
     velero.wait_for(dr, "backups", name, velero.phase_in("Completed"), 90, "sync")
-    state = disaster_recovery(backup=name, velero_block="dr", confirm_dns_as="t",
-                              dns_service=f"{app_ns}/web", timeout_seconds=120,
-                              return_state=True)  # fmt: skip
+    state = disaster_recovery(
+        backup=name,
+        velero_block="dr",
+        confirm_dns_as="t",
+        dns_service=f"{app_ns}/web",
+        timeout_seconds=120,
+        return_state=True,
+    )
     assert state.is_failed()
     assert f"{app_ns}/web" in state.message and "progress" in state.message, state.message
     core = client.CoreV1Api(api_for(dr.cluster))

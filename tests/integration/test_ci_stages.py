@@ -1,7 +1,9 @@
-"""The CI stages as tasks on the real platform (Prefect server, Docker, registry with htpasswd):
-tests, quality gate, gosec, build and push, reuse, refused credentials, a registry that answers
-503 for a while (through a loopback proxy in front of the real one), and the concurrent pipeline
-(gates and build at once, the push only after every gate passed)."""
+"""The CI stages as tasks on the real platform (Prefect server, Docker, registry with htpasswd).
+
+tests, quality gate, gosec, build and push, reuse, refused credentials, a registry that answers 503
+for a while (through a loopback proxy in front of the real one), and the concurrent pipeline (gates
+and build at once, the push only after every gate passed).
+"""
 
 from __future__ import annotations
 
@@ -36,9 +38,9 @@ from core.ci import (
     image_tags,
 )
 from core.errors import CredentialsError
+from flows.ci import STAGES, CIResult, run_ci_stages
 from sandbox.platform import BLOCK_NAME
 from tasks import images, quality, security
-from tasks.ci_pipeline import STAGES, CIResult, run_ci_stages
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
 REPO = "kyb-ci-test/kyb-platform"
@@ -73,9 +75,15 @@ def _require(tool: str) -> None:
 @pytest.fixture(autouse=True)
 def no_retry_delay(monkeypatch) -> None:
     """Retries (if any) start at once: the tests count them, they don't wait for them."""
-    for t in (quality.run_tests, quality.quality_gate, security.security_scan,
-              images.prepare_context, images.build_and_push, images.build_image,
-              images.push_image):  # fmt: skip
+    for t in (
+        quality.run_tests,
+        quality.quality_gate,
+        security.security_scan,
+        images.prepare_context,
+        images.build_and_push,
+        images.build_image,
+        images.push_image,
+    ):
         monkeypatch.setattr(t, "retry_delay_seconds", 0)
 
 
@@ -116,8 +124,11 @@ def _ref(branch: str = "feature/CI-Stages_test") -> GitRef:
 
 def _manifest(registry: ContainerRegistry, tag: str) -> str:
     user, password = registry.username or "", registry.password.get_secret_value()
-    resp = httpx.head(f"{registry.url}/v2/{REPO}/manifests/{tag}", auth=(user, password),
-                      headers={"Accept": images.MANIFEST_TYPES})  # fmt: skip
+    resp = httpx.head(
+        f"{registry.url}/v2/{REPO}/manifests/{tag}",
+        auth=(user, password),
+        headers={"Accept": images.MANIFEST_TYPES},
+    )
     assert resp.status_code == 200, resp
     return resp.headers["Docker-Content-Digest"]
 
@@ -249,8 +260,9 @@ def test_build_push_tags_labels_digest_and_reuse(platform, context, docker_clien
 def test_build_error_is_named_and_not_retried(platform, tmp_path, dockerfile, message) -> None:
     (tmp_path / "Dockerfile").write_text(dockerfile)
     registry = ContainerRegistry.load(BLOCK_NAME)
-    state = images.build_and_push(registry, REPO, tmp_path, _ref("broken"), SOURCE,
-                                  return_state=True)  # fmt: skip
+    state = images.build_and_push(
+        registry, REPO, tmp_path, _ref("broken"), SOURCE, return_state=True
+    )
     error = _failure(state)
     assert isinstance(error, BuildFailed) and re.search(message, str(error)), error
     assert _run_count(state) == 1
@@ -258,8 +270,12 @@ def test_build_error_is_named_and_not_retried(platform, tmp_path, dockerfile, me
 
 def test_wrong_credentials_fail_at_once(platform, context) -> None:
     good = ContainerRegistry.load(BLOCK_NAME)
-    wrong = ContainerRegistry(address=good.address, username=good.username,
-                              password=SecretStr("not-the-password"), insecure=True)  # fmt: skip
+    wrong = ContainerRegistry(
+        address=good.address,
+        username=good.username,
+        password=SecretStr("not-the-password"),
+        insecure=True,
+    )
     state = images.build_and_push(wrong, REPO, context, _ref(), SOURCE, return_state=True)
     error = _failure(state)
     assert isinstance(error, CredentialsError) and "not-the-password" not in str(error)
@@ -267,9 +283,12 @@ def test_wrong_credentials_fail_at_once(platform, context) -> None:
 
 
 class FlakyRegistry:
-    """A loopback HTTP proxy in front of the real registry that answers 503 to the first
+    """A loopback proxy in front of the registry that answers 503 to its first requests.
+
+    A loopback HTTP proxy in front of the real registry that answers 503 to the first
     `first` requests and to the first `pings` GET /v2/ after them, then forwards everything
-    (headers, auth, streamed bodies) unchanged."""
+    (headers, auth, streamed bodies) unchanged.
+    """
 
     def __init__(self, upstream: str, first: int, pings: int) -> None:
         self.upstream, self.first, self.pings = upstream, first, pings
@@ -291,8 +310,9 @@ class FlakyRegistry:
         with self.lock:
             ping = method == "GET" and path == "/v2/"
             if self.first > 0 or (ping and self.pings > 0):
-                self.first, self.pings = (self.first - 1, self.pings) if self.first > 0 else (
-                    self.first, self.pings - 1)  # fmt: skip
+                self.first, self.pings = (
+                    (self.first - 1, self.pings) if self.first > 0 else (self.first, self.pings - 1)
+                )
                 self.refused.append(f"{method} {path} ({agent})")
                 return True
             return False
@@ -361,7 +381,7 @@ class FlakyRegistry:
                     self.wfile.write(b"0\r\n\r\n")
                 up.close()
 
-            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward  # noqa: N815 (http.server's names)
 
         return Handler
 
@@ -371,8 +391,9 @@ def test_registry_503s_are_retried_then_the_push_succeeds(platform, context, doc
     ref = _ref("retry")
     tags, commit_tag = image_tags(ref)
     with FlakyRegistry(real.address, first=1, pings=2) as proxy:
-        flaky = ContainerRegistry(address=proxy.address, username=real.username,
-                                  password=real.password, insecure=True)  # fmt: skip
+        flaky = ContainerRegistry(
+            address=proxy.address, username=real.username, password=real.password, insecure=True
+        )
         try:
             state = images.build_and_push(flaky, REPO, context, ref, SOURCE, return_state=True)
             assert state.is_completed(), state.result(raise_on_failure=False)

@@ -6,7 +6,7 @@ import subprocess
 
 from kubernetes import client, watch
 
-from core.rollout import RolloutState
+from core.release.status import RolloutState
 from sandbox.platform import Platform
 from tasks.kube import wait_for_rollout
 
@@ -71,10 +71,19 @@ def test_rollout_then_undo_restores_previous_revision(platform: Platform, kube, 
 
     kubectl = platform.settings.k8s_bin / "kubectl"
     subprocess.run(
-        [str(kubectl), "--kubeconfig", str(platform.settings.kubeconfig), "-n", namespace,
-         "rollout", "undo", "deployment/web"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            str(kubectl),
+            "--kubeconfig",
+            str(platform.settings.kubeconfig),
+            "-n",
+            namespace,
+            "rollout",
+            "undo",
+            "deployment/web",
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert wait_for_rollout(kube, namespace, "web", timeout=120)[0] is RolloutState.COMPLETE
     dep = apps.read_namespaced_deployment("web", namespace)
     assert dep.spec.template.spec.containers[0].image == IMAGE_V1
@@ -107,11 +116,15 @@ def _ready(pod: client.V1Pod) -> str:
 
 
 def _watch_until(list_fn, namespace: str, name: str, ok, seconds: int = 60):
-    """The object `name` once `ok(it)`, watched for up to `seconds`; else the last version seen.
-    A watch without a resourceVersion starts with the current object, so nothing is missed."""
+    """The object `name` once `ok(it)`, watched for up to `seconds`.
+
+    else the last version seen. A watch without a resourceVersion starts with the current object, so
+    nothing is missed.
+    """
     changes, last = watch.Watch(), None
-    for event in changes.stream(list_fn, namespace, field_selector=f"metadata.name={name}",
-                                timeout_seconds=seconds):  # fmt: skip
+    for event in changes.stream(
+        list_fn, namespace, field_selector=f"metadata.name={name}", timeout_seconds=seconds
+    ):
         last = event["object"]
         if ok(last):
             changes.stop()
@@ -121,8 +134,11 @@ def _watch_until(list_fn, namespace: str, name: str, ok, seconds: int = 60):
 def test_pod_marked_unready_by_a_node_outage_turns_ready_again(
     platform: Platform, kube, namespace
 ) -> None:
-    """The node lifecycle controller sets Ready=False on every pod of a node that missed its
-    heartbeats; once the node is back, the pods must serve again, as a kubelet would make them."""
+    """Pods the node lifecycle controller marked unready turn Ready again once the node is back.
+
+    The node lifecycle controller sets Ready=False on every pod of a node that missed its
+    heartbeats; once the node is back, the pods must serve again, as a kubelet would make them.
+    """
     apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
     apps.create_namespaced_deployment(namespace, _deployment("web", IMAGE_V1, replicas=2))
     assert wait_for_rollout(kube, namespace, "web", timeout=120)[0] is RolloutState.COMPLETE
@@ -130,12 +146,17 @@ def test_pod_marked_unready_by_a_node_outage_turns_ready_again(
     marked = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
     core.patch_namespaced_pod_status(pod.metadata.name, namespace, marked)
 
-    again = _watch_until(core.list_namespaced_pod, namespace, pod.metadata.name,
-                         lambda p: _ready(p) == "True")  # fmt: skip
+    again = _watch_until(
+        core.list_namespaced_pod, namespace, pod.metadata.name, lambda p: _ready(p) == "True"
+    )
     assert again is not None and _ready(again) == "True"
     assert wait_for_rollout(kube, namespace, "web", timeout=60)[0] is RolloutState.COMPLETE
     # The rollout stays Complete through the blip; availableReplicas follows once the deployment
     # controller has seen the pod Ready again, which may be a moment after.
-    web = _watch_until(apps.list_namespaced_deployment, namespace, "web",
-                       lambda d: d.status.available_replicas == 2)  # fmt: skip
+    web = _watch_until(
+        apps.list_namespaced_deployment,
+        namespace,
+        "web",
+        lambda d: d.status.available_replicas == 2,
+    )
     assert web is not None and web.status.available_replicas == 2

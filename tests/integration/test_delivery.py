@@ -1,7 +1,10 @@
-"""The delivery flow end to end on the real platform: CI (Go tests, gosec, docker build, push to the
-registry), gates, staging (rolling), production (canary with Prometheus analysis against stand-ins
-of the released image), checklists; failing tests or scan stop it before any push or deploy, and a
-faulty version is rolled back in production automatically."""
+"""The delivery flow end to end on the real platform.
+
+CI (Go tests, gosec, docker build, push to the registry), gates, staging (rolling), production
+(canary with Prometheus analysis against stand-ins of the released image), checklists; failing tests
+or scan stop it before any push or deploy, and a faulty version is rolled back in production
+automatically.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ import pytest
 from prefect.artifacts import Artifact
 
 from blocks import ContainerRegistry, KubernetesCluster
+from core.analysis.templates import BUILTINS, rescheduled
 from core.errors import ConfigError
-from core.templates import BUILTINS, rescheduled
 from flows.delivery import delivery
 from sandbox.platform import Platform
 from tests.integration.release_helpers import deployments
@@ -23,9 +26,14 @@ from tests.integration.release_helpers import deployments
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
 FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
 ERROR_RATE = rescheduled(BUILTINS["error-rate"], **FAST)
-CANARY = {"canary": {"steps": [
-    {"setWeight": 20}, {"analysis": {"templates": [{"templateName": "error-rate"}]}},
-]}}  # fmt: skip
+CANARY = {
+    "canary": {
+        "steps": [
+            {"setWeight": 20},
+            {"analysis": {"templates": [{"templateName": "error-rate"}]}},
+        ]
+    }
+}
 
 
 def _sha() -> str:
@@ -33,9 +41,16 @@ def _sha() -> str:
 
 
 def _deliver(commit: str, branch: str = "main", **kw):
-    return delivery(commit=commit, branch=branch, production_strategy=CANARY,
-                    templates=[ERROR_RATE], auto_approve=True, stand_ins=True,
-                    return_state=True, **kw)  # fmt: skip
+    return delivery(
+        commit=commit,
+        branch=branch,
+        production_strategy=CANARY,
+        templates=[ERROR_RATE],
+        auto_approve=True,
+        endpoints="sandbox-stand-ins",
+        return_state=True,
+        **kw,
+    )
 
 
 def _image(cluster: KubernetesCluster, ns: str) -> str | None:
@@ -79,7 +94,7 @@ def test_faulty_version_is_rolled_back_in_production(cluster) -> None:
     if before is None:  # production needs a stable version first
         assert _deliver(_sha()).is_completed()
         before = _image(cluster, "kyb-production")
-    state = _deliver(_sha(), fault_error_rate=0.3)
+    state = _deliver(_sha(), endpoint_options={"fault_error_rate": 0.3})
     assert state.is_failed()
     assert "analysis error-rate ended Failed" in state.message
     assert deployments(cluster, "kyb-production")["kyb-platform"][0] == before
@@ -119,8 +134,10 @@ def test_a_branch_that_deploys_nowhere_fails_before_any_work() -> None:
 
 
 def test_service_urls_point_the_checks_at_the_released_service(cluster) -> None:
-    """Outside the sandbox the pipeline reaches the Service itself (here: a loopback instance
-    Prometheus scrapes as staging's stable track, standing for a port-forward)."""
+    """Outside the sandbox the pipeline reaches the Service itself (here.
+
+    a loopback instance Prometheus scrapes as staging's stable track, standing for a port-forward).
+    """
     from sandbox.example import Traffic
     from sandbox.fleet import scraped, wait_traffic
 
@@ -128,8 +145,13 @@ def test_service_urls_point_the_checks_at_the_released_service(cluster) -> None:
     labels = {"service": "kyb-platform", "namespace": "kyb-staging", "track": "stable"}
     with scraped(prometheus, labels) as inst, Traffic([inst.url]):
         wait_traffic(prometheus, labels)
-        state = delivery(commit=_sha(), branch="develop", templates=[ERROR_RATE],
-                         service_urls={"staging": inst.url}, return_state=True)  # fmt: skip
+        state = delivery(
+            commit=_sha(),
+            branch="develop",
+            templates=[ERROR_RATE],
+            service_urls={"staging": inst.url},
+            return_state=True,
+        )
     assert state.is_completed(), state.message
     assert _image(cluster, "kyb-staging") == state.result()["image"]
     checks = Artifact.get("checklist-staging-kyb-platform")

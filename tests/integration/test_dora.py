@@ -12,7 +12,7 @@ from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.states import Cancelled, Completed, Crashed, Failed, Running, State
 
-from core.dora import dora
+from core.delivery.dora import dora
 from flows.dora import dora_report
 from sandbox.platform import Platform
 from tasks.dora import facts_from_prefect

@@ -1,5 +1,8 @@
-"""The example KYB service and its manifests are real: overlays pass the apiserver and Pod Security
-Admission, alert rules pass promtool, Go tests pass, and the scratch image serves with faults."""
+"""The example KYB service and its manifests are real.
+
+overlays pass the apiserver and Pod Security Admission, alert rules pass promtool, Go tests pass,
+and the scratch image serves with faults.
+"""
 
 from __future__ import annotations
 
@@ -70,8 +73,11 @@ def _one(docs: list[dict], kind: str) -> dict:
 
 @contextlib.contextmanager
 def _overlay_in_fresh_namespace(platform: Platform, kube, env: str, tmp_path: Path):
-    """Render an overlay into a unique namespace (the shared cluster may hold kyb-<env>), create
-    that namespace for real from the overlay's own Namespace object, and delete it afterwards."""
+    """Render an overlay into a unique namespace and create it from the overlay's objects.
+
+    Render an overlay into a unique namespace (the shared cluster may hold kyb-<env>), create
+    that namespace for real from the overlay's own Namespace object, and delete it afterwards.
+    """
     name = f"t-{uuid.uuid4().hex[:6]}-{env}"
     wrapper = tmp_path / env
     wrapper.mkdir()

@@ -1,5 +1,8 @@
-"""The deployment gates against the real platform: apiserver dry-runs with Pod Security Admission,
-promtool, migrations, post-deploy checks on scraped example instances, and human pauses."""
+"""The deployment gates against the real platform.
+
+apiserver dry-runs with Pod Security Admission, promtool, migrations, post-deploy checks on scraped
+example instances, and human pauses.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,15 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
 from blocks import KubernetesCluster, PrometheusServer
-from core.checklist import ALERTS, MANIFESTS, MIGRATIONS, Checklist, Item, Status, human_items
+from core.delivery.checklist import (
+    ALERTS,
+    MANIFESTS,
+    MIGRATIONS,
+    Checklist,
+    Item,
+    Status,
+    human_items,
+)
 from core.errors import ConfigError
 from sandbox import example
 from sandbox.fleet import scraped
@@ -55,8 +66,10 @@ def _wrap(tmp_path: Path, base: Path, namespace: str, patch: str = "") -> Path:
     wrapper = tmp_path / namespace
     wrapper.mkdir()
     rel = os.path.relpath(base, wrapper)  # kustomize refuses absolute resource paths
-    text = (f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"namespace: {namespace}\nresources:\n- {rel}\n")  # fmt: skip
+    text = (
+        f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"namespace: {namespace}\nresources:\n- {rel}\n"
+    )
     if patch:
         (wrapper / "patch.yaml").write_text(patch)
         text += "patches:\n- path: patch.yaml\n  target: {kind: Deployment, name: kyb-platform}\n"
@@ -122,10 +135,16 @@ def test_broken_overlay_and_unknown_kind_are_clear(cluster, kube, tmp_path) -> N
     (broken / "kustomization.yaml").write_text("resources:\n- missing.yaml\n")
     with pytest.raises(ConfigError, match=r"kustomize could not render the overlay: .*missing"):
         render_overlay(broken)
-    crd = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-           "metadata": {"name": "r", "namespace": "default"}}  # fmt: skip
-    no_ns = {"apiVersion": "v1", "kind": "ConfigMap",
-             "metadata": {"name": "c", "namespace": f"t-{uuid.uuid4().hex[:6]}-none"}}  # fmt: skip
+    crd = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "r", "namespace": "default"},
+    }
+    no_ns = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": f"t-{uuid.uuid4().hex[:6]}-none"},
+    }
     problems = validate_manifests(cluster, [crd, no_ns])
     assert "is not served by this apiserver (is its CRD installed?)" in problems[0]
     assert "namespaces" in problems[1] and "not found" in problems[1], problems
@@ -141,9 +160,12 @@ def test_alert_rules_pass_and_broken_ones_fail_with_promtool_message(tmp_path) -
     assert 'rule 1, "Broken": could not parse expression' in problem, problem
     assert "parse error: unclosed left parenthesis" in problem, problem
     failing = tmp_path / "failing.test.yml"
-    failing.write_text((ALERTS_DIR / "deployment-alerts.test.yml").read_text()
-                       .replace("rule_files:\n- deployment-alerts.yml", f"rule_files:\n- {rules}")
-                       .replace("'0+60x15'", "'0+1x15'", 1))  # fmt: skip
+    failing.write_text(
+        (ALERTS_DIR / "deployment-alerts.test.yml")
+        .read_text()
+        .replace("rule_files:\n- deployment-alerts.yml", f"rule_files:\n- {rules}")
+        .replace("'0+60x15'", "'0+1x15'", 1)
+    )
     (problem,) = check_alert_rules(rules, failing)
     assert problem.startswith("promtool test rules failing.test.yml: "), problem
     assert "alertname: HighErrorRate, time: 10m" in problem, problem
@@ -163,15 +185,21 @@ def test_pre_deploy_gates_combine_ci_and_the_machine_checks(cluster, kube, tmp_p
     name = f"t-{uuid.uuid4().hex[:6]}-gates"
     with _deleted_afterwards(kube, name):
         ci = {"tests": (True, "120 passed"), "scan": (False, "1 critical finding")}
-        checklist = pre_deploy_gates(cluster, EXAMPLE, _wrap(tmp_path, DEPLOY / "staging", name),
-                                     ci, image="127.0.0.1:5001/kyb-platform:v2.1.0")  # fmt: skip
+        checklist = pre_deploy_gates(
+            cluster,
+            EXAMPLE,
+            _wrap(tmp_path, DEPLOY / "staging", name),
+            ci,
+            image="127.0.0.1:5001/kyb-platform:v2.1.0",
+        )
     status = {i.name: i.status for i in checklist.items}
     assert status[MANIFESTS] is Status.PASSED
     assert status[ALERTS] is Status.PASSED and status[MIGRATIONS] is Status.PASSED
     assert status["All tests passing"] is Status.PASSED
     assert [i.name for i in checklist.failures()] == [
-        "Security scan passed", "Image deployed by digest"
-    ]  # fmt: skip
+        "Security scan passed",
+        "Image deployed by digest",
+    ]
     assert {i.name for i in checklist.pending()} == {i.name for i in human_items("pre")}
     assert not checklist.ok()
 
@@ -184,8 +212,9 @@ def _settled(prom, url: str, labels: dict[str, str], timeout: float = 45.0):
     """Post-deploy checks, repeated until every Prometheus item has data (rate needs scrapes)."""
     deadline = time.monotonic() + timeout
     while True:
-        found = _status(post_deploy_checks(prom, url, labels["service"], labels["namespace"],
-                                           labels["track"]))  # fmt: skip
+        found = _status(
+            post_deploy_checks(prom, url, labels["service"], labels["namespace"], labels["track"])
+        )
         waiting = [d for _s, d in found.values() if d.startswith("no ")]
         if not waiting or time.monotonic() > deadline:
             return found
@@ -193,8 +222,11 @@ def _settled(prom, url: str, labels: dict[str, str], timeout: float = 45.0):
 
 
 def test_post_deploy_checks_pass_for_a_healthy_instance(platform: Platform, prom) -> None:
-    labels = {"service": f"gate-{uuid.uuid4().hex[:6]}", "namespace": "kyb-staging",
-              "track": "stable"}  # fmt: skip
+    labels = {
+        "service": f"gate-{uuid.uuid4().hex[:6]}",
+        "namespace": "kyb-staging",
+        "track": "stable",
+    }
     with scraped(platform.prometheus, labels) as inst, example.Traffic([inst.url]):
         found = _settled(prom, inst.url, labels)
     assert {name: s for name, (s, _d) in found.items()} == {
@@ -206,10 +238,12 @@ def test_post_deploy_checks_pass_for_a_healthy_instance(platform: Platform, prom
 
 
 def test_post_deploy_checks_fail_the_error_rate_at_30_percent(platform: Platform, prom) -> None:
-    labels = {"service": f"gate-{uuid.uuid4().hex[:6]}", "namespace": "kyb-staging",
-              "track": "stable"}  # fmt: skip
-    with scraped(platform.prometheus, labels, error_rate=0.3) as inst, \
-            example.Traffic([inst.url]):  # fmt: skip
+    labels = {
+        "service": f"gate-{uuid.uuid4().hex[:6]}",
+        "namespace": "kyb-staging",
+        "track": "stable",
+    }
+    with scraped(platform.prometheus, labels, error_rate=0.3) as inst, example.Traffic([inst.url]):
         found = _settled(prom, inst.url, labels)
         status, detail = found["Error rates acceptable"]
         assert status is Status.FAILED and "wanted <= 0.05" in detail, detail
@@ -261,11 +295,13 @@ def test_a_person_confirms_in_the_paused_run(platform: Platform) -> None:
     def answer() -> None:
         with get_client(sync_client=True) as c:
             for _ in range(120):  # bounded: up to 60 s for the run to pause
-                runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(
-                    name=FlowRunFilterName(any_=[run_name])))  # fmt: skip
+                runs = c.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name]))
+                )
                 if runs and runs[0].state and runs[0].state.is_paused():
-                    resume_flow_run(runs[0].id, run_input={"confirmed": True, "by": "alice",
-                                                           "note": "all done"})  # fmt: skip
+                    resume_flow_run(
+                        runs[0].id, run_input={"confirmed": True, "by": "alice", "note": "all done"}
+                    )
                     return
                 time.sleep(0.5)
 

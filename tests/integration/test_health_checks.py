@@ -1,5 +1,8 @@
-"""Health and smoke checks against real example-service instances, and pod readiness on the
-real cluster: what is retried (connection errors, 5xx), for how long, and what fails at once."""
+"""Health and smoke checks against real instances, and pod readiness on the real cluster.
+
+Health and smoke checks against real example-service instances, and pod readiness on the
+real cluster: what is retried (connection errors, 5xx), for how long, and what fails at once.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from prefect import flow
 from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster
-from core.checks import SmokeRequest
+from core.delivery.checks import SmokeRequest
 from core.errors import ConfigError
 from sandbox import example
 from sandbox.platform import BLOCK_NAME
@@ -33,9 +36,12 @@ from tasks.health import (
 BUDGET = 2.5
 MARGIN = 0.5  # one request timeout floor plus scheduling noise
 SECRET = "Bearer do-not-show-me"
-VERIFY = SmokeRequest(name="verify", path="/api/v1/verify?business_id=acme",
-                      expect_json={"business_id": "acme", "status": "verified"},
-                      headers={"Authorization": SECRET})  # fmt: skip
+VERIFY = SmokeRequest(
+    name="verify",
+    path="/api/v1/verify?business_id=acme",
+    expect_json={"business_id": "acme", "status": "verified"},
+    headers={"Authorization": SECRET},
+)
 METRICS = SmokeRequest(name="metrics", path="/metrics", expect_text="http_requests_total")
 
 
@@ -137,9 +143,15 @@ def test_instance_starting_late_passes_after_retries(late_instance: str) -> None
 
 @pytest.mark.parametrize(
     "url",
-    ["http://example.com", "https://127.0.0.1:8080", "http://10.0.0.1:8080",
-     "http://127.0.0.1.nip.io", "http://user:pw@127.0.0.1:8080", "ftp://localhost/x"],
-)  # fmt: skip
+    [
+        "http://example.com",
+        "https://127.0.0.1:8080",
+        "http://10.0.0.1:8080",
+        "http://127.0.0.1.nip.io",
+        "http://user:pw@127.0.0.1:8080",
+        "ftp://localhost/x",
+    ],
+)
 def test_non_loopback_url_is_refused_before_any_request(url: str, monkeypatch) -> None:
     sent: list[httpx.Request] = []  # a recording transport stands in only to prove nothing is sent
 
@@ -164,8 +176,10 @@ def test_verify_publishes_the_table_and_passes() -> None:
     with example.run(version="v2.0.0") as inst:
         results = verify_flow(inst.url, [VERIFY, METRICS], BUDGET, name)
     assert [(r.name, r.ok, r.attempts) for r in results] == [
-        ("health", True, 1), ("verify", True, 1), ("metrics", True, 1)
-    ]  # fmt: skip
+        ("health", True, 1),
+        ("verify", True, 1),
+        ("metrics", True, 1),
+    ]
     table = Artifact.get(f"checks-{name}")
     assert table is not None and table.type == "table"
     data = str(table.data)

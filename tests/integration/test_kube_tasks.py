@@ -7,7 +7,7 @@ from kubernetes import client
 
 from blocks import KubernetesCluster
 from core.errors import ConfigError
-from core.rollout import RolloutState
+from core.release.status import RolloutState
 from sandbox.platform import BLOCK_NAME
 from tasks import kube
 

@@ -1,5 +1,8 @@
-"""Least privilege: the pipeline's ServiceAccount, with only deploy/rbac's role, releases and rolls
-back on the real apiserver, and is refused everything outside the role (HTTP 403)."""
+"""Least privilege.
+
+the pipeline's ServiceAccount, with only deploy/rbac's role, releases and rolls back on the real
+apiserver, and is refused everything outside the role (HTTP 403).
+"""
 
 from __future__ import annotations
 
@@ -14,16 +17,17 @@ from kubernetes.client.exceptions import ApiException
 from prefect import flow
 
 from blocks import KubernetesCluster
-from core import layout
-from core.actions import AnalysisPhase
-from core.observed import Track
-from core.spec import ReleaseSpec
-from flows.release import perform_release
+from core.release import layout
+from core.release.actions import AnalysisPhase
+from core.release.observed import Track
+from core.release.spec import ReleaseSpec
+from flows.release.executor import ReleaseResult
+from flows.release.flow import perform_release
 from flows.rollback import rollback
 from sandbox.platform import BLOCK_NAME
-from tasks import kube, rbac
+from tasks import kube
 from tasks.health import wait_endpoints_ready
-from tasks.release import ReleaseResult
+from tests.integration import rbac
 from tests.integration.release_helpers import (
     V1,
     V2,
@@ -36,11 +40,17 @@ from tests.integration.release_helpers import (
 
 SA_USER = f"system:serviceaccount:{rbac.SYSTEM_NAMESPACE}:{rbac.ACCOUNT}"
 ROLLING = {"rolling": {"maxSurge": 1, "maxUnavailable": 0}}
-CANARY = {"canary": {"steps": [
-    {"setWeight": 20}, {"pause": {"duration": 1}},
-    {"analysis": {"templates": [{"templateName": "success-rate"}]}},
-    {"setWeight": 60}, {"pause": {"duration": 1}},
-]}}  # fmt: skip
+CANARY = {
+    "canary": {
+        "steps": [
+            {"setWeight": 20},
+            {"pause": {"duration": 1}},
+            {"analysis": {"templates": [{"templateName": "success-rate"}]}},
+            {"setWeight": 60},
+            {"pause": {"duration": 1}},
+        ]
+    }
+}
 # (group, resource, verb): everything the role grants; a change to the manifest must change this
 GRANTED = {
     *(("apps", "deployments", v) for v in ("get", "list", "watch", "create", "patch")),
@@ -53,12 +63,18 @@ GRANTED = {
 }
 ENVIRONMENT_GRANTED = {
     ("", "namespaces", "patch"),
-    *((g, r, v) for g, r in (("", "serviceaccounts"), ("", "secrets"),
-                             ("autoscaling", "horizontalpodautoscalers"),
-                             ("policy", "poddisruptionbudgets"),
-                             ("networking.k8s.io", "networkpolicies"))
-      for v in ("create", "patch")),
-}  # fmt: skip
+    *(
+        (g, r, v)
+        for g, r in (
+            ("", "serviceaccounts"),
+            ("", "secrets"),
+            ("autoscaling", "horizontalpodautoscalers"),
+            ("policy", "poddisruptionbudgets"),
+            ("networking.k8s.io", "networkpolicies"),
+        )
+        for v in ("create", "patch")
+    ),
+}
 
 
 @flow(name="release-as-service-account")
@@ -114,8 +130,13 @@ def test_manifests_grant_only_what_the_pipeline_uses() -> None:
 
     def granted(rules: list[dict]) -> set[tuple[str, str, str]]:
         assert all("resourceNames" not in r and "nonResourceURLs" not in r for r in rules)
-        return {(g, r, v) for rule in rules for g in rule["apiGroups"]
-                for r in rule["resources"] for v in rule["verbs"]}  # fmt: skip
+        return {
+            (g, r, v)
+            for rule in rules
+            for g in rule["apiGroups"]
+            for r in rule["resources"]
+            for v in rule["verbs"]
+        }
 
     assert granted(roles[rbac.ROLE]) == GRANTED
     assert granted(roles[rbac.ENVIRONMENT_ROLE]) == ENVIRONMENT_GRANTED
@@ -124,8 +145,9 @@ def test_manifests_grant_only_what_the_pipeline_uses() -> None:
         assert rb["kind"] == "RoleBinding"
         assert rb["roleRef"]["kind"] == "ClusterRole"
         bound.setdefault(rb["metadata"]["namespace"], set()).add(rb["roleRef"]["name"])
-        assert rb["subjects"] == [{"kind": "ServiceAccount", "name": rbac.ACCOUNT,
-                                   "namespace": rbac.SYSTEM_NAMESPACE}]  # fmt: skip
+        assert rb["subjects"] == [
+            {"kind": "ServiceAccount", "name": rbac.ACCOUNT, "namespace": rbac.SYSTEM_NAMESPACE}
+        ]
     both = {rbac.ROLE, rbac.ENVIRONMENT_ROLE}
     assert bound == {ns: both for ns in ("kyb-dev", "kyb-staging", "kyb-production")}
 
@@ -177,22 +199,32 @@ def test_everything_outside_the_role_is_refused(admin, sa, namespace, unbound_na
     )
     _refused(core.read_namespaced_secret, "db", namespace)
     _refused(core.list_namespaced_secret, namespace)
-    role = {"metadata": {"name": "more"},
-            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}  # fmt: skip
+    role = {
+        "metadata": {"name": "more"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+    }
     _refused(rbac_api.create_namespaced_role, namespace, role)
     admin_binding = {
         "metadata": {"name": "escalate"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "cluster-admin"},
-        "subjects": [{"kind": "ServiceAccount", "name": rbac.ACCOUNT,
-                      "namespace": rbac.SYSTEM_NAMESPACE}],
-    }  # fmt: skip
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "cluster-admin",
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": rbac.ACCOUNT, "namespace": rbac.SYSTEM_NAMESPACE}
+        ],
+    }
     _refused(rbac_api.create_namespaced_role_binding, namespace, admin_binding)
     _refused(rbac_api.patch_cluster_role, rbac.ROLE, {"rules": role["rules"]})
     _refused(core.delete_namespace, namespace)
     _refused(core.create_namespace, {"metadata": {"name": f"{namespace}-x"}})
-    _refused(core.create_namespaced_service_account_token, rbac.ACCOUNT, rbac.SYSTEM_NAMESPACE,
-             {"spec": {"audiences": []}})  # fmt: skip
+    _refused(
+        core.create_namespaced_service_account_token,
+        rbac.ACCOUNT,
+        rbac.SYSTEM_NAMESPACE,
+        {"spec": {"audiences": []}},
+    )
     pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": V1}]}}
     _refused(core.create_namespaced_pod, namespace, pod)
     _refused(apps.delete_namespaced_deployment, "web", namespace)  # no delete on Deployments
@@ -200,8 +232,9 @@ def test_everything_outside_the_role_is_refused(admin, sa, namespace, unbound_na
     theirs = layout.workload_manifest(spec(unbound_namespace, V1, ROLLING), Track.STABLE, V1, 1)
     kube.apply.fn(admin, theirs)  # a Deployment in a namespace the pipeline is not bound in
     _refused(apps.read_namespaced_deployment, "web", unbound_namespace)
-    _refused(apps.patch_namespaced_deployment_scale, "web", unbound_namespace,
-             {"spec": {"replicas": 0}})  # fmt: skip
+    _refused(
+        apps.patch_namespaced_deployment_scale, "web", unbound_namespace, {"spec": {"replicas": 0}}
+    )
     _refused(kube.apply.fn, sa, theirs)
     assert not rbac.can_i(sa, "get", "secrets", namespace)
     assert rbac.can_i(sa, "patch", "deployments/scale", namespace, "apps")
@@ -212,23 +245,52 @@ def test_delivery_overlay_objects_as_the_service_account(admin, sa, namespace) -
     """The environment role covers what the delivery applies before a release, and no more."""
     labels = {"app": "web"}
     objects = [
-        {"apiVersion": "v1", "kind": "Namespace",
-         "metadata": {"name": namespace, "labels": {"environment": "test"}}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web"},
-         "automountServiceAccountToken": False},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"},
-         "data": {"LOG_LEVEL": "info"}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secrets"},
-         "stringData": {"API_KEY": "not-a-real-key"}},
-        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-         "metadata": {"name": "web"},
-         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                  "minReplicas": 2, "maxReplicas": 4}},
-        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
-         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}},
-        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-         "metadata": {"name": "web"}, "spec": {"podSelector": {"matchLabels": labels}}},
-    ]  # fmt: skip
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {"environment": "test"}},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "web"},
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "web-config"},
+            "data": {"LOG_LEVEL": "info"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "web-secrets"},
+            "stringData": {"API_KEY": "not-a-real-key"},
+        },
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 2,
+                "maxReplicas": 4,
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "web"},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "web"},
+            "spec": {"podSelector": {"matchLabels": labels}},
+        },
+    ]
     scoped = sa.model_copy(update={"namespace": namespace})
     done = kube.apply_objects.fn(scoped, objects)
     assert len(done) == len(objects) and done[0] == f"Namespace {namespace}"

@@ -19,10 +19,10 @@ from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, tempor
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.errors import ConfigError
+from core.release.errors import ReleaseFailed
+from deployments.metrics import PipelineCollector, pipeline_registry
 from deployments.metrics_exporter import serve
-from flows.release import ReleaseFailed
 from sandbox.fleet import wait_scraped
-from tasks.metrics import PipelineCollector, pipeline_registry
 
 pytestmark = pytest.mark.platform
 
@@ -72,8 +72,11 @@ def _free_port() -> int:
 
 def _scrape(url: str) -> Samples:
     text = httpx.get(url, timeout=30).text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def _get(samples: Samples, name: str, **labels: str) -> float | None:
@@ -100,8 +103,14 @@ def history(platform) -> dict[str, Any]:
         "backup_failed": _run(backup, fail=True),
     }
     assert [r.state_type.value for r in runs.values()] == [
-        "COMPLETED", "FAILED", "COMPLETED", "FAILED", "COMPLETED", "COMPLETED", "FAILED"
-    ]  # fmt: skip
+        "COMPLETED",
+        "FAILED",
+        "COMPLETED",
+        "FAILED",
+        "COMPLETED",
+        "COMPLETED",
+        "FAILED",
+    ]
     return {"app": app, "env": ns, "commit": datetime.fromisoformat(commit), "runs": runs}
 
 
@@ -122,13 +131,20 @@ def test_exporter_serves_the_apps_series(history, exporter) -> None:
 
     assert _get(got, "kyb_metrics_prefect_up") == 1
     assert _get(got, "kyb_metrics_window_days") == 1
-    releases = {labels: v for (name, labels), v in got.items()
-                if name == "kyb_releases" and ("app", app) in labels}  # fmt: skip
+    releases = {
+        labels: v
+        for (name, labels), v in got.items()
+        if name == "kyb_releases" and ("app", app) in labels
+    }
     assert releases == {
         frozenset({**key, "strategy": s, "result": r}.items()): 1.0
-        for s, r in [("canary", "succeeded"), ("blueGreen", "rolled_back"),
-                     ("rolling", "failed"), ("rolling", "succeeded")]
-    }  # fmt: skip
+        for s, r in [
+            ("canary", "succeeded"),
+            ("blueGreen", "rolled_back"),
+            ("rolling", "failed"),
+            ("rolling", "succeeded"),
+        ]
+    }
     assert _get(got, "kyb_rollbacks", **key, kind="automatic") == 1
     assert _get(got, "kyb_rollbacks", **key, kind="manual") == 1
 

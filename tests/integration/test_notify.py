@@ -14,8 +14,9 @@ import pytest
 from prefect import flow
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-from flows.release import ReleaseFailed
-from tasks.notify import ENV_BLOCK, notify, on_release_failure, on_rollback
+from core.release.errors import ReleaseFailed
+from flows.hooks import on_release_failure, on_rollback
+from tasks.notify import ENV_BLOCK, notify
 
 pytestmark = pytest.mark.platform
 
@@ -81,8 +82,9 @@ def block(platform, receiver: Receiver) -> Iterator[str]:
 
 @flow(name="release", on_failure=[on_release_failure])
 def failing_release(spec: dict) -> None:
-    raise ReleaseFailed("canary analysis error-rate failed: 12% > 5%", app=spec["app"],
-                        namespace=spec["namespace"])  # fmt: skip
+    raise ReleaseFailed(
+        "canary analysis error-rate failed: 12% > 5%", app=spec["app"], namespace=spec["namespace"]
+    )
 
 
 @flow(name="rollback", on_completion=[on_rollback])
@@ -106,8 +108,10 @@ def test_failed_release_sends_one_notification(block, receiver, monkeypatch, cap
     got = receiver.requests[0]
     assert got["headers"]["Authorization"] == f"Bearer {SECRET}"  # the block's secret is used
     message = json.loads(got["body"])
-    assert message["title"] == f"release of {app} in kyb-staging: failed and was rolled back " \
-        "automatically"  # fmt: skip
+    assert (
+        message["title"] == f"release of {app} in kyb-staging: failed and was rolled back "
+        "automatically"
+    )
     text = message["text"]
     assert f"app: {app}" in text and "namespace: kyb-staging" in text and IMAGE in text
     assert "ReleaseFailed: canary analysis error-rate failed: 12% > 5%" in text
@@ -134,7 +138,7 @@ def test_rollback_notifies_through_the_run_parameter(block, receiver, caplog) ->
 def test_missing_block_warns_and_keeps_the_outcome(platform, receiver, monkeypatch, caplog):
     caplog.set_level(logging.INFO)
     missing = f"custom-webhook/missing-{uuid.uuid4().hex[:8]}"
-    assert notify("release-failed", "t", "b", missing) is False
+    assert notify.fn("release-failed", "t", "b", missing) is False
     monkeypatch.setenv(ENV_BLOCK, missing)
     state = failing_release(_spec("n-missing"), return_state=True)
 
@@ -147,16 +151,16 @@ def test_missing_block_warns_and_keeps_the_outcome(platform, receiver, monkeypat
 
 def test_malformed_reference_and_no_block_send_nothing(platform, caplog) -> None:
     caplog.set_level(logging.INFO)
-    assert notify("release-failed", "t", "b", "just-a-name") is False
+    assert notify.fn("release-failed", "t", "b", "just-a-name") is False
     assert "'<block-type-slug>/<name>'" in caplog.text
-    assert notify("release-failed", "t", "b", None) is False
+    assert notify.fn("release-failed", "t", "b", None) is False
     assert ENV_BLOCK in caplog.text
 
 
 def test_endpoint_error_is_a_warning_without_the_secret(block, receiver, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     receiver.status = 500
-    assert notify("release-failed", "title", "body", block) is False
+    assert notify.fn("release-failed", "title", "body", block) is False
     assert len(receiver.requests) == 1
     assert SECRET in receiver.requests[0]["path"]  # it went out in the URL...
     warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
@@ -171,7 +175,7 @@ def test_a_non_notification_block_is_refused(platform, caplog) -> None:
     Secret(value=SECRET).save(name, overwrite=True)
     try:
         caplog.set_level(logging.INFO)
-        assert notify("release-failed", "t", "b", f"secret/{name}") is False
+        assert notify.fn("release-failed", "t", "b", f"secret/{name}") is False
         assert "cannot send notifications" in caplog.text and SECRET not in caplog.text
     finally:
         Secret.delete(name)

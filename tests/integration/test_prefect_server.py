@@ -92,13 +92,21 @@ def test_block_types_register_from_the_module(platform: Platform) -> None:
     prefect = Path(sys.executable).parent / "prefect"
     done = subprocess.run(
         [str(prefect), "block", "register", "-m", "blocks"],
-        capture_output=True, text=True, check=False, cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[2],
         env={**platform.env(), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     assert "Successfully registered 5 blocks" in done.stdout
-    slugs = ("kyb-kubernetes-cluster", "kyb-container-registry", "kyb-prometheus",
-             "kyb-object-store", "kyb-velero")  # fmt: skip
+    slugs = (
+        "kyb-kubernetes-cluster",
+        "kyb-container-registry",
+        "kyb-prometheus",
+        "kyb-object-store",
+        "kyb-velero",
+    )
     for slug in slugs:
         resp = httpx.get(f"{platform.prefect.api_url}/block_types/slug/{slug}")
         assert resp.status_code == 200, slug
@@ -113,9 +121,12 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
     prefect = Path(sys.executable).parent / "prefect"
     done = subprocess.run(
         [str(prefect), "--no-prompt", "deploy", "--all"],
-        capture_output=True, text=True, check=False, cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
         env={**platform.env(), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     found = {}
     names = (

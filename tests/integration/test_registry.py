@@ -20,8 +20,10 @@ def _context(payload: str) -> io.BytesIO:
     """A build context with a scratch image holding one file (no public base image needed)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text in (("Dockerfile", "FROM scratch\nCOPY payload.txt /\n"),
-                           ("payload.txt", payload)):  # fmt: skip
+        for name, text in (
+            ("Dockerfile", "FROM scratch\nCOPY payload.txt /\n"),
+            ("payload.txt", payload),
+        ):
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -74,9 +76,11 @@ def test_push_and_pull_by_digest_with_block_credentials(platform: Platform, dock
 def test_wrong_credentials_are_refused(platform: Platform, docker_client):
     good = ContainerRegistry.load(BLOCK_NAME)
     wrong = ContainerRegistry(
-        address=good.address, username=good.username, password=SecretStr("not-the-password"),
+        address=good.address,
+        username=good.username,
+        password=SecretStr("not-the-password"),
         insecure=True,
-    )  # fmt: skip
+    )
     with pytest.raises(CredentialsError) as err:
         wrong.check()
     assert "not-the-password" not in str(err.value)
@@ -91,8 +95,11 @@ def test_wrong_credentials_are_refused(platform: Platform, docker_client):
     stranger = docker.DockerClient(base_url=platform.docker.env()["DOCKER_HOST"])
     with pytest.raises(RuntimeError, match=r"(?i)auth|unauthorized"):
         for line in stranger.images.push(
-            repo, "v1", stream=True, decode=True,
+            repo,
+            "v1",
+            stream=True,
+            decode=True,
             auth_config={"username": "intruder", "password": "guess"},
-        ):  # fmt: skip
+        ):
             if "error" in line:
                 raise RuntimeError(line["error"])

@@ -1,7 +1,9 @@
-"""The `release` flow with its Prometheus analysis, end to end: the real Prometheus scrapes loopback
-example-service instances labelled as the canary of a release on the real cluster; a faulty canary
-is rolled back on the verdict, a healthy one is promoted, and the result links the analysis
-report."""
+"""The `release` flow with its Prometheus analysis, end to end.
+
+the real Prometheus scrapes loopback example-service instances labelled as the canary of a release
+on the real cluster; a faulty canary is rolled back on the verdict, a healthy one is promoted, and
+the result links the analysis report.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import pytest
 from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster
-from core.templates import BUILTINS, rescheduled
-from flows.release import ReleaseFailed, release
+from core.analysis.templates import BUILTINS, rescheduled
+from core.release.errors import ReleaseFailed
+from flows.release.flow import release
 from sandbox import example
 from sandbox.fleet import scraped
 from sandbox.platform import Platform
@@ -20,9 +23,14 @@ from tests.integration.release_helpers import V1, V2, deployments, spec
 
 FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
 ERROR_RATE = rescheduled(BUILTINS["error-rate"], **FAST)
-CANARY = {"canary": {"steps": [
-    {"setWeight": 40}, {"analysis": {"templates": [{"templateName": "error-rate"}]}},
-]}}  # fmt: skip
+CANARY = {
+    "canary": {
+        "steps": [
+            {"setWeight": 40},
+            {"analysis": {"templates": [{"templateName": "error-rate"}]}},
+        ]
+    }
+}
 
 
 @pytest.fixture
@@ -32,10 +40,10 @@ def cluster(platform: Platform) -> KubernetesCluster:
 
 def _canary_release(platform: Platform, namespace: str, **faults: float) -> tuple[bool, str]:
     labels = {"service": "web", "namespace": namespace, "track": "canary"}
-    with scraped(platform.prometheus, labels, **faults) as inst, \
-            example.Traffic([inst.url]):  # fmt: skip
-        state = release(spec(namespace, V2, CANARY, replicas=5), templates=[ERROR_RATE],
-                        return_state=True)  # fmt: skip
+    with scraped(platform.prometheus, labels, **faults) as inst, example.Traffic([inst.url]):
+        state = release(
+            spec(namespace, V2, CANARY, replicas=5), templates=[ERROR_RATE], return_state=True
+        )
     if state.is_completed():
         return True, state.result()["summary"]
     with pytest.raises(ReleaseFailed) as failed:

@@ -1,9 +1,11 @@
-"""The Prometheus analysis wired into every strategy, end to end through the `release` flow: the
-real Prometheus scrapes loopback example-service instances labelled with the track each phase
+"""The Prometheus analysis wired into every strategy, end to end through the `release` flow.
+
+the real Prometheus scrapes loopback example-service instances labelled with the track each phase
 measures (canary, preview, stable), and the cluster state after the release shows what the verdict
 did: a faulty blue-green preview is never promoted, a slow rolling release is undone by its
 post-deploy window, a faulty canary is stopped by its background analysis, and a Prometheus that
-stops answering is an Error that promotes nothing."""
+stops answering is an Error that promotes nothing.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ import pytest
 from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster, PrometheusServer
-from core.templates import BUILTINS, AnalysisTemplate, rescheduled
-from flows.release import ReleaseFailed, release
+from core.analysis.templates import BUILTINS, AnalysisTemplate, rescheduled
+from core.release.errors import ReleaseFailed
+from flows.release.flow import release
 from sandbox import example
 from sandbox.components.prometheus import Prometheus
 from sandbox.fleet import scraped
@@ -43,16 +46,23 @@ def only(name: str) -> dict:
     return {"templates": [{"templateName": name}]}
 
 
-BLUE_GREEN = {"blueGreen": {
-    "activeService": "web-active", "previewService": "web-preview",
-    "autoPromotionEnabled": True, "scaleDownDelaySeconds": 1, "abortScaleDownDelaySeconds": 1,
-    "prePromotionAnalysis": only("error-rate"),
-}}  # fmt: skip
+BLUE_GREEN = {
+    "blueGreen": {
+        "activeService": "web-active",
+        "previewService": "web-preview",
+        "autoPromotionEnabled": True,
+        "scaleDownDelaySeconds": 1,
+        "abortScaleDownDelaySeconds": 1,
+        "prePromotionAnalysis": only("error-rate"),
+    }
+}
 ROLLING = {"rolling": {"maxSurge": 1, "maxUnavailable": 0, "analysis": only("latency-p95")}}
-BACKGROUND = {"canary": {
-    "analysis": only("error-rate"),
-    "steps": [{"setWeight": 40}, {"pause": {"duration": 600}}],
-}}  # fmt: skip
+BACKGROUND = {
+    "canary": {
+        "analysis": only("error-rate"),
+        "steps": [{"setWeight": 40}, {"pause": {"duration": 600}}],
+    }
+}
 
 
 @pytest.fixture
@@ -60,15 +70,25 @@ def cluster(platform: Platform) -> KubernetesCluster:
     return KubernetesCluster.load("local")
 
 
-def released(new_spec, *, labels: dict[str, str], prometheus: Prometheus,
-             templates: list[AnalysisTemplate] = TEMPLATES, prometheus_block: str = "local",
-             **faults: float) -> tuple[bool, str, float]:  # fmt: skip
-    """Release `new_spec` while an instance with `labels` (and `faults`) serves traffic and is
-    scraped; (succeeded, summary or failure, seconds the release took)."""
+def released(
+    new_spec,
+    *,
+    labels: dict[str, str],
+    prometheus: Prometheus,
+    templates: list[AnalysisTemplate] = TEMPLATES,
+    prometheus_block: str = "local",
+    **faults: float,
+) -> tuple[bool, str, float]:
+    """Release `new_spec` while a labelled instance serves traffic and is scraped.
+
+    Release `new_spec` while an instance with `labels` (and `faults`) serves traffic and is
+    scraped; (succeeded, summary or failure, seconds the release took).
+    """
     with scraped(prometheus, labels, **faults) as inst, example.Traffic([inst.url]):
         started = time.monotonic()
-        state = release(new_spec, prometheus_block=prometheus_block, templates=templates,
-                        return_state=True)  # fmt: skip
+        state = release(
+            new_spec, prometheus_block=prometheus_block, templates=templates, return_state=True
+        )
         took = time.monotonic() - started
     if state.is_completed():
         return True, state.result()["summary"], took
@@ -90,8 +110,12 @@ def test_faulty_blue_green_preview_fails_pre_promotion_and_is_never_active(
     old = selector(cluster, namespace, "web-active")["color"]
     new = "green" if old == "blue" else "blue"
     preview = {"service": "web", "namespace": namespace, "track": "preview"}
-    ok, why, _ = released(spec(namespace, V2, BLUE_GREEN), labels=preview,
-                          prometheus=platform.prometheus, error_rate=0.3)  # fmt: skip
+    ok, why, _ = released(
+        spec(namespace, V2, BLUE_GREEN),
+        labels=preview,
+        prometheus=platform.prometheus,
+        error_rate=0.3,
+    )
     assert not ok and "prePromotion analysis error-rate ended Failed" in why, why
     assert selector(cluster, namespace, "web-active") == {"app": "web", "color": old}
     want = {f"web-{old}": (V1, 3, 3), f"web-{new}": (V2, 0, 0)}
@@ -105,8 +129,9 @@ def test_slow_rolling_release_is_rolled_back_by_its_post_deploy_window(
 ) -> None:
     release(spec(namespace, V1, {"rolling": {"maxSurge": 1, "maxUnavailable": 0}}))
     stable = {"service": "web", "namespace": namespace, "track": "stable"}
-    ok, why, _ = released(spec(namespace, V2, ROLLING), labels=stable,
-                          prometheus=platform.prometheus, latency_ms=700)  # fmt: skip
+    ok, why, _ = released(
+        spec(namespace, V2, ROLLING), labels=stable, prometheus=platform.prometheus, latency_ms=700
+    )
     assert not ok and "postDeploy analysis latency-p95 ended Failed" in why, why
     assert "rolled back to revision 1" in why
     assert deployments(cluster, namespace) == {"web": (V1, 3, 3)}
@@ -120,8 +145,12 @@ def test_background_analysis_stops_a_faulty_canary_during_its_pause(
 ) -> None:
     release(spec(namespace, V1, BACKGROUND, replicas=5))
     canary = {"service": "web", "namespace": namespace, "track": "canary"}
-    ok, why, took = released(spec(namespace, V2, BACKGROUND, replicas=5), labels=canary,
-                             prometheus=platform.prometheus, error_rate=0.3)  # fmt: skip
+    ok, why, took = released(
+        spec(namespace, V2, BACKGROUND, replicas=5),
+        labels=canary,
+        prometheus=platform.prometheus,
+        error_rate=0.3,
+    )
     assert not ok and "background analysis error-rate ended Failed" in why, why
     assert took < 300, "the background verdict must cut the 600 s pause short"
     want = {"web": (V1, 5, 5), "web-canary": (V2, 0, 0)}
@@ -148,8 +177,9 @@ def test_prometheus_stopping_mid_canary_is_an_error_and_nothing_is_promoted(
     prometheus, block = own_prometheus
     step = {"canary": {"steps": [{"setWeight": 40}, {"analysis": only("error-rate")}]}}
     release(spec(namespace, V1, step, replicas=5))
-    patient = [rescheduled(BUILTINS["error-rate"], **{**FAST, "count": 30,
-                                                      "consecutive_error_limit": 1})]  # fmt: skip
+    patient = [
+        rescheduled(BUILTINS["error-rate"], **{**FAST, "count": 30, "consecutive_error_limit": 1})
+    ]
     stopper = threading.Timer(12, prometheus.down)  # after the first good measurements
     stopper.start()
     canary = {"service": "web", "namespace": namespace, "track": "canary"}
@@ -173,12 +203,17 @@ def test_prometheus_stopping_mid_canary_is_an_error_and_nothing_is_promoted(
 def test_background_analysis_aborts_a_canary_waiting_for_a_human(
     platform: Platform, cluster: KubernetesCluster, namespace: str
 ) -> None:
-    waiting = {"canary": {"analysis": only("error-rate"),
-                          "steps": [{"setWeight": 40}, {"pause": {}}]}}  # fmt: skip
+    waiting = {
+        "canary": {"analysis": only("error-rate"), "steps": [{"setWeight": 40}, {"pause": {}}]}
+    }
     release(spec(namespace, V1, waiting, replicas=5))
     canary = {"service": "web", "namespace": namespace, "track": "canary"}
-    ok, why, took = released(spec(namespace, V2, waiting, replicas=5), labels=canary,
-                             prometheus=platform.prometheus, error_rate=0.3)  # fmt: skip
+    ok, why, took = released(
+        spec(namespace, V2, waiting, replicas=5),
+        labels=canary,
+        prometheus=platform.prometheus,
+        error_rate=0.3,
+    )
     assert not ok, why
     assert took < 300, "nobody answers: the background verdict must answer the pause"
     result = Artifact.get("release-result-web")

@@ -6,8 +6,8 @@ import pytest
 from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster
-from core.actions import AnalysisPhase
-from core.observed import Outcome
+from core.release.actions import AnalysisPhase
+from core.release.observed import Outcome
 from tests.integration.release_helpers import (
     V1,
     V2,
@@ -21,16 +21,28 @@ from tests.integration.release_helpers import (
 )
 
 SUCCESS_RATE = {"templates": [{"templateName": "success-rate"}]}
-CANARY = {"canary": {"steps": [
-    {"setWeight": 20}, {"pause": {"duration": 1}}, {"analysis": SUCCESS_RATE},
-    {"setWeight": 60}, {"pause": {}},
-]}}  # fmt: skip
-BLUE_GREEN = {"blueGreen": {
-    "activeService": "web-active", "previewService": "web-preview",
-    "autoPromotionEnabled": False, "scaleDownDelaySeconds": 1, "abortScaleDownDelaySeconds": 1,
-    "prePromotionAnalysis": SUCCESS_RATE,
-    "postPromotionAnalysis": {"templates": [{"templateName": "error-rate"}]},
-}}  # fmt: skip
+CANARY = {
+    "canary": {
+        "steps": [
+            {"setWeight": 20},
+            {"pause": {"duration": 1}},
+            {"analysis": SUCCESS_RATE},
+            {"setWeight": 60},
+            {"pause": {}},
+        ]
+    }
+}
+BLUE_GREEN = {
+    "blueGreen": {
+        "activeService": "web-active",
+        "previewService": "web-preview",
+        "autoPromotionEnabled": False,
+        "scaleDownDelaySeconds": 1,
+        "abortScaleDownDelaySeconds": 1,
+        "prePromotionAnalysis": SUCCESS_RATE,
+        "postPromotionAnalysis": {"templates": [{"templateName": "error-rate"}]},
+    }
+}
 
 
 @pytest.fixture
@@ -63,8 +75,9 @@ def test_canary_walks_its_steps_and_promotes(cluster, namespace) -> None:
 
 def test_failed_analysis_aborts_canary_back_to_stable(cluster, namespace) -> None:
     _first(namespace, CANARY)
-    result = release_flow(spec(namespace, V2, CANARY, replicas=5),
-                          Scripted({"success-rate": Outcome.FAILED}))  # fmt: skip
+    result = release_flow(
+        spec(namespace, V2, CANARY, replicas=5), Scripted({"success-rate": Outcome.FAILED})
+    )
     assert not result.ok
     assert "rolled back to the stable version" in result.summary
     assert deployments(cluster, namespace) == {"web": (V1, 5, 5), "web-canary": (V2, 0, 0)}
@@ -88,9 +101,9 @@ def test_human_abort_at_a_pause_rolls_back_and_records_who(cluster, namespace) -
 
 
 def test_unanswered_pause_times_out_to_abort(cluster, namespace, monkeypatch) -> None:
-    import core.actions
+    import core.release.actions
 
-    monkeypatch.setattr(core.actions, "HUMAN_PAUSE_TIMEOUT_SECONDS", 3)
+    monkeypatch.setattr(core.release.actions, "HUMAN_PAUSE_TIMEOUT_SECONDS", 3)
     _first(namespace, CANARY)
     result = release_flow(spec(namespace, V2, CANARY, replicas=5), Scripted())
     assert not result.ok
@@ -109,18 +122,23 @@ def test_blue_green_previews_promotes_and_scales_old_color_down(cluster, namespa
     new = "green" if first_color == "blue" else "blue"
     assert selector(cluster, namespace, "web-active") == {"app": "web", "color": new}
     assert selector(cluster, namespace, "web-preview") == {"app": "web", "color": new}
-    assert deployments(cluster, namespace) == {f"web-{new}": (V2, 5, 5),
-                                               f"web-{first_color}": (V1, 0, 0)}  # fmt: skip
-    assert [c[1] for c in runner.calls] == [AnalysisPhase.PRE_PROMOTION,
-                                            AnalysisPhase.POST_PROMOTION]  # fmt: skip
+    assert deployments(cluster, namespace) == {
+        f"web-{new}": (V2, 5, 5),
+        f"web-{first_color}": (V1, 0, 0),
+    }
+    assert [c[1] for c in runner.calls] == [
+        AnalysisPhase.PRE_PROMOTION,
+        AnalysisPhase.POST_PROMOTION,
+    ]
 
 
 def test_blue_green_failed_post_promotion_switches_back(cluster, namespace) -> None:
     _first(namespace, BLUE_GREEN)
     old = selector(cluster, namespace, "web-active")["color"]
     resume_when_paused([{"choice": "promote", "decided_by": "ana"}])
-    result = release_flow(spec(namespace, V2, BLUE_GREEN, replicas=5),
-                          Scripted({"error-rate": Outcome.FAILED}))  # fmt: skip
+    result = release_flow(
+        spec(namespace, V2, BLUE_GREEN, replicas=5), Scripted({"error-rate": Outcome.FAILED})
+    )
     assert not result.ok
     assert selector(cluster, namespace, "web-active") == {"app": "web", "color": old}
     new = "green" if old == "blue" else "blue"

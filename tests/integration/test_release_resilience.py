@@ -18,8 +18,9 @@ from sandbox.platform import Platform
 from tasks import kube
 from tests.integration.release_helpers import V1, V2, V3, Scripted, deployments, release_flow, spec
 
-SLOW_CANARY = {"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": 8}},
-                                    {"setWeight": 100}]}}  # fmt: skip
+SLOW_CANARY = {
+    "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": 8}}, {"setWeight": 100}]}
+}
 
 
 @pytest.fixture
@@ -48,8 +49,9 @@ def restart_apiserver(platform: Platform, down_seconds: float) -> None:
         time.sleep(0.1)  # bounded: the apiserver shuts down within seconds
     time.sleep(down_seconds)  # the outage itself
     with (cluster_dir / "logs" / "kube-apiserver.log").open("ab") as log:
-        new = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=log,
-                               start_new_session=True)  # fmt: skip
+        new = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=log, stderr=log, start_new_session=True
+        )
     pidfile.write_text(str(new.pid))
 
 
@@ -64,8 +66,11 @@ def _step(cluster: KubernetesCluster, ns: str) -> int:
 def test_apiserver_restart_mid_rollout_does_not_lose_the_release(platform, cluster, namespace):
     assert release_flow(spec(namespace, V1, SLOW_CANARY, replicas=4), Scripted()).ok
     results = []
-    worker = threading.Thread(target=lambda: results.append(
-        release_flow(spec(namespace, V2, SLOW_CANARY, replicas=4), Scripted())))  # fmt: skip
+    worker = threading.Thread(
+        target=lambda: results.append(
+            release_flow(spec(namespace, V2, SLOW_CANARY, replicas=4), Scripted())
+        )
+    )
     worker.start()
     try:
         deadline = time.monotonic() + 120

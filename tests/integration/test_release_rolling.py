@@ -1,5 +1,8 @@
-"""Rolling releases on the real cluster: success, idempotent re-run, rollback, post-deploy
-analysis (and a crash before its verdict), bad specs."""
+"""Rolling releases on the real cluster.
+
+success, idempotent re-run, rollback, post-deploy analysis (and a crash before its verdict), bad
+specs.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from blocks import KubernetesCluster
-from core.actions import AnalysisPhase
-from core.analysis import Verdict
-from core.observed import Outcome
-from core.spec import AnalysisRef, ReleaseSpec
+from core.analysis.verdict import Verdict
+from core.release.actions import AnalysisPhase
+from core.release.observed import Outcome
+from core.release.spec import AnalysisRef, ReleaseSpec
 from tests.integration.release_helpers import (
     NOT_READY,
     V1,
@@ -24,8 +27,9 @@ from tests.integration.release_helpers import (
 )
 
 ROLLING = {"rolling": {"maxSurge": 1, "maxUnavailable": 0}}
-ANALYSED = {"rolling": {**ROLLING["rolling"],
-                        "analysis": {"templates": [{"templateName": "error-rate"}]}}}  # fmt: skip
+ANALYSED = {
+    "rolling": {**ROLLING["rolling"], "analysis": {"templates": [{"templateName": "error-rate"}]}}
+}
 POST_DEPLOY = [("error-rate", AnalysisPhase.POST_DEPLOY)]
 
 
@@ -89,8 +93,10 @@ def test_successful_post_deploy_analysis_keeps_the_new_revision(cluster, namespa
 
 
 class Crashing(Scripted):
-    """The run dies while the analysis runs (a crash, not an analysis Error): the Deployment
-    settled on the new image and no verdict was recorded."""
+    """The run dies while the analysis runs (a crash, not an analysis Error).
+
+    the Deployment settled on the new image and no verdict was recorded.
+    """
 
     def run(
         self, ref: AnalysisRef, phase: AnalysisPhase, spec: ReleaseSpec, key: str = ""

@@ -95,8 +95,12 @@ def _record(cluster: KubernetesCluster, ns: str) -> dict | None:
 def test_crashed_release_is_finished_by_a_rerun(cluster, namespace, platform) -> None:
     assert release_flow(spec(namespace, V1, CANARY, replicas=5), Scripted()).ok
     env = {**os.environ, **platform.env(), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", CRASHING_RUN, namespace, V2], cwd=ROOT,
-                            env=env, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_RUN, namespace, V2],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:  # until the crashing run passed step 1 (canary at 40%)

@@ -8,9 +8,9 @@ import httpx
 import pytest
 import yaml
 
-from core.errors import PlatformError
 from sandbox.cluster import kwok_config
 from sandbox.components.registry import Registry
+from sandbox.errors import PlatformError
 from sandbox.platform import Platform
 from sandbox.settings import Settings
 
@@ -23,9 +23,13 @@ def _free_port() -> int:
 
 def test_second_up_reuses_running_services(platform: Platform) -> None:
     daemons = [
-        platform.registry, platform.s3, platform.prometheus, platform.prefect,
-        platform.velero, platform.dr_velero,
-    ]  # fmt: skip
+        platform.registry,
+        platform.s3,
+        platform.prometheus,
+        platform.prefect,
+        platform.velero,
+        platform.dr_velero,
+    ]
     before = [c.daemon.pid() for c in daemons]
     platform.up(say=lambda _m: None)
     after = [c.daemon.pid() for c in daemons]
@@ -87,9 +91,14 @@ def test_kwok_config_keeps_every_address_on_loopback(platform: Platform) -> None
     assert kinds[0] == "KwokctlConfiguration"
     stages = [d["metadata"]["name"] for d in docs if d["kind"] == "Stage"]
     assert stages == [
-        "node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete",
-        "pod-delete", "pod-not-ready", "pod-ready-again",
-    ]  # fmt: skip
+        "node-initialize",
+        "node-heartbeat-with-lease",
+        "pod-ready",
+        "pod-complete",
+        "pod-delete",
+        "pod-not-ready",
+        "pod-ready-again",
+    ]
     opts = docs[0]["options"]
     assert opts["bindAddress"] == "127.0.0.1" and opts["runtime"] == "binary"
     kwok_args = {

@@ -1,5 +1,8 @@
-"""Velero on the local platform: both storage locations Available, a backup of a namespace lands in
-the S3 store, and backup sync brings it to the disaster-recovery cluster."""
+"""Velero on the local platform.
+
+both storage locations Available, a backup of a namespace lands in the S3 store, and backup sync
+brings it to the disaster-recovery cluster.
+"""
 
 from __future__ import annotations
 
@@ -43,9 +46,14 @@ def _wait_for(
     deadline = time.monotonic() + timeout
     while (left := int(deadline - time.monotonic())) > 0:
         stream = watch.Watch().stream(
-            custom.list_namespaced_custom_object, GROUP, VERSION, ns, plural,
-            field_selector=f"metadata.name={name}", timeout_seconds=left,
-        )  # fmt: skip
+            custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            ns,
+            plural,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=left,
+        )
         for event in stream:
             last = event["object"]
             if event["type"] != "DELETED" and done(last):
@@ -60,9 +68,12 @@ def test_storage_locations_are_available_in_both_clusters(platform: Platform) ->
     for install in (local, dr):
         with install.cluster.api_client() as api:
             bsl = client.CustomObjectsApi(api).get_namespaced_custom_object(
-                GROUP, VERSION, install.namespace, "backupstoragelocations",
+                GROUP,
+                VERSION,
+                install.namespace,
+                "backupstoragelocations",
                 install.storage_location,
-            )  # fmt: skip
+            )
         assert bsl["status"]["phase"] == "Available"
         assert bsl["spec"]["objectStorage"]["bucket"] == store.bucket
         assert bsl["spec"]["config"]["s3Url"] == store.endpoint
@@ -93,9 +104,13 @@ def test_backup_lands_in_the_store_and_syncs_to_the_dr_cluster(
     try:
         finished = ("Completed", "PartiallyFailed", "Failed", "FailedValidation")
         backup = _wait_for(
-            kube, local.namespace, "backups", name,
-            lambda o: (o.get("status") or {}).get("phase") in finished, timeout=120,
-        )  # fmt: skip
+            kube,
+            local.namespace,
+            "backups",
+            name,
+            lambda o: (o.get("status") or {}).get("phase") in finished,
+            timeout=120,
+        )
         status = (backup or {}).get("status") or {}
         assert status.get("phase") == "Completed", status
         assert status["progress"]["itemsBackedUp"] >= 2  # the namespace and its ConfigMap
@@ -108,9 +123,13 @@ def test_backup_lands_in_the_store_and_syncs_to_the_dr_cluster(
         # in its backup_sync_controller.go); the server's 10s period makes every tick sync.
         with dr.cluster.api_client() as dr_api:
             synced = _wait_for(
-                dr_api, dr.namespace, "backups", name,
-                lambda o: (o.get("status") or {}).get("phase") == "Completed", timeout=75,
-            )  # fmt: skip
+                dr_api,
+                dr.namespace,
+                "backups",
+                name,
+                lambda o: (o.get("status") or {}).get("phase") == "Completed",
+                timeout=75,
+            )
         assert synced is not None, "backup sync did not bring the backup to the DR cluster"
         assert synced["spec"]["includedNamespaces"] == [namespace]
     finally:  # Velero deletes the backup from the store, then sync drops the DR cluster's copy

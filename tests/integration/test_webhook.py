@@ -1,5 +1,8 @@
-"""The webhook receiver against the platform's real Prefect server: which flow runs exist after
-good, bad, replayed and oversized requests (a stand-in `delivery` flow; runs are only created)."""
+"""The webhook receiver against the platform's real Prefect server.
+
+which flow runs exist after good, bad, replayed and oversized requests (a stand-in `delivery` flow;
+runs are only created).
+"""
 
 from __future__ import annotations
 
@@ -49,8 +52,10 @@ def delivery(
     commit_time: str,
     pushed_by: str,
 ) -> None:
-    """Stands in for the delivery flow, taking every parameter the receiver sends: its runs are
-    created, never executed."""
+    """Stands in for the delivery flow, taking every parameter the receiver sends.
+
+    its runs are created, never executed.
+    """
 
 
 @flow(name="delivery")
@@ -59,8 +64,11 @@ def narrow_delivery(commit: str, branch: str, repository: str = "", commit_time:
 
 
 def make_deployment(trigger: bool = False, stand_in: Any = delivery) -> str:
-    """A fresh deployment of a stand-in flow (no work pool: nothing runs); its full name.
-    With `trigger`, it is started by the receiver's push events instead (push_trigger)."""
+    """A fresh deployment of a stand-in flow (no work pool.
+
+    nothing runs); its full name. With `trigger`, it is started by the receiver's push events
+    instead (push_trigger).
+    """
     name = f"delivery/webhook-test-{uuid.uuid4().hex[:8]}"
     triggers = [push_trigger(name)] if trigger else None
     stand_in.to_deployment(name=name.split("/")[1], triggers=triggers).apply()
@@ -91,13 +99,21 @@ def flow_runs(name: str) -> list[Any]:
 
 def signed_push(branch: str = "develop") -> tuple[bytes, dict[str, str]]:
     """A push of a new commit, and GitHub's headers for it (a new delivery id, signed)."""
-    body = json.dumps({
-        "ref": f"refs/heads/{branch}", "after": uuid.uuid4().hex + "0" * 8,
-        "deleted": False, "pusher": {"name": "dev"}, "head_commit": {"timestamp": TIME},
-        "repository": {"full_name": "acme/kyb", "html_url": "https://github.com/acme/kyb"},
-    }).encode()  # fmt: skip
-    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()),
-               "X-Hub-Signature-256": sign(SECRET, body)}  # fmt: skip
+    body = json.dumps(
+        {
+            "ref": f"refs/heads/{branch}",
+            "after": uuid.uuid4().hex + "0" * 8,
+            "deleted": False,
+            "pusher": {"name": "dev"},
+            "head_commit": {"timestamp": TIME},
+            "repository": {"full_name": "acme/kyb", "html_url": "https://github.com/acme/kyb"},
+        }
+    ).encode()
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(SECRET, body),
+    }
     return body, headers
 
 
@@ -238,8 +254,12 @@ def test_parameters_the_flow_lacks_are_not_sent(platform: Platform) -> None:
             assert post(client, body, headers).status_code == 202
         [run] = flow_runs(deployment)
         commit = json.loads(body)["after"]
-        assert run.parameters == {"commit": commit, "branch": "main",
-                                  "repository": "kyb-platform", "commit_time": TIME}  # fmt: skip
+        assert run.parameters == {
+            "commit": commit,
+            "branch": "main",
+            "repository": "kyb-platform",
+            "commit_time": TIME,
+        }
     finally:
         drop_deployment(deployment)
 
@@ -259,8 +279,9 @@ def test_real_server_path_and_the_push_event(deployment: str) -> None:
     assert answer.status_code == 202, answer.text
     assert answer.json()["flow_run_id"] in {str(run.id) for run in flow_runs(deployment)}
     labels = {"kyb.delivery-id": headers["X-GitHub-Delivery"]}
-    wanted = EventFilter(event=EventNameFilter(name=[EVENT]),
-                         resource=EventResourceFilter(labels=labels))  # fmt: skip
+    wanted = EventFilter(
+        event=EventNameFilter(name=[EVENT]), resource=EventResourceFilter(labels=labels)
+    )
     deadline, events = time.monotonic() + 30, []
     while not events and time.monotonic() < deadline:  # events are stored asynchronously
         with get_client(sync_client=True) as client:
@@ -274,8 +295,9 @@ def test_real_server_path_and_the_push_event(deployment: str) -> None:
 def test_a_deployment_trigger_can_start_the_run_instead(platform: Platform) -> None:
     deployment = make_deployment(trigger=True)
     try:
-        settings = WebhookSettings(secret=SecretStr(SECRET), deployment=deployment,
-                                   start_runs=False)  # fmt: skip
+        settings = WebhookSettings(
+            secret=SecretStr(SECRET), deployment=deployment, start_runs=False
+        )
         body, headers = signed_push("develop")
         with TestClient(create_app(settings)) as client:
             answer = post(client, body, headers)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core import defaults
-from core.analysis_run import (
+from core.analysis.run import (
     ERROR_RETRY_SECONDS,
     AnalysisRun,
     Measurement,
@@ -13,12 +12,17 @@ from core.analysis_run import (
     MetricVerdict,
     combine,
 )
-from core.observed import Outcome
-from core.templates import MetricTemplate, Threshold
+from core.analysis.templates import MetricTemplate, Threshold
+from core.release import defaults
+from core.release.observed import Outcome
 
 MAX = Threshold(max=0.05)
-OK, BAD, NODATA, ERR = (Measurement(0.01), Measurement(0.2), Measurement(None),
-                        Measurement(None, error="prometheus down"))  # fmt: skip
+OK, BAD, NODATA, ERR = (
+    Measurement(0.01),
+    Measurement(0.2),
+    Measurement(None),
+    Measurement(None, error="prometheus down"),
+)
 
 
 def run_of(*measurements: Measurement, **fields: object) -> MetricRun:
@@ -31,10 +35,15 @@ def run_of(*measurements: Measurement, **fields: object) -> MetricRun:
 
 @pytest.mark.parametrize(
     ("measurement", "outcome"),
-    [(OK, Outcome.SUCCESSFUL), (Measurement(0.05), Outcome.SUCCESSFUL), (BAD, Outcome.FAILED),
-     (NODATA, Outcome.INCONCLUSIVE), (Measurement(float("nan")), Outcome.INCONCLUSIVE),
-     (ERR, Outcome.ERROR)],
-)  # fmt: skip
+    [
+        (OK, Outcome.SUCCESSFUL),
+        (Measurement(0.05), Outcome.SUCCESSFUL),
+        (BAD, Outcome.FAILED),
+        (NODATA, Outcome.INCONCLUSIVE),
+        (Measurement(float("nan")), Outcome.INCONCLUSIVE),
+        (ERR, Outcome.ERROR),
+    ],
+)
 def test_each_measurement_is_classified(measurement: Measurement, outcome: Outcome) -> None:
     assert measurement.outcome(MAX) is outcome
 
@@ -52,20 +61,32 @@ def test_each_measurement_is_classified(measurement: Measurement, outcome: Outco
         # consecutive_error_limit (Argo's default 4: the 5th error in a row decides)
         ([ERR] * 4, {"count": 9}, Outcome.INCONCLUSIVE, False),
         ([ERR] * 5, {"count": 9}, Outcome.ERROR, True),
-        ([ERR, ERR, OK, ERR, ERR], {"count": 9, "consecutive_error_limit": 2},
-         Outcome.INCONCLUSIVE, False),
+        (
+            [ERR, ERR, OK, ERR, ERR],
+            {"count": 9, "consecutive_error_limit": 2},
+            Outcome.INCONCLUSIVE,
+            False,
+        ),
         ([ERR, ERR, ERR], {"count": 9, "consecutive_error_limit": 2}, Outcome.ERROR, True),
         # count reached within limits
         ([OK, BAD, OK], {"count": 3, "failure_limit": 1}, Outcome.SUCCESSFUL, True),
-        ([OK, NODATA, OK], {"count": 3, "min_samples": 2, "inconclusive_limit": 1},
-         Outcome.SUCCESSFUL, True),
-        ([OK, NODATA, OK], {"count": 3, "min_samples": 3, "inconclusive_limit": 1},
-         Outcome.INCONCLUSIVE, True),
+        (
+            [OK, NODATA, OK],
+            {"count": 3, "min_samples": 2, "inconclusive_limit": 1},
+            Outcome.SUCCESSFUL,
+            True,
+        ),
+        (
+            [OK, NODATA, OK],
+            {"count": 3, "min_samples": 3, "inconclusive_limit": 1},
+            Outcome.INCONCLUSIVE,
+            True,
+        ),
         # errors are retried: they do not use up `count`
         ([OK, ERR, OK], {"count": 3}, Outcome.INCONCLUSIVE, False),
         ([OK, ERR, OK, OK], {"count": 3, "min_samples": 3}, Outcome.SUCCESSFUL, True),
     ],
-)  # fmt: skip
+)
 def test_limits_compare_strictly_like_argo(
     measurements: list[Measurement], fields: dict, outcome: Outcome, done: bool
 ) -> None:
@@ -104,8 +125,9 @@ def test_terminate_judges_what_exists() -> None:
 
 
 def test_next_due_follows_initial_delay_interval_and_error_retry() -> None:
-    template = MetricTemplate(name="m", query="q", success=MAX, count=3, interval_seconds=60,
-                              initial_delay_seconds=30)  # fmt: skip
+    template = MetricTemplate(
+        name="m", query="q", success=MAX, count=3, interval_seconds=60, initial_delay_seconds=30
+    )
     run = MetricRun(template, MAX, started_at=100)
     assert run.next_due(now=100) == 130
     assert run.next_due(now=200) == 200  # overdue: now
@@ -131,15 +153,18 @@ def _v(outcome: Outcome, dry_run: bool = False, done: bool = True) -> MetricVerd
         ([_v(Outcome.ERROR), _v(Outcome.INCONCLUSIVE)], Outcome.ERROR, True),
         ([_v(Outcome.SUCCESSFUL), _v(Outcome.INCONCLUSIVE)], Outcome.INCONCLUSIVE, True),
         ([_v(Outcome.SUCCESSFUL), _v(Outcome.SUCCESSFUL)], Outcome.SUCCESSFUL, True),
-        ([_v(Outcome.SUCCESSFUL), _v(Outcome.INCONCLUSIVE, done=False)], Outcome.INCONCLUSIVE,
-         False),
+        (
+            [_v(Outcome.SUCCESSFUL), _v(Outcome.INCONCLUSIVE, done=False)],
+            Outcome.INCONCLUSIVE,
+            False,
+        ),
         ([_v(Outcome.FAILED), _v(Outcome.INCONCLUSIVE, done=False)], Outcome.FAILED, True),
         # dry-run metrics are reported, never decide
         ([_v(Outcome.SUCCESSFUL), _v(Outcome.FAILED, dry_run=True)], Outcome.SUCCESSFUL, True),
         ([_v(Outcome.SUCCESSFUL), _v(Outcome.ERROR, dry_run=True)], Outcome.SUCCESSFUL, True),
         ([_v(Outcome.SUCCESSFUL, dry_run=True)], Outcome.INCONCLUSIVE, True),
     ],
-)  # fmt: skip
+)
 def test_combine(verdicts: list[MetricVerdict], outcome: Outcome, done: bool) -> None:
     result = combine(verdicts)
     assert (result.outcome, result.done) == (outcome, done)
@@ -154,9 +179,10 @@ def test_dry_run_failure_is_reported_in_the_reason() -> None:
 def test_analysis_run_end_to_end() -> None:
     metrics = [
         MetricTemplate(name="error-rate", query="q", success=MAX, count=2),
-        MetricTemplate(name="latency", query="q", success=Threshold(max=0.5), count=2,
-                       dry_run=True),
-    ]  # fmt: skip
+        MetricTemplate(
+            name="latency", query="q", success=Threshold(max=0.5), count=2, dry_run=True
+        ),
+    ]
     run = AnalysisRun.start(metrics, {"error-rate": MAX, "latency": Threshold(max=0.5)}, 0)
     assert set(run.due(now=0)) == {"error-rate", "latency"}
     run.record("latency", Measurement(3.0, at=0))  # dry-run fails

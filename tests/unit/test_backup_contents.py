@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from core.backup_contents import BackedUpObject, object_key, read_backup_tarball
 from core.errors import ConfigError
+from core.recovery.contents import BackedUpObject, object_key, read_backup_tarball
 
 
 def tarball(files: dict[str, bytes], compress: bool = True, prefix: str = "") -> bytes:
@@ -26,9 +26,11 @@ def tarball(files: dict[str, bytes], compress: bool = True, prefix: str = "") ->
 
 
 def velero_files(objects: list[dict[str, Any]], legacy_paths: bool = True) -> dict[str, bytes]:
-    """The files Velero v1.18 writes for `objects` in their preferred version: the format
-    version, and each object under resources/<res>[.<group>]/ twice, without a version folder
-    and in `<version>-preferredversion` (pkg/backup/item_backupper.go)."""
+    """The files Velero v1.18 writes for `objects` in their preferred version.
+
+    the format version, and each object under resources/<res>[.<group>]/ twice, without a version
+    folder and in `<version>-preferredversion` (pkg/backup/item_backupper.go).
+    """
     files = {"metadata/version": b"1.1.0\n"}
     for body in objects:
         group, _, version = body["apiVersion"].rpartition("/")
@@ -51,14 +53,20 @@ def velero_tarball(objects: list[dict[str, Any]]) -> bytes:
 
 
 RESOURCES = {
-    "Namespace": "namespaces", "Deployment": "deployments", "Service": "services",
-    "ConfigMap": "configmaps", "Secret": "secrets", "ServiceAccount": "serviceaccounts",
-    "HorizontalPodAutoscaler": "horizontalpodautoscalers", "Ingress": "ingresses",
-}  # fmt: skip
+    "Namespace": "namespaces",
+    "Deployment": "deployments",
+    "Service": "services",
+    "ConfigMap": "configmaps",
+    "Secret": "secrets",
+    "ServiceAccount": "serviceaccounts",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "Ingress": "ingresses",
+}
 
 
-def k8s(api_version: str, kind: str, name: str, namespace: str | None = "kyb-production",
-        **fields: Any) -> dict[str, Any]:  # fmt: skip
+def k8s(
+    api_version: str, kind: str, name: str, namespace: str | None = "kyb-production", **fields: Any
+) -> dict[str, Any]:
     """An object as the API server returns it (server-set metadata included)."""
     meta: dict[str, Any] = {
         "name": name,
@@ -112,12 +120,13 @@ def test_the_exact_paths_velero_writes_are_read() -> None:
     files = {
         "metadata/version": b"1.1.0\n",
         "resources/configmaps/namespaces/kyb-production/kyb-api-config.json": data,
-        "resources/configmaps/v1-preferredversion/namespaces/kyb-production/kyb-api-config.json":
-            data,
+        "resources/configmaps/v1-preferredversion/namespaces/kyb-production/"
+        "kyb-api-config.json": data,
         "resources/namespaces/cluster/kyb-production.json": json.dumps(NAMESPACE).encode(),
-        "resources/namespaces/v1-preferredversion/cluster/kyb-production.json":
-            json.dumps(NAMESPACE).encode(),
-    }  # fmt: skip
+        "resources/namespaces/v1-preferredversion/cluster/kyb-production.json": json.dumps(
+            NAMESPACE
+        ).encode(),
+    }
     found = read_backup_tarball(tarball(files))
     assert [o.key for o in found] == [
         ("", "configmaps", "kyb-production", "kyb-api-config"),
@@ -133,12 +142,16 @@ def test_the_preferred_version_wins_over_other_api_versions() -> None:
         "metadata/version": b"1.1.0\n",
         f"{base}/v1/namespaces/kyb-production/kyb-api.json": json.dumps(v1).encode(),
         f"{base}/namespaces/kyb-production/kyb-api.json": json.dumps(v2).encode(),
-        f"{base}/v2-preferredversion/namespaces/kyb-production/kyb-api.json":
-            json.dumps(v2).encode(),
-    }  # fmt: skip
+        f"{base}/v2-preferredversion/namespaces/kyb-production/kyb-api.json": json.dumps(
+            v2
+        ).encode(),
+    }
     (hpa,) = read_backup_tarball(tarball(files))
-    assert (hpa.group, hpa.resource, hpa.version) == ("autoscaling", "horizontalpodautoscalers",
-                                                      "v2")  # fmt: skip
+    assert (hpa.group, hpa.resource, hpa.version) == (
+        "autoscaling",
+        "horizontalpodautoscalers",
+        "v2",
+    )
     assert hpa.body["apiVersion"] == "autoscaling/v2"
 
 
@@ -216,9 +229,13 @@ def test_objects_are_typed_records() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"definitely not a tarball", gzip.compress(b"not a tar inside gzip"),
-     b"\x1f\x8b\x08\x00garbage"],
-)  # fmt: skip
+    [
+        b"",
+        b"definitely not a tarball",
+        gzip.compress(b"not a tar inside gzip"),
+        b"\x1f\x8b\x08\x00garbage",
+    ],
+)
 def test_garbage_is_not_a_velero_backup_tarball(data: bytes) -> None:
     with pytest.raises(ConfigError, match="not a Velero backup tarball"):
         read_backup_tarball(data)

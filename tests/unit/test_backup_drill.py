@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from core.backup import is_dns_label
-from core.drill import DRILL_KINDS, DrillResult, check_restore, scratch_mapping
 from core.errors import ConfigError
+from core.names import is_dns_label
+from core.recovery.drill import DRILL_KINDS, DrillResult, check_restore, scratch_mapping
 from tests.unit.test_backup_restore_plan import (
     PROD,
     backed_up,
@@ -36,9 +36,16 @@ def token_secret() -> dict[str, Any]:
 
 
 BODIES = [
-    namespace(), deployment(), service(), config(), secret(), root_ca(), service_account(),
-    token_secret(), config(STAGING, "c-2"),
-]  # fmt: skip
+    namespace(),
+    deployment(),
+    service(),
+    config(),
+    secret(),
+    root_ca(),
+    service_account(),
+    token_secret(),
+    config(STAGING, "c-2"),
+]
 
 
 def faithful(objects: list, mapping: dict[str, str] = MAPPING) -> dict[tuple, dict[str, Any]]:
@@ -54,8 +61,7 @@ def faithful(objects: list, mapping: dict[str, str] = MAPPING) -> dict[tuple, di
 
 
 def test_scratch_names_prefix_drill_and_the_suffix() -> None:
-    assert MAPPING == {PROD: "drill-20261126-kyb-production",
-                       STAGING: "drill-20261126-kyb-staging"}  # fmt: skip
+    assert MAPPING == {PROD: "drill-20261126-kyb-production", STAGING: "drill-20261126-kyb-staging"}
 
 
 def test_long_scratch_names_are_cut_with_a_hash_and_stay_valid_and_distinct() -> None:
@@ -92,8 +98,7 @@ def test_a_faithful_restore_passes_and_counts_each_kind() -> None:
     objects = backed_up(*BODIES)
     result = check_restore(objects, faithful(objects), MAPPING)
     assert result.passed, result.failures
-    assert result.checked == {"deployments.apps": 1, "services": 1, "configmaps": 2,
-                              "secrets": 1}  # fmt: skip
+    assert result.checked == {"deployments.apps": 1, "services": 1, "configmaps": 2, "secrets": 1}
     assert result.summary() == (
         "drill passed: 5 objects restored as backed up (1 Deployment, 1 Service, 2 ConfigMaps, "
         "1 Secret)"
@@ -133,8 +138,9 @@ def test_a_differing_secret_fails_naming_the_key_never_the_value() -> None:
     live = keyed((objects[0], restored(secret(key="dGFtcGVyZWQ="), ns=DRILL_PROD)))
     result = check_restore(objects, live, MAPPING)
     (failure,) = result.failures
-    assert failure == f"Secret {DRILL_PROD}/kyb-api-secrets: differs from the backup in " \
-                           "data.API_KEY"  # fmt: skip
+    assert (
+        failure == f"Secret {DRILL_PROD}/kyb-api-secrets: differs from the backup in data.API_KEY"
+    )
     everything = "\n".join(result.rows()) + result.summary() + repr(result)
     assert "c2VjcmV0LXZhbHVl" not in everything and "dGFtcGVyZWQ=" not in everything
 
@@ -146,16 +152,16 @@ def test_a_differing_config_map_names_at_most_five_fields() -> None:
     live_body = restored(config(), ns=DRILL_PROD)
     live_body["data"] = {f"K{i}": "b" for i in range(7)}
     (failure,) = check_restore(objects, keyed((objects[0], live_body)), MAPPING).findings
-    assert failure.reason == ("differs from the backup in data.K0, data.K1, data.K2, data.K3, "
-                              "data.K4 and 2 more")  # fmt: skip
+    assert failure.reason == (
+        "differs from the backup in data.K0, data.K1, data.K2, data.K3, data.K4 and 2 more"
+    )
 
 
 def test_a_deployment_with_too_few_available_replicas_fails() -> None:
     objects = backed_up(deployment(replicas=3))
     live = restored(deployment(replicas=3, availableReplicas=1), ns=DRILL_PROD)
     (failure,) = check_restore(objects, keyed((objects[0], live)), MAPPING).failures
-    assert failure == f"Deployment {DRILL_PROD}/kyb-api: not available: 1 of 3 replicas " \
-                           "available"  # fmt: skip
+    assert failure == f"Deployment {DRILL_PROD}/kyb-api: not available: 1 of 3 replicas available"
 
 
 def test_a_deployment_without_available_replicas_in_its_status_fails() -> None:
@@ -167,8 +173,12 @@ def test_a_deployment_without_available_replicas_in_its_status_fails() -> None:
 
 
 def test_a_deployment_whose_available_condition_is_false_fails_with_its_message() -> None:
-    condition = {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
-                 "message": "Deployment does not have minimum availability."}  # fmt: skip
+    condition = {
+        "type": "Available",
+        "status": "False",
+        "reason": "MinimumReplicasUnavailable",
+        "message": "Deployment does not have minimum availability.",
+    }
     objects = backed_up(deployment())
     live = restored(deployment(conditions=[condition]), ns=DRILL_PROD)
     (failure,) = check_restore(objects, keyed((objects[0], live)), MAPPING).findings

@@ -6,18 +6,18 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from core.backup import (
+from core.errors import ConfigError
+from core.names import is_dns_label
+from core.recovery.backups import (
     BACKUP_PREFIX,
     DEFAULT_EXCLUDED,
     DEFAULT_NAMESPACES,
     DEFAULT_TTL,
     backup_manifest,
     backup_name,
-    is_dns_label,
     parse_go_duration,
 )
-from core.backup_volumes import fs_backup_warning
-from core.errors import ConfigError
+from core.recovery.volumes import fs_backup_warning
 
 NIGHT = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
 NAME = "kyb-platform-backup-20261126020000"
@@ -57,9 +57,18 @@ def test_a_prefix_that_makes_no_dns_label_is_refused(prefix: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "ok"),
-    [("kyb-production", True), ("a", True), ("a" * 63, True), ("a" * 64, False),
-     ("Kyb", False), ("kyb-", False), ("-kyb", False), ("kyb.prod", False), ("", False)],
-)  # fmt: skip
+    [
+        ("kyb-production", True),
+        ("a", True),
+        ("a" * 63, True),
+        ("a" * 64, False),
+        ("Kyb", False),
+        ("kyb-", False),
+        ("-kyb", False),
+        ("kyb.prod", False),
+        ("", False),
+    ],
+)
 def test_dns_labels(text: str, ok: bool) -> None:
     assert is_dns_label(text) is ok
 
@@ -69,9 +78,16 @@ def test_dns_labels(text: str, ok: bool) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("720h", 720 * 3600), ("30m", 1800), ("1h30m", 5400), ("90s", 90), ("1.5h", 5400),
-     ("720h0m0s", 720 * 3600), ("500ms", 0.5)],
-)  # fmt: skip
+    [
+        ("720h", 720 * 3600),
+        ("30m", 1800),
+        ("1h30m", 5400),
+        ("90s", 90),
+        ("1.5h", 5400),
+        ("720h0m0s", 720 * 3600),
+        ("500ms", 0.5),
+    ],
+)
 def test_go_durations_parse(text: str, seconds: float) -> None:
     assert parse_go_duration(text).total_seconds() == pytest.approx(seconds)
 
@@ -126,10 +142,14 @@ def test_the_defaults_are_the_seeds() -> None:
 
 def test_the_velero_namespace_and_labels_are_set_and_managed_by_cannot_be_overridden() -> None:
     manifest = backup_manifest(
-        NAME, ["kyb-staging"], [], "168h", "minio",
+        NAME,
+        ["kyb-staging"],
+        [],
+        "168h",
+        "minio",
         labels={"app.kubernetes.io/part-of": "kyb", "app.kubernetes.io/managed-by": "someone"},
         namespace="backup-system",
-    )  # fmt: skip
+    )
     assert manifest["metadata"]["namespace"] == "backup-system"
     assert manifest["metadata"]["labels"] == {
         "app.kubernetes.io/part-of": "kyb",

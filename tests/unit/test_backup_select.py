@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from core.backup import BackupInfo, backup_verdict, is_terminal
-from core.backup_select import recovery_times, select_backup
 from core.errors import ConfigError
+from core.recovery.backups import BackupInfo, backup_verdict, is_terminal
+from core.recovery.selection import recovery_times, select_backup
 
 
 def backup_object(
@@ -70,11 +70,14 @@ def backup_object(
 def nightly(day: int, phase: str = "Completed", hour: int = 2) -> BackupInfo:
     """The nightly backup of 2026-11-<day> at <hour>:00 UTC, six seconds long."""
     start = datetime(2026, 11, day, hour, 0, 3, tzinfo=UTC)
-    return BackupInfo.from_object(backup_object(
-        f"kyb-platform-backup-202611{day:02d}{hour:02d}0000", phase,
-        start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        (start + timedelta(seconds=6)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    ))  # fmt: skip
+    return BackupInfo.from_object(
+        backup_object(
+            f"kyb-platform-backup-202611{day:02d}{hour:02d}0000",
+            phase,
+            start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            (start + timedelta(seconds=6)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+    )
 
 
 # --- BackupInfo ---
@@ -166,9 +169,17 @@ def test_failed_validation_names_every_validation_error() -> None:
 
 @pytest.mark.parametrize(
     "phase",
-    ["New", "Queued", "ReadyToStart", "InProgress", "WaitingForPluginOperations",
-     "WaitingForPluginOperationsPartiallyFailed", "Finalizing", "FinalizingPartiallyFailed"],
-)  # fmt: skip
+    [
+        "New",
+        "Queued",
+        "ReadyToStart",
+        "InProgress",
+        "WaitingForPluginOperations",
+        "WaitingForPluginOperationsPartiallyFailed",
+        "Finalizing",
+        "FinalizingPartiallyFailed",
+    ],
+)
 def test_running_phases_are_not_terminal_and_not_ok(phase: str) -> None:
     assert not is_terminal(phase)
     ok, reason = backup_verdict(BackupInfo.from_object(backup_object("b", phase)))
@@ -210,9 +221,11 @@ def test_an_empty_choice_means_latest() -> None:
 
 
 def test_latest_ignores_other_backups_unless_the_prefix_is_empty() -> None:
-    manual = BackupInfo.from_object(backup_object(
-        "before-upgrade", started="2026-11-27T10:00:00Z", completed="2026-11-27T10:00:05Z"
-    ))  # fmt: skip
+    manual = BackupInfo.from_object(
+        backup_object(
+            "before-upgrade", started="2026-11-27T10:00:00Z", completed="2026-11-27T10:00:05Z"
+        )
+    )
     assert select_backup([*WEEK, manual], "latest").name.endswith("20261126020000")
     assert select_backup([*WEEK, manual], "latest", prefix="").name == "before-upgrade"
 
@@ -276,10 +289,13 @@ def test_no_completed_backup_at_all_says_so() -> None:
 
 
 def test_only_backups_holding_the_namespaces_are_candidates() -> None:
-    staging_only = BackupInfo.from_object(backup_object(
-        "kyb-platform-backup-20261127020000", started="2026-11-27T02:00:03Z",
-        completed="2026-11-27T02:00:09Z",
-    ))  # fmt: skip
+    staging_only = BackupInfo.from_object(
+        backup_object(
+            "kyb-platform-backup-20261127020000",
+            started="2026-11-27T02:00:03Z",
+            completed="2026-11-27T02:00:09Z",
+        )
+    )
     staging_only = replace(staging_only, included_namespaces=("kyb-staging",))
     backups = [*WEEK, staging_only]
     assert select_backup(backups, "latest").name.endswith("20261127020000")

@@ -73,7 +73,7 @@ class StubServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = _answer
+            do_GET = do_POST = _answer  # noqa: N815 (http.server's names)
 
             def log_message(self, *args: object) -> None:
                 pass

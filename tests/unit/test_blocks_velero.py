@@ -56,8 +56,10 @@ def test_object_store_rejects_bad_fields_with_a_fix(kwargs: dict[str, Any], fix:
 def test_velero_install_defaults() -> None:
     block = velero()
     assert (block.namespace, block.storage_location, block.metrics_url) == (
-        "velero", "default", None,
-    )  # fmt: skip
+        "velero",
+        "default",
+        None,
+    )
     assert block.cluster.server() == "https://127.0.0.1:1"
 
 

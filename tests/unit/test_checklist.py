@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.checklist import (
+from core.delivery.checklist import (
     MIGRATIONS,
     SEED,
     TESTS,
@@ -30,9 +30,13 @@ def test_every_seed_item_is_machine_or_human_once_per_phase() -> None:
         name for phase, _g, name, kind, _h in SEED if (phase, kind) == ("pre", "machine")
     }
     assert machine_pre == {
-        "All tests passing", "Security scan passed", "Configuration validated",
-        "Alerts configured", "Database migrations ready", "Image deployed by digest",
-    }  # fmt: skip
+        "All tests passing",
+        "Security scan passed",
+        "Configuration validated",
+        "Alerts configured",
+        "Database migrations ready",
+        "Image deployed by digest",
+    }
     assert "Stakeholders notified" in {i.name for i in human_items("pre")}
     assert "Rollback plan reviewed" in {i.name for i in human_items("pre")}
     assert "Deployment status communicated" in {i.name for i in human_items("post")}
@@ -89,20 +93,28 @@ def test_machine_results_and_one_line_details() -> None:
 
 def test_markdown_groups_by_phase_with_checkboxes_and_why() -> None:
     checklist = Checklist().add(
-        Item(name="Stakeholders notified", kind="human", phase="pre", status=Status.CONFIRMED,
-             who="alice", detail="mail sent"),
+        Item(
+            name="Stakeholders notified",
+            kind="human",
+            phase="pre",
+            status=Status.CONFIRMED,
+            who="alice",
+            detail="mail sent",
+        ),
         machine("Health checks passing", "post", False, "database unhealthy"),
         machine(TESTS, "pre", True, "120 passed"),
-    )  # fmt: skip
+    )
     text = checklist.as_markdown("Release of kyb-platform")
     assert text.startswith("# Release of kyb-platform\n")
     assert "**not ready: 1 failed**" in text
     pre, post = text.index("## Pre-deployment"), text.index("## Post-deployment")
     tests_line = text.index("- [x] All tests passing (machine, Code Quality): **passed**: 120")
-    notified = text.index("- [x] Stakeholders notified (human, Communication): **confirmed** by "
-                          "alice: mail sent")  # fmt: skip
-    health = text.index("- [ ] Health checks passing (machine, Verification): **failed**: "
-                        "database unhealthy")  # fmt: skip
+    notified = text.index(
+        "- [x] Stakeholders notified (human, Communication): **confirmed** by alice: mail sent"
+    )
+    health = text.index(
+        "- [ ] Health checks passing (machine, Verification): **failed**: database unhealthy"
+    )
     assert pre < tests_line < notified < post < health  # the seed's order within a phase
 
 
@@ -123,11 +135,13 @@ def test_the_examples_migrations_file_passes() -> None:
         ("migrations: [{reversible: true}]", "migration #1 has no `id`"),
         ("migrations: [{id: a1}]", "migration a1 needs `reversible: true|false`"),
         ("migrations: [{id: a1, reversible: 'yes'}]", "migration a1 needs `reversible"),
-        ("migrations: [{id: a1, reversible: false}]", "migration a1 is not reversible: set "
-         "`approved_by: <who>`"),
+        (
+            "migrations: [{id: a1, reversible: false}]",
+            "migration a1 is not reversible: set `approved_by: <who>`",
+        ),
         ("migrations: [{id: a1, reversible: true}, {id: a1, reversible: true}]", "ids repeat"),
     ],
-)  # fmt: skip
+)
 def test_migrations_fail_with_what_to_add(text, why) -> None:
     item = judge_migrations(text, "m.yaml")
     assert item.status is Status.FAILED
@@ -135,8 +149,10 @@ def test_migrations_fail_with_what_to_add(text, why) -> None:
 
 
 def test_declared_migrations_pass_when_reversible_or_approved() -> None:
-    text = ("migrations:\n- {id: 001-add-risk, reversible: true}\n"
-            "- {id: 002-drop-legacy, reversible: false, approved_by: dba-bob}\n")  # fmt: skip
+    text = (
+        "migrations:\n- {id: 001-add-risk, reversible: true}\n"
+        "- {id: 002-drop-legacy, reversible: false, approved_by: dba-bob}\n"
+    )
     item = judge_migrations(text, "m.yaml")
     assert item.status is Status.PASSED
     assert item.detail == (

@@ -7,7 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from core.checks import (
+from core.delivery.checks import (
     SmokeRequest,
     count_ready,
     is_loopback,
@@ -19,8 +19,12 @@ from core.checks import (
 
 
 def _health(status: str = "healthy", **checks: tuple[str, str]) -> str:
-    body = {"status": status, "timestamp": "2025-01-01T00:00:00Z", "version": "v1",
-            "checks": {k: {"status": s, "message": m} for k, (s, m) in checks.items()}}  # fmt: skip
+    body = {
+        "status": status,
+        "timestamp": "2025-01-01T00:00:00Z",
+        "version": "v1",
+        "checks": {k: {"status": s, "message": m} for k, (s, m) in checks.items()},
+    }
     return json.dumps(body)
 
 
@@ -33,15 +37,35 @@ DB_DOWN = ("unhealthy", "database unreachable (fault injected)")
     [
         (200, _health(database=OK, external_services=OK), True, "healthy (2 components)", []),
         (200, json.dumps({"status": "healthy"}), True, "healthy (0 components)", []),
-        (503, _health("unhealthy", database=DB_DOWN, external_services=OK), False,
-         "unhealthy database (database unreachable (fault injected))", ["database"]),
-        (503, _health("unhealthy", database=DB_DOWN, external_services=("unhealthy", "")), False,
-         "database (database unreachable (fault injected)), external_services (status "
-         "'unhealthy')", ["database", "external_services"]),
-        (200, _health("healthy", cache=("degraded", "slow")), False, "unhealthy cache (slow)",
-         ["cache"]),
-        (200, json.dumps({"status": "healthy", "checks": {"db": "up"}}), False, "db (status None)",
-         ["db"]),
+        (
+            503,
+            _health("unhealthy", database=DB_DOWN, external_services=OK),
+            False,
+            "unhealthy database (database unreachable (fault injected))",
+            ["database"],
+        ),
+        (
+            503,
+            _health("unhealthy", database=DB_DOWN, external_services=("unhealthy", "")),
+            False,
+            "database (database unreachable (fault injected)), external_services (status "
+            "'unhealthy')",
+            ["database", "external_services"],
+        ),
+        (
+            200,
+            _health("healthy", cache=("degraded", "slow")),
+            False,
+            "unhealthy cache (slow)",
+            ["cache"],
+        ),
+        (
+            200,
+            json.dumps({"status": "healthy", "checks": {"db": "up"}}),
+            False,
+            "db (status None)",
+            ["db"],
+        ),
         (503, _health("unhealthy", database=OK), False, "no component names a fault", []),
         (503, _health(database=OK), False, "HTTP 503 although the body says healthy", []),
         (200, "<html>oops</html>", False, "not JSON: '<html>oops</html>'", []),
@@ -50,15 +74,18 @@ DB_DOWN = ("unhealthy", "database unreachable (fault injected)")
         (200, json.dumps({"checks": {}}), False, "no 'status' field", []),
         (200, json.dumps({"status": "healthy", "checks": []}), False, "'checks' is not an", []),
     ],
-)  # fmt: skip
+)
 def test_judge_health(code: int, body: str, ok: bool, said: str, failing: list[str]) -> None:
     got_ok, reason, got_failing = judge_health(code, body)
     assert (got_ok, got_failing) == (ok, failing)
     assert said in reason and "\n" not in reason
 
 
-VERIFY = SmokeRequest(name="verify", path="/api/v1/verify?business_id=acme",
-                      expect_json={"status": "verified", "business_id": "acme"})  # fmt: skip
+VERIFY = SmokeRequest(
+    name="verify",
+    path="/api/v1/verify?business_id=acme",
+    expect_json={"status": "verified", "business_id": "acme"},
+)
 ANSWER = json.dumps({"business_id": "acme", "status": "verified", "version": "v2"})
 
 
@@ -70,17 +97,32 @@ ANSWER = json.dumps({"business_id": "acme", "status": "verified", "version": "v2
         (VERIFY, 404, "404 page not found", False, "answered 404, expected 200"),
         (VERIFY, 200, "not json", False, "the answer is not JSON"),
         (VERIFY, 200, "[]", False, "JSON but not an object"),
-        (VERIFY, 200, json.dumps({"business_id": "acme", "status": "pending"}), False,
-         "'status' is 'pending', expected 'verified'"),
+        (
+            VERIFY,
+            200,
+            json.dumps({"business_id": "acme", "status": "pending"}),
+            False,
+            "'status' is 'pending', expected 'verified'",
+        ),
         (VERIFY, 200, json.dumps({"status": "verified"}), False, "no 'business_id'"),
         (SmokeRequest(name="t", path="/", expect_text="verified"), 200, ANSWER, True, "200"),
-        (SmokeRequest(name="t", path="/", expect_text="nope"), 200, ANSWER, False,
-         "does not contain 'nope'"),
+        (
+            SmokeRequest(name="t", path="/", expect_text="nope"),
+            200,
+            ANSWER,
+            False,
+            "does not contain 'nope'",
+        ),
         (SmokeRequest(name="gone", path="/old", expect_status=404), 404, "", True, "404"),
-        (SmokeRequest(name="p", method="post", path="/x", expect_status=201), 200, "", False,
-         "POST /x answered 200, expected 201"),
+        (
+            SmokeRequest(name="p", method="post", path="/x", expect_status=201),
+            200,
+            "",
+            False,
+            "POST /x answered 200, expected 201",
+        ),
     ],
-)  # fmt: skip
+)
 def test_judge_smoke(request_: SmokeRequest, code: int, body: str, ok: bool, said: str) -> None:
     got_ok, reason = judge_smoke(request_, code, body)
     assert got_ok is ok
@@ -118,10 +160,19 @@ def test_smoke_request_defaults_frozen_and_secret_headers() -> None:
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("127.64.3.9", True), ("localhost", True), ("LOCALHOST", True),
-     ("128.0.0.1", False), ("10.0.0.1", False), ("::1", False), ("example.com", False),
-     ("127.0.0.1.nip.io", False), ("", False)],
-)  # fmt: skip
+    [
+        ("127.0.0.1", True),
+        ("127.64.3.9", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("128.0.0.1", False),
+        ("10.0.0.1", False),
+        ("::1", False),
+        ("example.com", False),
+        ("127.0.0.1.nip.io", False),
+        ("", False),
+    ],
+)
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 

@@ -3,7 +3,8 @@
 gofmt, go vet, gosec (v2.30.0) and bandit samples were captured from real runs on planted code;
 pip-audit's "skip_reason" entry too. pip-audit's vulnerability entry and staticcheck's line follow
 their documented JSON formats (neither could report one here: no vulnerability database, no
-staticcheck binary)."""
+staticcheck binary).
+"""
 
 # ruff: noqa: E501  (tool output samples kept verbatim, one event per line)
 
@@ -27,19 +28,28 @@ from core.ci import (
 )
 from core.errors import ConfigError
 
-GOSEC = json.dumps({
-    "Golang errors": {},
-    "Issues": [{
-        "severity": "HIGH", "confidence": "MEDIUM",
-        "cwe": {"id": "338", "url": "https://cwe.mitre.org/data/definitions/338.html"},
-        "rule_id": "G404",
-        "details": "Use of weak random number generator (math/rand or math/rand/v2 instead of crypto/rand)",
-        "file": "/tmp/ex/planted.go", "code": "6: \n7: func jitter() int { return rand.Intn(10) }\n",
-        "line": "7", "column": "28", "nosec": False, "suppressions": None,
-    }],
-    "Stats": {"files": 5, "lines": 373, "nosec": 0, "found": 1},
-    "GosecVersion": "dev",
-})  # fmt: skip
+GOSEC = json.dumps(
+    {
+        "Golang errors": {},
+        "Issues": [
+            {
+                "severity": "HIGH",
+                "confidence": "MEDIUM",
+                "cwe": {"id": "338", "url": "https://cwe.mitre.org/data/definitions/338.html"},
+                "rule_id": "G404",
+                "details": "Use of weak random number generator (math/rand or math/rand/v2 instead of crypto/rand)",
+                "file": "/tmp/ex/planted.go",
+                "code": "6: \n7: func jitter() int { return rand.Intn(10) }\n",
+                "line": "7",
+                "column": "28",
+                "nosec": False,
+                "suppressions": None,
+            }
+        ],
+        "Stats": {"files": 5, "lines": 373, "nosec": 0, "found": 1},
+        "GosecVersion": "dev",
+    }
+)
 
 GOSEC_CLEAN = '{\n\t"Golang errors": {},\n\t"Issues": [],\n\t"Stats": {"files": 4}}'
 
@@ -49,22 +59,54 @@ GO_VET = """vetbad.go:6:15: fmt.Printf format %d has arg "str" of wrong type str
 vet: ./broken.go:3:28: undefined: undefinedThing
 """
 
-BANDIT = json.dumps({"errors": [], "results": [
-    {"filename": "./app.py", "issue_confidence": "HIGH", "issue_severity": "LOW",
-     "issue_text": "Consider possible security implications associated with the subprocess module.",
-     "line_number": 1, "test_id": "B404"},
-    {"filename": "./app.py", "issue_confidence": "HIGH", "issue_severity": "HIGH",
-     "issue_text": "subprocess call with shell=True identified, security issue.",
-     "line_number": 7, "test_id": "B602"},
-]})  # fmt: skip
+BANDIT = json.dumps(
+    {
+        "errors": [],
+        "results": [
+            {
+                "filename": "./app.py",
+                "issue_confidence": "HIGH",
+                "issue_severity": "LOW",
+                "issue_text": "Consider possible security implications associated with the subprocess module.",
+                "line_number": 1,
+                "test_id": "B404",
+            },
+            {
+                "filename": "./app.py",
+                "issue_confidence": "HIGH",
+                "issue_severity": "HIGH",
+                "issue_text": "subprocess call with shell=True identified, security issue.",
+                "line_number": 7,
+                "test_id": "B602",
+            },
+        ],
+    }
+)
 
-PIP_AUDIT = json.dumps({"dependencies": [
-    {"name": "requests", "version": "2.19.0", "vulns": [
-        {"id": "PYSEC-2018-28", "fix_versions": ["2.20.0"], "aliases": ["CVE-2018-18074"],
-         "description": "The Requests package sends an HTTP Authorization header to an http URI"}]},
-    {"name": "idna", "skip_reason": "Dependency not found on PyPI and could not be audited: idna"},
-    {"name": "certifi", "version": "2024.2.2", "vulns": []},
-], "fixes": []})  # fmt: skip
+PIP_AUDIT = json.dumps(
+    {
+        "dependencies": [
+            {
+                "name": "requests",
+                "version": "2.19.0",
+                "vulns": [
+                    {
+                        "id": "PYSEC-2018-28",
+                        "fix_versions": ["2.20.0"],
+                        "aliases": ["CVE-2018-18074"],
+                        "description": "The Requests package sends an HTTP Authorization header to an http URI",
+                    }
+                ],
+            },
+            {
+                "name": "idna",
+                "skip_reason": "Dependency not found on PyPI and could not be audited: idna",
+            },
+            {"name": "certifi", "version": "2024.2.2", "vulns": []},
+        ],
+        "fixes": [],
+    }
+)
 
 STATICCHECK = (
     '{"code":"SA4006","severity":"error","location":{"file":"/src/app/x.go","line":10,"column":2},'
@@ -92,8 +134,12 @@ def test_go_vet_findings_and_type_errors_are_critical() -> None:
 def test_gosec_issue_maps_severity_rule_file_line_confidence() -> None:
     (f,) = parse_gosec(GOSEC, root="/tmp/ex")
     assert (f.severity, f.rule, f.file, f.line, f.confidence) == (
-        Severity.CRITICAL, "G404", "planted.go", 7, "MEDIUM",
-    )  # fmt: skip
+        Severity.CRITICAL,
+        "G404",
+        "planted.go",
+        7,
+        "MEDIUM",
+    )
     assert parse_gosec(GOSEC_CLEAN) == []
 
 
@@ -128,9 +174,17 @@ def test_staticcheck_json_lines() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("info", 0), ("MINOR", 1), ("major", 2), ("critical", 3), ("low", 1), ("MEDIUM", 2),
-     ("high", 3), (2, 2)],
-)  # fmt: skip
+    [
+        ("info", 0),
+        ("MINOR", 1),
+        ("major", 2),
+        ("critical", 3),
+        ("low", 1),
+        ("MEDIUM", 2),
+        ("high", 3),
+        (2, 2),
+    ],
+)
 def test_severity_names_and_scanner_aliases(name, expected) -> None:
     assert Severity.parse(name) == expected
 
@@ -152,8 +206,13 @@ FINDINGS = [_finding(Severity.MINOR, "R1"), _finding(Severity.MAJOR, "R2")]
     [("info", ["R2", "R1"]), ("minor", ["R2", "R1"]), ("major", ["R2"]), ("critical", [])],
 )
 def test_gate_fails_only_at_or_above_the_threshold(threshold: str, blocking: list[str]) -> None:
-    report = GateReport(stage="quality", app="kyb", threshold=Severity.parse(threshold),
-                        tools=["t"], findings=FINDINGS)  # fmt: skip
+    report = GateReport(
+        stage="quality",
+        app="kyb",
+        threshold=Severity.parse(threshold),
+        tools=["t"],
+        findings=FINDINGS,
+    )
     assert [f.rule for f in report.blocking] == blocking
     if not blocking:
         report.check()

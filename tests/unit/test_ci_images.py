@@ -1,5 +1,8 @@
-"""Image naming and build/push streams: metadata-action's tag scheme (table), OCI labels, the
-build log of a real failing and passing legacy-builder build, push error classification."""
+"""Image naming and build/push streams.
+
+metadata-action's tag scheme (table), OCI labels, the build log of a real failing and passing
+legacy-builder build, push error classification.
+"""
 
 from __future__ import annotations
 
@@ -30,15 +33,17 @@ TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # the OCI distribution t
     [
         (GitRef(sha=SHA, branch="main"), ["main", "main-1a2b3c4"]),
         (GitRef(sha=SHA, branch="develop"), ["develop", "develop-1a2b3c4"]),
-        (GitRef(sha=SHA, branch="feature/ABC-12_x"),
-         ["feature-abc-12_x", "feature-abc-12_x-1a2b3c4"]),
+        (
+            GitRef(sha=SHA, branch="feature/ABC-12_x"),
+            ["feature-abc-12_x", "feature-abc-12_x-1a2b3c4"],
+        ),
         (GitRef(sha=SHA, branch="release/v1.4"), ["release-v1.4", "release-v1.4-1a2b3c4"]),
         (GitRef(sha=SHA, branch="fix/über:bug"), ["fix--ber-bug", "fix--ber-bug-1a2b3c4"]),
         (GitRef(sha=SHA, branch="-dash"), ["dash", "dash-1a2b3c4"]),
         (GitRef(sha=SHA, pr=42), ["pr-42", "pr-42-1a2b3c4"]),
         (GitRef(sha="abcdef0", pr=7), ["pr-7", "pr-7-abcdef0"]),
     ],
-)  # fmt: skip
+)
 def test_tag_scheme(ref: GitRef, tags: list[str]) -> None:
     got, immutable = image_tags(ref)
     assert got == tags and immutable == tags[-1]
@@ -60,9 +65,14 @@ def test_branch_without_usable_characters_is_refused(branch: str) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"sha": SHA}, {"sha": SHA, "branch": "main", "pr": 1}, {"sha": "XYZ", "branch": "main"},
-     {"sha": SHA, "pr": 0}, {"sha": "abc", "branch": "main"}],
-)  # fmt: skip
+    [
+        {"sha": SHA},
+        {"sha": SHA, "branch": "main", "pr": 1},
+        {"sha": "XYZ", "branch": "main"},
+        {"sha": SHA, "pr": 0},
+        {"sha": "abc", "branch": "main"},
+    ],
+)
 def test_git_ref_needs_one_event_and_a_hex_sha(kwargs: dict) -> None:
     with pytest.raises(ValidationError):
         GitRef(**kwargs)
@@ -78,27 +88,37 @@ def test_oci_labels_render_rfc3339_utc_and_drop_empty_values() -> None:
         "org.opencontainers.image.version": "main",
     }
     now = oci_labels("s", SHA)["org.opencontainers.image.created"]
-    assert abs(datetime.strptime(now, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) -
-               datetime.now(UTC)) < timedelta(minutes=1)  # fmt: skip
+    assert abs(
+        datetime.strptime(now, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - datetime.now(UTC)
+    ) < timedelta(minutes=1)
 
 
 # Decoded events of real legacy-builder builds (Docker 20.10, APIClient.build(decode=True)).
 FAILED_BUILD = [
-    {"stream": "Step 1/4 : FROM scratch"}, {"stream": "\n"}, {"stream": " ---> \n"},
-    {"stream": "Step 2/4 : COPY present.txt /"}, {"stream": "\n"},
+    {"stream": "Step 1/4 : FROM scratch"},
+    {"stream": "\n"},
+    {"stream": " ---> \n"},
+    {"stream": "Step 2/4 : COPY present.txt /"},
+    {"stream": "\n"},
     {"stream": " ---> 7eb1b1ec2807\n"},
-    {"stream": "Step 3/4 : COPY missing.txt /"}, {"stream": "\n"},
-    {"errorDetail": {"message": "COPY failed: file not found in build context or excluded by "
-                     ".dockerignore: stat missing.txt: file does not exist"},
-     "error": "COPY failed: file not found in build context or excluded by .dockerignore: stat "
-              "missing.txt: file does not exist"},
-]  # fmt: skip
+    {"stream": "Step 3/4 : COPY missing.txt /"},
+    {"stream": "\n"},
+    {
+        "errorDetail": {
+            "message": "COPY failed: file not found in build context or excluded by "
+            ".dockerignore: stat missing.txt: file does not exist"
+        },
+        "error": "COPY failed: file not found in build context or excluded by .dockerignore: stat "
+        "missing.txt: file does not exist",
+    },
+]
 GOOD_BUILD = [
-    {"stream": "Step 3/3 : LABEL a=b"}, {"stream": "\n"},
+    {"stream": "Step 3/3 : LABEL a=b"},
+    {"stream": "\n"},
     {"stream": " ---> 89a87447678a\n"},
     {"aux": {"ID": "sha256:89a87447678ad298e9c3a6a586757b2817018824bb5a4ecb2cf9a588db88917c"}},
     {"stream": "Successfully built 89a87447678a\n"},
-]  # fmt: skip
+]
 
 
 def test_build_log_names_the_failing_step_and_error() -> None:
@@ -139,9 +159,11 @@ def test_transient_text_does_not_match_versions_or_ids() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "app", "key"),
-    [("test-report", "kyb-platform", "test-report-kyb-platform"),
-     ("security-report", "KYB_Platform v2", "security-report-kyb-platform-v2")],
-)  # fmt: skip
+    [
+        ("test-report", "kyb-platform", "test-report-kyb-platform"),
+        ("security-report", "KYB_Platform v2", "security-report-kyb-platform-v2"),
+    ],
+)
 def test_artifact_keys_use_prefects_charset(kind: str, app: str, key: str) -> None:
     assert artifact_key(kind, app) == key
     assert re.fullmatch(r"[a-z0-9-]*", key)

@@ -1,6 +1,9 @@
-"""Test reports from real tool output: go test -json (pass, fail, subtests, skip, build failure),
-pytest's JUnit XML, and a Go coverprofile. Samples captured from go 1.26 / pytest 8 runs (the
-"Time" and "Elapsed" fields of go test's events dropped to keep them short)."""
+"""Test reports from real tool output.
+
+go test -json (pass, fail, subtests, skip, build failure), pytest's JUnit XML, and a Go
+coverprofile. Samples captured from go 1.26 / pytest 8 runs (the "Time" and "Elapsed" fields of go
+test's events dropped to keep them short).
+"""
 
 # ruff: noqa: E501  (tool output samples kept verbatim, one event per line)
 
@@ -46,7 +49,7 @@ GO_FAIL_SUBTEST_SKIP = _events(
     '{"Action":"output","Package":"example.local/gt","Output":"FAIL\\n"}',
     '{"Action":"output","Package":"example.local/gt","Output":"coverage: 25.0% of statements\\n"}',
     '{"Action":"fail","Package":"example.local/gt"}',
-)  # fmt: skip
+)
 
 GO_PLANTED_FAILURE = _events(
     f'{{"Action":"pass","Package":"{PKG}","Test":"TestHealthContract"}}',
@@ -56,7 +59,7 @@ GO_PLANTED_FAILURE = _events(
     f'"Output":"    planted_test.go:7: planted failure: want 1, got 2\\n"}}',
     f'{{"Action":"fail","Package":"{PKG}","Test":"TestPlantedFailure"}}',
     f'{{"Action":"fail","Package":"{PKG}"}}',
-)  # fmt: skip
+)
 
 GO_BUILD_FAIL = _events(
     f'{{"ImportPath":"{PKG} [{PKG}.test]","Action":"build-output","Output":"# {PKG} [{PKG}.test]\\n"}}',
@@ -66,7 +69,7 @@ GO_BUILD_FAIL = _events(
     f'{{"Action":"start","Package":"{PKG}"}}',
     f'{{"Action":"output","Package":"{PKG}","Output":"FAIL\\t{PKG} [build failed]\\n"}}',
     f'{{"Action":"fail","Package":"{PKG}","FailedBuild":"{PKG} [{PKG}.test]"}}',
-)  # fmt: skip
+)
 
 GO_PACKAGE_ONLY_FAIL = _events(
     '{"Action":"output","Package":"example.local/m","Output":"panic: TestMain exploded\\n"}',

@@ -1,5 +1,8 @@
-"""The scanner plug-in registry: known names, an unknown name lists them, and a scanner whose
-binary is missing is an error naming it (never an empty, passing result)."""
+"""The scanner plug-in registry.
+
+known names, an unknown name lists them, and a scanner whose binary is missing is an error naming it
+(never an empty, passing result).
+"""
 
 from __future__ import annotations
 
@@ -32,8 +35,14 @@ def test_missing_scanner_binary_is_an_error_naming_it(name, tmp_path, monkeypatc
         scanner_for(name).run(Path(tmp_path))
 
 
-def test_gosec_that_cannot_be_built_is_an_error(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("KYB_CACHE_DIR", str(tmp_path / "cache"))  # not built there
-    monkeypatch.setenv("PATH", str(tmp_path))  # and no go to build it with
-    with pytest.raises(ToolUnavailable, match=r"gosec v\S+ could not be built.*Go toolchain"):
+def test_gosec_that_is_not_installed_is_an_error_that_says_how(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("KYB_GOSEC", raising=False)  # not configured
+    monkeypatch.setenv("PATH", str(tmp_path))  # and not on PATH
+    with pytest.raises(ToolUnavailable, match=r"gosec is not installed.*go install .*KYB_GOSEC"):
+        GosecScanner().run(tmp_path)
+
+
+def test_a_configured_gosec_path_that_is_not_a_file_is_an_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("KYB_GOSEC", str(tmp_path / "nowhere" / "gosec"))
+    with pytest.raises(ToolUnavailable, match=r"KYB_GOSEC=.* is not a file"):
         GosecScanner().run(tmp_path)

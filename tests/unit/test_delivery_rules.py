@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from core.delivery import (
+from core.delivery.branches import environments_for
+from core.delivery.overlay import (
     MONITOR,
     default_production_strategy,
-    environments_for,
     release_from_overlay,
     with_monitoring,
 )
@@ -15,21 +15,38 @@ from core.errors import ConfigError
 
 IMAGE = "127.0.0.1:5001/kyb-platform@sha256:" + "c" * 64
 PROBE = {"httpGet": {"path": "/health", "port": 8080}}
-POD = {"metadata": {"labels": {"app": "kyb-platform", "environment": "staging"}},
-       "spec": {"containers": [{"name": "kyb-platform", "image": "kyb-platform:v2.1.0",
-                                "readinessProbe": PROBE}]}}  # fmt: skip
+POD = {
+    "metadata": {"labels": {"app": "kyb-platform", "environment": "staging"}},
+    "spec": {
+        "containers": [
+            {"name": "kyb-platform", "image": "kyb-platform:v2.1.0", "readinessProbe": PROBE}
+        ]
+    },
+}
 OVERLAY = [
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kyb-staging"}},
-    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kyb-config",
-                                                           "namespace": "kyb-staging"}},
-    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kyb-platform",
-                                                         "namespace": "kyb-staging"}},
-    {"apiVersion": "apps/v1", "kind": "Deployment",
-     "metadata": {"name": "kyb-platform", "namespace": "kyb-staging"},
-     "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "kyb-platform"}},
-              "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-              "template": POD}},
-]  # fmt: skip
+    {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "kyb-config", "namespace": "kyb-staging"},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kyb-platform", "namespace": "kyb-staging"},
+    },
+    {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "kyb-platform", "namespace": "kyb-staging"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "kyb-platform"}},
+            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": POD,
+        },
+    },
+]
 
 
 @pytest.mark.parametrize(
@@ -75,8 +92,9 @@ def test_an_overlay_without_the_apps_deployment_is_refused() -> None:
 def test_monitoring_is_added_where_the_strategy_has_none() -> None:
     rolling, _, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE)
     assert with_monitoring(rolling).strategy.rolling.analysis.names == ("error-rate",)
-    bg, _, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE,
-                                    default_production_strategy("kyb-platform"))  # fmt: skip
+    bg, _, _ = release_from_overlay(
+        OVERLAY, "kyb-platform", IMAGE, default_production_strategy("kyb-platform")
+    )
     assert with_monitoring(bg).strategy.blue_green.post_promotion_analysis.names == ("error-rate",)
     canary = {"canary": {"steps": [{"setWeight": 50}]}}
     plain, _, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE, canary)

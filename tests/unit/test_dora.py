@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.dora import Kind, Outcome, RunFact, dora, environment_of, frequency_band
+from core.delivery.dora import Kind, Outcome, RunFact, dora, environment_of, frequency_band
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)  # the window: five days from T0
 END = T0 + timedelta(days=5)
@@ -87,8 +87,13 @@ def test_a_known_sequence_gives_the_hand_computed_figures() -> None:
 def test_an_empty_window_gives_no_figures_and_says_why() -> None:
     report = dora([], T0, END)
     assert (report.attempts, report.deployments, report.band) == (0, 0, None)
-    for fig in (report.frequency, report.lead_time_median, report.lead_time_p90,
-                report.change_failure_rate, report.recovery_median):  # fmt: skip
+    for fig in (
+        report.frequency,
+        report.lead_time_median,
+        report.lead_time_p90,
+        report.change_failure_rate,
+        report.recovery_median,
+    ):
         assert fig.value is None
         assert fig.sample == 0
         assert fig.note
@@ -180,9 +185,17 @@ def test_only_failed_attempts_give_a_zero_frequency_not_none() -> None:
 
 @pytest.mark.parametrize(
     ("per_day", "band"),
-    [(3, "elite"), (1, "elite"), (0.99, "high"), (1 / 7, "high"), (0.14, "medium"),
-     (1 / 30, "medium"), (0.033, "low"), (0, "low")],
-)  # fmt: skip
+    [
+        (3, "elite"),
+        (1, "elite"),
+        (0.99, "high"),
+        (1 / 7, "high"),
+        (0.14, "medium"),
+        (1 / 30, "medium"),
+        (0.033, "low"),
+        (0, "low"),
+    ],
+)
 def test_band_boundaries(per_day: float, band: str) -> None:
     assert frequency_band(per_day) == band
 
@@ -213,14 +226,29 @@ def test_runs_map_to_facts_from_their_parameters() -> None:
 
     spec = {"app": "kyb", "namespace": "kyb-production", "image": "reg/kyb@sha256:ab"}
     fact = fact_from_run("release", {"spec": spec}, FAILED, at(0, 1), at(0, 2), run_id="r1")
-    assert fact == RunFact(Kind.RELEASE, "kyb", "production", at(0, 1), at(0, 2), FAILED,
-                           image="reg/kyb@sha256:ab", run_id="r1")  # fmt: skip
-    back = fact_from_run("rollback", {"app": "kyb", "namespace": "prod-eu"}, OK, T0, T0,
-                         environments={"prod-eu": "production"})  # fmt: skip
+    assert fact == RunFact(
+        Kind.RELEASE,
+        "kyb",
+        "production",
+        at(0, 1),
+        at(0, 2),
+        FAILED,
+        image="reg/kyb@sha256:ab",
+        run_id="r1",
+    )
+    back = fact_from_run(
+        "rollback",
+        {"app": "kyb", "namespace": "prod-eu"},
+        OK,
+        T0,
+        T0,
+        environments={"prod-eu": "production"},
+    )
     assert (back.kind, back.environment) == (Kind.ROLLBACK, "production")
     delivery = {"app": "kyb", "commit": "abc", "commit_time": "2024-12-31T22:00:00Z"}
-    lent = fact_from_run("release", {"spec": spec, "commit_time": ""}, OK, T0, T0,
-                         delivery=delivery)  # fmt: skip
+    lent = fact_from_run(
+        "release", {"spec": spec, "commit_time": ""}, OK, T0, T0, delivery=delivery
+    )
     assert (lent.commit, lent.commit_time) == ("abc", T0 - timedelta(hours=2))
     own = fact_from_run("delivery", {**delivery, "environment": "staging"}, OK, T0, T0)
     assert (own.kind, own.environment, own.commit) == (Kind.RELEASE, "staging", "abc")

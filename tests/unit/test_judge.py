@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from core.judge import Classification, Direction, JudgeConfig, compare, judge
-from core.observed import Outcome
+from core.analysis.judge import Classification, Direction, JudgeConfig, compare, judge
+from core.release.observed import Outcome
 
 UP, DOWN = Direction.INCREASE_IS_BAD, Direction.DECREASE_IS_BAD
 
@@ -89,8 +89,9 @@ def test_every_metric_needs_a_direction() -> None:
         judge({"a": ([1.0], [1.0])}, {})
 
 
-@pytest.mark.parametrize("fields", [{"alpha": 0}, {"pass_score": 50, "marginal_score": 80},
-                                    {"min_samples": 0}])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields", [{"alpha": 0}, {"pass_score": 50, "marginal_score": 80}, {"min_samples": 0}]
+)
 def test_config_is_validated(fields: dict) -> None:
     with pytest.raises(ValueError):
         JudgeConfig(**fields)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.actions import (
+from core.release.actions import (
     Abort,
     AnalysisPhase,
     ApplyWorkload,
@@ -20,18 +20,23 @@ from core.actions import (
     SwitchService,
     WaitReady,
 )
-from core.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
-from core.planners.blue_green import colors, next_action
-from core.spec import ReleaseSpec
+from core.release.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
+from core.release.planners.blue_green import colors, next_action
+from core.release.spec import ReleaseSpec
 
 NEW = "ghcr.io/kyb/kyb-platform@sha256:" + "a" * 64
 OLD = "ghcr.io/kyb/kyb-platform@sha256:" + "b" * 64
 BLUE, GREEN = Track.BLUE, Track.GREEN
 ACTIVE, PREVIEW = "kyb-platform-active", "kyb-platform-preview"
 SUCCESS_RATE = {"templates": [{"templateName": "success-rate"}]}
-SEED = {"activeService": ACTIVE, "previewService": PREVIEW, "autoPromotionEnabled": False,
-        "scaleDownDelaySeconds": 30, "prePromotionAnalysis": SUCCESS_RATE,
-        "postPromotionAnalysis": SUCCESS_RATE}  # fmt: skip
+SEED = {
+    "activeService": ACTIVE,
+    "previewService": PREVIEW,
+    "autoPromotionEnabled": False,
+    "scaleDownDelaySeconds": 30,
+    "prePromotionAnalysis": SUCCESS_RATE,
+    "postPromotionAnalysis": SUCCESS_RATE,
+}
 
 
 def make_spec(**blue_green: Any) -> ReleaseSpec:
@@ -60,10 +65,12 @@ def seen(blue=None, green=None, active=BLUE, preview=BLUE, **record: Any) -> Obs
 
 
 SPEC = make_spec()
-PRE = RunAnalysis("pre-promotion", SPEC.strategy.blue_green.pre_promotion_analysis,
-                  AnalysisPhase.PRE_PROMOTION)  # fmt: skip
-POST = RunAnalysis("post-promotion", SPEC.strategy.blue_green.post_promotion_analysis,
-                   AnalysisPhase.POST_PROMOTION)  # fmt: skip
+PRE = RunAnalysis(
+    "pre-promotion", SPEC.strategy.blue_green.pre_promotion_analysis, AnalysisPhase.PRE_PROMOTION
+)
+POST = RunAnalysis(
+    "post-promotion", SPEC.strategy.blue_green.post_promotion_analysis, AnalysisPhase.POST_PROMOTION
+)
 PASSED = {"pre-promotion": Outcome.SUCCESSFUL}
 APPROVAL = Pause("promotion", f"switch {ACTIVE} to {NEW}?", needs_human=True, timeout_seconds=3600)
 DONE = Done(f"kyb-platform runs {NEW} at 5 replicas (green is active)")
@@ -175,11 +182,13 @@ def test_preview_replica_count_then_full_size_before_the_switch() -> None:
     ("fields", "action"),
     [
         ({"autoPromotionEnabled": True}, Promote(f"green ({NEW}) takes {ACTIVE}")),
-        ({"autoPromotionEnabled": True, "autoPromotionSeconds": "2m"},
-         Pause("promotion", f"auto-promotion of {NEW}", duration_seconds=120)),
+        (
+            {"autoPromotionEnabled": True, "autoPromotionSeconds": "2m"},
+            Pause("promotion", f"auto-promotion of {NEW}", duration_seconds=120),
+        ),
         ({"autoPromotionEnabled": False, "autoPromotionSeconds": 120}, APPROVAL),  # Argo ignores it
     ],
-)  # fmt: skip
+)
 def test_auto_promotion(fields: dict[str, Any], action: object) -> None:
     observed = seen(old(), new(), preview=GREEN, analyses=PASSED)
     assert next_action(make_spec(**fields), observed) == action

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.actions import (
+from core.release.actions import (
     Abort,
     AnalysisPhase,
     ApplyWorkload,
@@ -21,18 +21,24 @@ from core.actions import (
     SetCanaryWeight,
     WaitReady,
 )
-from core.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
-from core.planners.canary import (
+from core.release.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
+from core.release.planners.canary import (
     next_action,
 )
-from core.spec import ReleaseSpec
+from core.release.spec import ReleaseSpec
 
 NEW = "ghcr.io/kyb/kyb-platform@sha256:" + "a" * 64
 OLD = "ghcr.io/kyb/kyb-platform@sha256:" + "b" * 64
 S, C = Track.STABLE, Track.CANARY
-SEED_STEPS = [{"setWeight": 10}, {"pause": {"duration": "5m"}}, {"setWeight": 20},
-              {"pause": {"duration": "10m"}}, {"setWeight": 50}, {"pause": {"duration": "15m"}},
-              {"setWeight": 100}]  # fmt: skip
+SEED_STEPS = [
+    {"setWeight": 10},
+    {"pause": {"duration": "5m"}},
+    {"setWeight": 20},
+    {"pause": {"duration": "10m"}},
+    {"setWeight": 50},
+    {"pause": {"duration": "15m"}},
+    {"setWeight": 100},
+]
 ERROR_RATE = {"templates": [{"templateName": "error-rate"}]}
 
 
@@ -196,8 +202,12 @@ def test_canary_decisions(spec: ReleaseSpec, observed: ObservedState, action: ob
     assert next_action(spec, observed) == action
 
 
-ROUTED = make_spec(trafficRouting={"nginx": {"stableIngress": "kyb"}}, stableService="kyb-stable",
-                   canaryService="kyb-canary", abortScaleDownDelaySeconds=45)  # fmt: skip
+ROUTED = make_spec(
+    trafficRouting={"nginx": {"stableIngress": "kyb"}},
+    stableService="kyb-stable",
+    canaryService="kyb-canary",
+    abortScaleDownDelaySeconds=45,
+)
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from core.planners.canary import (
+from core.release.planners.canary import (
     current_weight,
     fenceposts,
     next_counts,
     target_counts,
     weighted_counts,
 )
-from core.spec import ReleaseSpec
+from core.release.spec import ReleaseSpec
 
 NEW = "ghcr.io/kyb/kyb-platform@sha256:" + "a" * 64
 
@@ -53,8 +53,12 @@ def test_replica_weighted_rounding(n: int, i: int, weight: int) -> None:
     ("n", "weight", "canary"), [(1, 10, 1), (3, 33, 1), (5, 50, 3), (10, 33, 4)]
 )
 def test_traffic_routed_counts_keep_stable_full(n: int, weight: int, canary: int) -> None:
-    spec = make_spec(n, trafficRouting={"nginx": {"stableIngress": "kyb"}},
-                     stableService="kyb-stable", canaryService="kyb-canary")  # fmt: skip
+    spec = make_spec(
+        n,
+        trafficRouting={"nginx": {"stableIngress": "kyb"}},
+        stableService="kyb-stable",
+        canaryService="kyb-canary",
+    )
     assert target_counts(spec, weight) == (canary, n)
 
 
@@ -65,9 +69,15 @@ def test_argo_fallback_when_no_candidate_fits() -> None:
 
 @pytest.mark.parametrize(
     ("surge", "unavailable", "replicas", "expected"),
-    [("25%", "25%", 10, (3, 2)), ("25%", "25%", 1, (1, 0)), ("0%", "0%", 10, (0, 1)),
-     (0, "20%", 4, (0, 1)), (2, 5, 3, (2, 3)), ("25%", "25%", 0, (0, 0))],
-)  # fmt: skip
+    [
+        ("25%", "25%", 10, (3, 2)),
+        ("25%", "25%", 1, (1, 0)),
+        ("0%", "0%", 10, (0, 1)),
+        (0, "20%", 4, (0, 1)),
+        (2, 5, 3, (2, 3)),
+        ("25%", "25%", 0, (0, 0)),
+    ],
+)
 def test_fenceposts(surge, unavailable, replicas: int, expected: tuple[int, int]) -> None:
     assert fenceposts(surge, unavailable, replicas) == expected
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.actions import (
+from core.release.actions import (
     Abort,
     AnalysisPhase,
     CompleteStep,
@@ -14,10 +14,10 @@ from core.actions import (
     Scale,
     analysis_gate,
     human_pause,
-    record,
+    updated_record,
 )
-from core.observed import Outcome, RunRecord, Track, WorkloadView
-from core.spec import AnalysisRef
+from core.release.observed import Outcome, RunRecord, Track, WorkloadView
+from core.release.spec import AnalysisRef
 
 REF = AnalysisRef.model_validate({"templates": [{"templateName": "error-rate"}]})
 STEP = RunAnalysis("step-2", REF, AnalysisPhase.STEP)
@@ -60,12 +60,12 @@ BACKGROUND = RunAnalysis("background", REF, AnalysisPhase.BACKGROUND)
     ],
 )
 def test_record(before: RunRecord, action, kwargs: dict, after: RunRecord) -> None:
-    assert record(before, action, **kwargs) == after
+    assert updated_record(before, action, **kwargs) == after
 
 
 def test_a_blocking_analysis_needs_its_outcome() -> None:
     with pytest.raises(ValueError, match="needs an outcome"):
-        record(RunRecord(), STEP)
+        updated_record(RunRecord(), STEP)
 
 
 @pytest.mark.parametrize(
@@ -105,16 +105,32 @@ def test_a_running_background_analysis_does_not_block() -> None:
 
 def deployment(generation=3, observed=3, replicas=4, ready=4, total=4, conditions=()) -> dict:
     return {
-        "metadata": {"name": "kyb-platform-green", "generation": generation,
-                     "annotations": {"deployment.kubernetes.io/revision": "7"}},
-        "spec": {"replicas": replicas, "template": {
-            "metadata": {"labels": {"app": "kyb-platform", "color": "green"}},
-            "spec": {"containers": [{"name": "envoy", "image": "envoy@sha256:" + "1" * 64},
-                                    {"name": "kyb-platform", "image": "kyb@sha256:" + "2" * 64}]}}},
-        "status": {"observedGeneration": observed, "replicas": total, "updatedReplicas": ready,
-                   "readyReplicas": ready, "availableReplicas": ready,
-                   "conditions": list(conditions)},
-    }  # fmt: skip
+        "metadata": {
+            "name": "kyb-platform-green",
+            "generation": generation,
+            "annotations": {"deployment.kubernetes.io/revision": "7"},
+        },
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {"labels": {"app": "kyb-platform", "color": "green"}},
+                "spec": {
+                    "containers": [
+                        {"name": "envoy", "image": "envoy@sha256:" + "1" * 64},
+                        {"name": "kyb-platform", "image": "kyb@sha256:" + "2" * 64},
+                    ]
+                },
+            },
+        },
+        "status": {
+            "observedGeneration": observed,
+            "replicas": total,
+            "updatedReplicas": ready,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "conditions": list(conditions),
+        },
+    }
 
 
 STUCK = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}

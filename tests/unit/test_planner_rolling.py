@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.actions import (
+from core.release.actions import (
     AnalysisPhase,
     ApplyWorkload,
     Done,
@@ -19,8 +19,9 @@ from core.actions import (
     human_pause,
     worst_case_seconds,
 )
-from core.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
-from core.planners import (
+from core.release.errors import SpecError
+from core.release.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
+from core.release.planners import (
     PLANNERS,
     blue_green,
     canary,
@@ -29,7 +30,7 @@ from core.planners import (
     planner_for,
     rolling,
 )
-from core.spec import ReleaseSpec, SpecError, StrategyKind
+from core.release.spec import ReleaseSpec, StrategyKind
 
 NEW = "ghcr.io/kyb/kyb-platform@sha256:" + "a" * 64
 OLD = "ghcr.io/kyb/kyb-platform@sha256:" + "b" * 64
@@ -59,11 +60,13 @@ def deployment(image: str, replicas: int = 5, ready: int = 5, **kw: Any) -> Obse
         (deployment(NEW, ready=2), WaitReady(S, 600)),
         (deployment(NEW, total=7), WaitReady(S, 600)),  # old pods still terminating
         (deployment(NEW, observed=False), WaitReady(S, 600)),
-        (deployment(NEW, ready=2, deadline_exceeded=True),
-         Fail("kyb-platform made no progress within 600s: roll back to the previous revision")),
+        (
+            deployment(NEW, ready=2, deadline_exceeded=True),
+            Fail("kyb-platform made no progress within 600s: roll back to the previous revision"),
+        ),
         (deployment(NEW), Done(f"kyb-platform runs {NEW} at 5 replicas")),  # idempotent re-run
     ],
-)  # fmt: skip
+)
 def test_rolling_decisions(observed: ObservedState, action: object) -> None:
     assert rolling.next_action(ROLLING, observed) == action
 
@@ -97,27 +100,45 @@ def seen(run: RunRecord, image: str | None = NEW, **kw: Any) -> ObservedState:
         # promoted: apply, wait, analyse
         (seen(STARTED, OLD), ApplyWorkload(S, NEW, 5)),
         (seen(STARTED, ready=2), WaitReady(S, 600)),
-        (seen(STARTED, ready=2, deadline_exceeded=True),
-         Fail(f"kyb-platform made no progress within 600s: {UNDO}")),  # before any analysis
+        (
+            seen(STARTED, ready=2, deadline_exceeded=True),
+            Fail(f"kyb-platform made no progress within 600s: {UNDO}"),
+        ),  # before any analysis
         (seen(STARTED), RunAnalysis("post-deploy", REF, AnalysisPhase.POST_DEPLOY)),
         # the verdict
         (seen(verdict(Outcome.SUCCESSFUL)), DONE),
-        (seen(verdict(Outcome.FAILED)),
-         Fail(f"postDeploy analysis error-rate ended Failed: {UNDO}")),
+        (
+            seen(verdict(Outcome.FAILED)),
+            Fail(f"postDeploy analysis error-rate ended Failed: {UNDO}"),
+        ),
         (seen(verdict(Outcome.ERROR)), Fail(f"postDeploy analysis error-rate ended Error: {UNDO}")),
-        (seen(verdict(Outcome.INCONCLUSIVE)), human_pause(
-            "post-deploy:inconclusive", "postDeploy analysis error-rate was inconclusive")),
-        (seen(verdict(Outcome.INCONCLUSIVE, pauses_done=frozenset({"post-deploy:inconclusive"}))),
-         DONE),
-        (seen(verdict(Outcome.INCONCLUSIVE, aborted="not approved: inconclusive")),
-         Fail(f"not approved: inconclusive: {UNDO}")),
+        (
+            seen(verdict(Outcome.INCONCLUSIVE)),
+            human_pause(
+                "post-deploy:inconclusive", "postDeploy analysis error-rate was inconclusive"
+            ),
+        ),
+        (
+            seen(
+                verdict(Outcome.INCONCLUSIVE, pauses_done=frozenset({"post-deploy:inconclusive"}))
+            ),
+            DONE,
+        ),
+        (
+            seen(verdict(Outcome.INCONCLUSIVE, aborted="not approved: inconclusive")),
+            Fail(f"not approved: inconclusive: {UNDO}"),
+        ),
         # a crash mid-undo left the failed verdict: fail at once, never redeploy the failed image
-        (seen(verdict(Outcome.FAILED), OLD),
-         Fail(f"postDeploy analysis error-rate ended Failed: {UNDO}")),
-        (seen(verdict(Outcome.FAILED), ready=0),
-         Fail(f"postDeploy analysis error-rate ended Failed: {UNDO}")),
+        (
+            seen(verdict(Outcome.FAILED), OLD),
+            Fail(f"postDeploy analysis error-rate ended Failed: {UNDO}"),
+        ),
+        (
+            seen(verdict(Outcome.FAILED), ready=0),
+            Fail(f"postDeploy analysis error-rate ended Failed: {UNDO}"),
+        ),
     ],
-)  # fmt: skip
+)
 def test_rolling_post_deploy_analysis_decisions(observed: ObservedState, action: object) -> None:
     assert rolling.next_action(ANALYSED, observed) == action
 
@@ -157,16 +178,33 @@ def test_next_action_dispatches_by_kind() -> None:
 
 
 SEED_CANARY = make_spec(
-    {"canary": {"steps": [{"setWeight": 10}, {"pause": {"duration": "5m"}}, {"setWeight": 20},
-                          {"pause": {"duration": "10m"}}, {"setWeight": 50},
-                          {"pause": {"duration": "15m"}}, {"setWeight": 100}],
-                "analysis": {"templates": [{"templateName": "error-rate"}]}}},
+    {
+        "canary": {
+            "steps": [
+                {"setWeight": 10},
+                {"pause": {"duration": "5m"}},
+                {"setWeight": 20},
+                {"pause": {"duration": "10m"}},
+                {"setWeight": 50},
+                {"pause": {"duration": "15m"}},
+                {"setWeight": 100},
+            ],
+            "analysis": {"templates": [{"templateName": "error-rate"}]},
+        }
+    },
     replicas=10,
-)  # fmt: skip
-SEED_BG = make_spec({"blueGreen": {
-    "activeService": "kyb-active", "previewService": "kyb-preview", "autoPromotionEnabled": False,
-    "prePromotionAnalysis": {"templates": [{"templateName": "success-rate"}]},
-    "postPromotionAnalysis": {"templates": [{"templateName": "success-rate"}]}}})  # fmt: skip
+)
+SEED_BG = make_spec(
+    {
+        "blueGreen": {
+            "activeService": "kyb-active",
+            "previewService": "kyb-preview",
+            "autoPromotionEnabled": False,
+            "prePromotionAnalysis": {"templates": [{"templateName": "success-rate"}]},
+            "postPromotionAnalysis": {"templates": [{"templateName": "success-rate"}]},
+        }
+    }
+)
 
 
 def test_canary_plan_lists_weights_counts_and_worst_case() -> None:

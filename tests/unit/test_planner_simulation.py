@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from core.actions import (
-    Action,
+from core.release.actions import (
     AnalysisPhase,
     ApplyWorkload,
     CompleteStep,
@@ -21,25 +20,32 @@ from core.actions import (
     Fail,
     Pause,
     Promote,
+    ReleaseAction,
     RunAnalysis,
     Scale,
     ScaleDownAfter,
     SetCanaryWeight,
     SwitchService,
     WaitReady,
-    record,
+    updated_record,
 )
-from core.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
-from core.planners import next_action
-from core.planners.canary import fenceposts
-from core.spec import ReleaseSpec
+from core.release.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
+from core.release.planners import next_action
+from core.release.planners.canary import fenceposts
+from core.release.spec import ReleaseSpec
 
 NEW = "ghcr.io/kyb/kyb-platform@sha256:" + "a" * 64
 OLD = "ghcr.io/kyb/kyb-platform@sha256:" + "b" * 64
 S, C, BLUE, GREEN = Track.STABLE, Track.CANARY, Track.BLUE, Track.GREEN
-STEPS = [{"setWeight": 10}, {"pause": {"duration": "5m"}}, {"setWeight": 20},
-         {"pause": {"duration": "10m"}}, {"setWeight": 50}, {"pause": {"duration": "15m"}},
-         {"setWeight": 100}]  # fmt: skip
+STEPS = [
+    {"setWeight": 10},
+    {"pause": {"duration": "5m"}},
+    {"setWeight": 20},
+    {"pause": {"duration": "10m"}},
+    {"setWeight": 50},
+    {"pause": {"duration": "15m"}},
+    {"setWeight": 100},
+]
 ANALYSIS = {"templates": [{"templateName": "error-rate"}]}
 
 
@@ -72,10 +78,11 @@ class Sim:
     def _resize(self, track: Track, image: str, replicas: int) -> None:
         view = self.workloads.get(track) or WorkloadView(f"kyb-{track}", image, 0)
         keep = min(view.available, replicas) if view.image == image else 0
-        self.workloads[track] = replace(view, image=image, replicas=replicas, updated=keep,
-                                        ready=keep, available=keep)  # fmt: skip
+        self.workloads[track] = replace(
+            view, image=image, replicas=replicas, updated=keep, ready=keep, available=keep
+        )
 
-    def perform(self, action: Action) -> None:
+    def perform(self, action: ReleaseAction) -> None:
         match action:
             case ApplyWorkload(track=t, image=image, replicas=n):
                 self._resize(t, image, n)
@@ -98,9 +105,9 @@ class Sim:
         if isinstance(action, RunAnalysis) and action.phase is not AnalysisPhase.BACKGROUND:
             outcome = self.outcomes.get(action.key, Outcome.SUCCESSFUL)
         approved = not (isinstance(action, Pause) and action.key in self.declined)
-        self.run = record(self.run, action, outcome=outcome, approved=approved)
+        self.run = updated_record(self.run, action, outcome=outcome, approved=approved)
 
-    def release(self, inject=None, limit: int = 400) -> Action:
+    def release(self, inject=None, limit: int = 400) -> ReleaseAction:
         for _ in range(limit):
             action = next_action(self.spec, self.observe())
             self.log.append(action)
@@ -171,8 +178,12 @@ def test_canary_declined_by_a_human_rolls_back() -> None:
 
 
 def test_traffic_routed_canary_shifts_traffic_after_pods_are_ready() -> None:
-    routed = {"steps": STEPS, "trafficRouting": {"nginx": {"stableIngress": "kyb"}},
-              "stableService": "kyb-stable", "canaryService": "kyb-canary"}  # fmt: skip
+    routed = {
+        "steps": STEPS,
+        "trafficRouting": {"nginx": {"stableIngress": "kyb"}},
+        "stableService": "kyb-stable",
+        "canaryService": "kyb-canary",
+    }
     sim = Sim(make_spec({"canary": routed}), {S: ready(OLD, 10)})
     assert isinstance(sim.release(), Done)
     weights = [a.weight for a in sim.log if isinstance(a, SetCanaryWeight)]
@@ -186,12 +197,18 @@ def test_traffic_routed_canary_shifts_traffic_after_pods_are_ready() -> None:
 
 
 SUCCESS_RATE = {"templates": [{"templateName": "success-rate"}]}
-BG_FIELDS = {"activeService": "kyb-active", "previewService": "kyb-preview",
-             "autoPromotionEnabled": False, "prePromotionAnalysis": SUCCESS_RATE,
-             "postPromotionAnalysis": SUCCESS_RATE}  # fmt: skip
+BG_FIELDS = {
+    "activeService": "kyb-active",
+    "previewService": "kyb-preview",
+    "autoPromotionEnabled": False,
+    "prePromotionAnalysis": SUCCESS_RATE,
+    "postPromotionAnalysis": SUCCESS_RATE,
+}
 BG = make_spec({"blueGreen": BG_FIELDS}, replicas=5)
-ON_BLUE = {"kyb-active": {"app": "kyb-platform", "color": "blue"},
-           "kyb-preview": {"app": "kyb-platform", "color": "blue"}}  # fmt: skip
+ON_BLUE = {
+    "kyb-active": {"app": "kyb-platform", "color": "blue"},
+    "kyb-preview": {"app": "kyb-platform", "color": "blue"},
+}
 
 
 def test_blue_green_release_in_argo_order() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.backup_contents import object_key
 from core.errors import ConfigError
-from core.resource_list import ListedItem, drill_items, missing_from, parse_resource_list
+from core.recovery.contents import object_key
+from core.recovery.resource_list import ListedItem, drill_items, missing_from, parse_resource_list
 
 LISTED = {
     "apps/v1/Deployment": ["shop/web"],

@@ -10,7 +10,7 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from core.errors import ConfigError, CredentialsError, PipelineError, TransientError
-from tasks.retry import is_transient
+from tasks import is_transient
 
 
 def _docker_error(status: int) -> docker.errors.APIError:

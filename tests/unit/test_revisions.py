@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import ConfigError
-from core.revisions import current_revision, history, rollback_target, undo_patch
+from core.release.revisions import current_revision, history, rollback_target, undo_patch
 
 DEPLOY = {"metadata": {"uid": "d-1", "annotations": {"deployment.kubernetes.io/revision": "3"}}}
 
@@ -26,8 +26,13 @@ def rs(name: str, rev: str, image: str, owner: str = "d-1") -> dict:
     }
 
 
-SETS = [rs("web-aaa", "3", "v3"), rs("web-bbb", "1", "v1"), rs("web-ccc", "2", "v2"),
-        rs("other-ddd", "7", "x", owner="d-2"), rs("web-eee", "", "junk")]  # fmt: skip
+SETS = [
+    rs("web-aaa", "3", "v3"),
+    rs("web-bbb", "1", "v1"),
+    rs("web-ccc", "2", "v2"),
+    rs("other-ddd", "7", "x", owner="d-2"),
+    rs("web-eee", "", "junk"),
+]
 
 
 def test_history_is_ordered_and_only_owned() -> None:

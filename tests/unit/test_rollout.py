@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from core.rollout import RolloutState, rollout_state
+from core.release.status import RolloutState, rollout_state
 
-DEADLINE = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-            "message": 'ReplicaSet "web-2" has timed out progressing.'}  # fmt: skip
+DEADLINE = {
+    "type": "Progressing",
+    "status": "False",
+    "reason": "ProgressDeadlineExceeded",
+    "message": 'ReplicaSet "web-2" has timed out progressing.',
+}
 
 
 def dep(generation=2, observed=2, replicas=3, updated=3, total=3, available=3, conditions=()):
@@ -15,10 +19,13 @@ def dep(generation=2, observed=2, replicas=3, updated=3, total=3, available=3, c
         "metadata": {"generation": generation},
         "spec": {"replicas": replicas},
         "status": {
-            "observedGeneration": observed, "updatedReplicas": updated, "replicas": total,
-            "availableReplicas": available, "conditions": list(conditions),
+            "observedGeneration": observed,
+            "updatedReplicas": updated,
+            "replicas": total,
+            "availableReplicas": available,
+            "conditions": list(conditions),
         },
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,10 @@ KEY, SECRET = SecretStr("AKEXAMPLE"), SecretStr("s3cr3t-value")
 def test_credentials_secret_is_an_aws_shared_credentials_file() -> None:
     secret = manifests.credentials_secret(KEY, SECRET)
     assert secret["metadata"] == {
-        "name": "cloud-credentials", "namespace": "velero", "labels": {"component": "velero"},
-    }  # fmt: skip
+        "name": "cloud-credentials",
+        "namespace": "velero",
+        "labels": {"component": "velero"},
+    }
     parser = configparser.ConfigParser()
     parser.read_string(secret["stringData"]["cloud"])
     assert dict(parser["default"]) == {

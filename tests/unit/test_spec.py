@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.spec import (
+from core.release.spec import (
     GatewayApiRouting,
     NginxRouting,
     ReleaseSpec,
@@ -56,14 +56,18 @@ ROUTED = {"stableService": "kyb-stable", "canaryService": "kyb-canary"}
         (spec_data(canary(steps=[{"setWeight": "50"}])), "valid integer"),
         (spec_data(canary(steps=[{"setWeight": True}])), "valid integer"),
         (spec_data(replicas=True), "valid integer"),
-        (spec_data(canary(steps=[{"setCanaryScale": {"replicas": 1}}])),
-         "unknown canary step 'setCanaryScale'"),
+        (
+            spec_data(canary(steps=[{"setCanaryScale": {"replicas": 1}}])),
+            "unknown canary step 'setCanaryScale'",
+        ),
         (spec_data(canary(steps=[{"pause": {"duration": -5}}])), "is negative"),
         (spec_data(canary(steps=[{"pause": {"duration": "-5m"}}])), "is negative"),
         (spec_data(canary(steps=[{"pause": {"duration": "5d"}}])), "use seconds (30) or 30s"),
         (spec_data(canary(steps=[{"analysis": {"templates": []}}])), "at least 1 item"),
-        (spec_data(canary(analysis={"templates": [{"templateName": "e"}], "startingStep": 3})),
-         "startingStep 3 is past the last step"),
+        (
+            spec_data(canary(analysis={"templates": [{"templateName": "e"}], "startingStep": 3})),
+            "startingStep 3 is past the last step",
+        ),
         # surge
         (spec_data(canary(maxSurge=0, maxUnavailable="0%")), "both 0"),
         (spec_data({"rolling": {"maxSurge": 0, "maxUnavailable": 0}}), "both 0"),
@@ -71,18 +75,30 @@ ROUTED = {"stableService": "kyb-stable", "canaryService": "kyb-canary"}
         (spec_data({"rolling": {"maxUnavailable": -1}}), "whole number >= 0"),
         # rolling post-deploy analysis
         (spec_data({"rolling": {"analysis": {"templates": []}}}), "at least 1 item"),
-        (spec_data({"rolling": {"analysis": {"templates": [{"templateName": "e"}],
-                                             "startingStep": 0}}}), "remove startingStep"),
-        (spec_data({"rolling": {"analysis": {"templates": [{"templateName": "Error_Rate"}]}}}),
-         "not a DNS-1123 label"),
+        (
+            spec_data(
+                {"rolling": {"analysis": {"templates": [{"templateName": "e"}], "startingStep": 0}}}
+            ),
+            "remove startingStep",
+        ),
+        (
+            spec_data({"rolling": {"analysis": {"templates": [{"templateName": "Error_Rate"}]}}}),
+            "not a DNS-1123 label",
+        ),
         (spec_data({"rolling": {"postDeployAnalysis": {}}}), "postDeployAnalysis"),
         # traffic routing
-        (spec_data(canary(trafficRouting={"istio": {}}, **ROUTED)),
-         "unsupported traffic router 'istio'"),
-        (spec_data(canary(trafficRouting={"plugins": {"acme/mesh": {}}}, **ROUTED)),
-         "unsupported traffic router 'plugins'"),
-        (spec_data(canary(trafficRouting={"nginx": {"stableIngress": "kyb"}})),
-         "needs stableService and canaryService"),
+        (
+            spec_data(canary(trafficRouting={"istio": {}}, **ROUTED)),
+            "unsupported traffic router 'istio'",
+        ),
+        (
+            spec_data(canary(trafficRouting={"plugins": {"acme/mesh": {}}}, **ROUTED)),
+            "unsupported traffic router 'plugins'",
+        ),
+        (
+            spec_data(canary(trafficRouting={"nginx": {"stableIngress": "kyb"}})),
+            "needs stableService and canaryService",
+        ),
         (spec_data(canary(stableService="kyb", canaryService="kyb")), "give the canary its own"),
         # strategy
         (spec_data({"recreate": {}}), "unknown strategy 'recreate'"),
@@ -106,7 +122,7 @@ ROUTED = {"stableService": "kyb-stable", "canaryService": "kyb-canary"}
         (spec_data(replicas=-1), "greater than or equal to 0"),
         (spec_data(progressDeadlineSeconds=0), "greater than 0"),
     ],
-)  # fmt: skip
+)
 def test_invalid_spec_says_what_to_fix(data: dict[str, Any], fix: str) -> None:
     with pytest.raises(ValidationError) as caught:
         ReleaseSpec.model_validate(data)
@@ -150,9 +166,16 @@ def test_defaults_fill_container_labels_and_argo_values() -> None:
 def test_snake_case_and_camel_case_both_load_and_dump_back_to_argo_names() -> None:
     camel = ReleaseSpec.model_validate(spec_data(blue_green(autoPromotionEnabled=False)))
     snake = ReleaseSpec.model_validate(
-        spec_data({"blue_green": {"active_service": "kyb-active", "preview_service": "kyb-preview",
-                                  "auto_promotion_enabled": False}})
-    )  # fmt: skip
+        spec_data(
+            {
+                "blue_green": {
+                    "active_service": "kyb-active",
+                    "preview_service": "kyb-preview",
+                    "auto_promotion_enabled": False,
+                }
+            }
+        )
+    )
     assert camel == snake
     dumped = camel.model_dump(by_alias=True)["strategy"]["blueGreen"]
     assert dumped["activeService"] == "kyb-active"
@@ -163,19 +186,25 @@ def test_snake_case_and_camel_case_both_load_and_dump_back_to_argo_names() -> No
     ("routing", "expected"),
     [
         ({"nginx": {"stableIngress": "kyb"}}, NginxRouting(stable_ingress="kyb")),
-        ({"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "kyb", "namespace": "gw"}}},
-         GatewayApiRouting(http_route="kyb", namespace="gw")),
+        (
+            {"plugins": {"argoproj-labs/gatewayAPI": {"httpRoute": "kyb", "namespace": "gw"}}},
+            GatewayApiRouting(http_route="kyb", namespace="gw"),
+        ),
         ({"gatewayAPI": {"httpRoute": "kyb"}}, GatewayApiRouting(http_route="kyb")),
     ],
-)  # fmt: skip
+)
 def test_traffic_routers(routing: dict[str, Any], expected: object) -> None:
     spec = ReleaseSpec.model_validate(spec_data(canary(trafficRouting=routing, **ROUTED)))
     assert spec.strategy.canary.traffic_routing == expected
 
 
 def test_canary_step_kinds() -> None:
-    steps = [{"setWeight": 0}, {"pause": None}, {"pause": {"duration": "1m"}},
-             {"analysis": {"templates": [{"templateName": "error-rate"}]}}]  # fmt: skip
+    steps = [
+        {"setWeight": 0},
+        {"pause": None},
+        {"pause": {"duration": "1m"}},
+        {"analysis": {"templates": [{"templateName": "error-rate"}]}},
+    ]
     spec = ReleaseSpec.model_validate(spec_data(canary(steps=steps)))
     got = [(s.kind, s.set_weight) for s in spec.strategy.canary.steps]
     assert got == [("setWeight", 0), ("pause", None), ("pause", None), ("analysis", None)]
@@ -203,8 +232,10 @@ def test_rolling_deadline_overrides_the_spec_deadline() -> None:
 
 
 def test_rolling_analysis_reads_argo_analysis_refs_and_dumps_them_back() -> None:
-    ref = {"templates": [{"templateName": "error-rate"}, {"templateName": "latency"}],
-           "args": [{"name": "service-name", "value": "kyb-platform"}]}  # fmt: skip
+    ref = {
+        "templates": [{"templateName": "error-rate"}, {"templateName": "latency"}],
+        "args": [{"name": "service-name", "value": "kyb-platform"}],
+    }
     spec = ReleaseSpec.model_validate(spec_data({"rolling": {"maxSurge": 1, "analysis": ref}}))
     analysis = spec.strategy.rolling.analysis
     assert analysis.names == ("error-rate", "latency")

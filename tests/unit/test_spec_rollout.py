@@ -10,11 +10,14 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from core.spec import SpecError, StrategyKind, load_rollout
+from core.release.errors import SpecError
+from core.release.spec import StrategyKind, load_rollout
 
 # shared/ lies beside the checkout (CI lays it out so; a developer's is at /work/shared)
-_SEEDS = [base / "shared" / "seed" / "deployment-strategies.md"
-          for base in (Path(__file__).resolve().parents[3], Path("/work"))]  # fmt: skip
+_SEEDS = [
+    base / "shared" / "seed" / "deployment-strategies.md"
+    for base in (Path(__file__).resolve().parents[3], Path("/work"))
+]
 SEED = next((p for p in _SEEDS if p.exists()), _SEEDS[0])
 IMAGE = "ghcr.io/kyb/kyb-platform@sha256:" + "ab" * 32
 
@@ -128,7 +131,11 @@ def test_seed_blue_green() -> None:
     spec = load_rollout(BLUE_GREEN, image=IMAGE, namespace="kyb-production")
     bg = spec.strategy.blue_green
     assert (spec.app, spec.namespace, spec.replicas, spec.kind) == (
-        "kyb-platform", "kyb-production", 5, StrategyKind.BLUE_GREEN)  # fmt: skip
+        "kyb-platform",
+        "kyb-production",
+        5,
+        StrategyKind.BLUE_GREEN,
+    )
     assert (bg.active_service, bg.preview_service) == (
         "kyb-platform-active",
         "kyb-platform-preview",
@@ -168,9 +175,14 @@ def test_a_rollout_template_supplies_image_container_and_selector() -> None:
     doc = yaml.safe_load(CANARY)
     doc["metadata"]["namespace"] = "kyb-staging"
     doc["spec"]["selector"] = {"matchLabels": {"app": "kyb", "tier": "api"}}
-    doc["spec"]["template"] = {"spec": {"containers": [
-        {"name": "sidecar", "image": "envoy@sha256:" + "1" * 64},
-        {"name": "kyb-platform-canary", "image": IMAGE}]}}  # fmt: skip
+    doc["spec"]["template"] = {
+        "spec": {
+            "containers": [
+                {"name": "sidecar", "image": "envoy@sha256:" + "1" * 64},
+                {"name": "kyb-platform-canary", "image": IMAGE},
+            ]
+        }
+    }
     spec = load_rollout(doc)
     assert (spec.namespace, spec.container, spec.image) == (
         "kyb-staging",
@@ -188,12 +200,18 @@ def test_a_rollout_template_supplies_image_container_and_selector() -> None:
         (CANARY, {"image": IMAGE}, "the Rollout has no namespace"),
         ("kind: Service\napiVersion: v1\n", {}, "got v1/Service"),
         ("- a\n- b\n", {}, "expected one YAML mapping"),
-        (ROLLING.replace("type: RollingUpdate", "type: Recreate"), {"image": IMAGE},
-         "strategy 'Recreate' is not supported"),
-        (CANARY.replace("strategy:", "strategyX:"), {"image": IMAGE, "namespace": "kyb"},
-         "has no strategy"),
+        (
+            ROLLING.replace("type: RollingUpdate", "type: Recreate"),
+            {"image": IMAGE},
+            "strategy 'Recreate' is not supported",
+        ),
+        (
+            CANARY.replace("strategy:", "strategyX:"),
+            {"image": IMAGE, "namespace": "kyb"},
+            "has no strategy",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_documents_say_what_to_fix(source: str, kwargs: dict, fix: str) -> None:
     with pytest.raises(SpecError, match=re.escape(fix)):
         load_rollout(source, **kwargs)

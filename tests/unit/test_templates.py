@@ -7,8 +7,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from core.errors import ConfigError
-from core.templates import (
+from core.analysis.templates import (
     BUILTINS,
     AnalysisTemplate,
     MetricTemplate,
@@ -18,6 +17,7 @@ from core.templates import (
     rescheduled,
     thresholds,
 )
+from core.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -40,9 +40,12 @@ def test_threshold_is_an_inclusive_range(threshold: Threshold, value: float, ins
 
 @pytest.mark.parametrize(
     ("threshold", "text"),
-    [(Threshold(min=0.95), ">= 0.95"), (Threshold(max=0.5), "<= 0.5"),
-     (Threshold(min=1, max=2), "in [1, 2]")],
-)  # fmt: skip
+    [
+        (Threshold(min=0.95), ">= 0.95"),
+        (Threshold(max=0.5), "<= 0.5"),
+        (Threshold(min=1, max=2), "in [1, 2]"),
+    ],
+)
 def test_threshold_reads_as_a_condition(threshold: Threshold, text: str) -> None:
     assert str(threshold) == text
 
@@ -114,9 +117,10 @@ def test_placeholders_must_sit_in_quotes(query: str) -> None:
 
 def _windowed() -> AnalysisTemplate:
     return AnalysisTemplate(
-        name="t", metrics=(_metric('rate(x{job="{{args.job}}"}[{{args.window}}])'),),
+        name="t",
+        metrics=(_metric('rate(x{job="{{args.job}}"}[{{args.window}}])'),),
         args=(TemplateArg(name="job"), TemplateArg(name="window", default="5m", kind="duration")),
-    )  # fmt: skip
+    )
 
 
 def test_a_duration_arg_may_stand_outside_quotes_and_must_be_a_duration() -> None:
@@ -130,9 +134,10 @@ def test_a_duration_arg_may_stand_outside_quotes_and_must_be_a_duration() -> Non
 def test_a_label_arg_outside_quotes_is_refused_even_beside_a_duration() -> None:
     with pytest.raises(ValidationError, match="not in quotes"):
         AnalysisTemplate(
-            name="t", metrics=(_metric("rate(x[{{args.window}}]) > {{args.job}}"),),
+            name="t",
+            metrics=(_metric("rate(x[{{args.window}}]) > {{args.job}}"),),
             args=(TemplateArg(name="job"), TemplateArg(name="window", kind="duration")),
-        )  # fmt: skip
+        )
 
 
 def test_placeholders_must_be_declared() -> None:

@@ -15,6 +15,7 @@ with warnings.catch_warnings():  # Starlette 1.x prefers httpx2; Prefect's httpx
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
+from core.delivery.branches import BRANCH_ENVIRONMENTS, parse_branch_map
 from core.errors import ConfigError, TransientError
 from deployments.webhook import create_app
 from deployments.webhook_github import (
@@ -28,7 +29,7 @@ from deployments.webhook_github import (
     signature_ok,
 )
 from deployments.webhook_runs import PARAMETERS, RunRequest, StartedRun, declared, push_trigger
-from deployments.webhook_settings import WebhookSettings, load_settings, parse_branches
+from deployments.webhook_settings import WebhookSettings, load_settings
 
 SECRET = "s3cret-for-tests"
 SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
@@ -37,14 +38,22 @@ TIME = "2026-05-01T12:00:00+02:00"
 
 def push_body(ref: str = "refs/heads/develop", after: str = SHA, **extra: object) -> bytes:
     repo = {"full_name": "acme/kyb-platform", "html_url": "https://github.com/acme/kyb-platform"}
-    data = {"ref": ref, "after": after, "deleted": False, "repository": repo,
-            "pusher": {"name": "dev"}, "head_commit": {"timestamp": TIME}}  # fmt: skip
+    data = {
+        "ref": ref,
+        "after": after,
+        "deleted": False,
+        "repository": repo,
+        "pusher": {"name": "dev"},
+        "head_commit": {"timestamp": TIME},
+    }
     return json.dumps({**data, **extra}).encode()
 
 
 class FakeStarter:
-    """Stands in for the Prefect API only in these HTTP-answer tests; the integration tests
-    start real runs. `fail` makes the next start raise it."""
+    """Stands in for the Prefect API only in these HTTP-answer tests.
+
+    the integration tests start real runs. `fail` makes the next start raise it.
+    """
 
     def __init__(self) -> None:
         self.started: list[RunRequest] = []
@@ -72,10 +81,20 @@ def client(starter: FakeStarter) -> TestClient:
     return TestClient(create_app(settings, starter))
 
 
-def post(client: TestClient, body: bytes, event: str = "push", delivery: str | None = None,
-         signature: str | None = "good", **headers: str):  # fmt: skip
-    sent = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-            "Content-Type": "application/json", **headers}  # fmt: skip
+def post(
+    client: TestClient,
+    body: bytes,
+    event: str = "push",
+    delivery: str | None = None,
+    signature: str | None = "good",
+    **headers: str,
+):
+    sent = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "Content-Type": "application/json",
+        **headers,
+    }
     if signature == "good":
         sent["X-Hub-Signature-256"] = sign(SECRET, body)
     elif signature is not None:
@@ -130,7 +149,7 @@ def test_replay_guard_needs_room() -> None:
     ("ref", "after", "deleted", "environment", "reason"),
     [
         ("refs/heads/develop", SHA, False, "staging", "deploys to staging"),
-        ("refs/heads/main", SHA, False, "production", "deploys to production"),
+        ("refs/heads/main", SHA, False, "production", "deploys to staging -> production"),
         ("refs/heads/feature/x", SHA, False, None, "no environment for branch feature/x"),
         ("refs/tags/v1.0.0", SHA, False, None, "not a branch push"),
         ("refs/heads/main", "0" * 40, True, None, "was deleted"),
@@ -138,7 +157,7 @@ def test_replay_guard_needs_room() -> None:
 )
 def test_branch_map(ref: str, after: str, deleted: bool, environment: str | None, reason: str):
     push = parse_push(push_body(ref, after, deleted=deleted))
-    found, why = environment_for(push, {"develop": "staging", "main": "production"})
+    found, why = environment_for(push, BRANCH_ENVIRONMENTS)  # the delivery's own map
     assert found == environment
     assert reason in why
 
@@ -161,9 +180,14 @@ def test_parameters_carry_the_commit_tagged_image() -> None:
 
 @pytest.mark.parametrize(
     ("image_repository", "repository"),
-    [("127.0.0.1:5001/kyb-platform", "kyb-platform"), ("ghcr.io/acme/kyb", "acme/kyb"),
-     ("localhost/kyb", "kyb"), ("acme/kyb", "acme/kyb"), ("kyb", "kyb")],
-)  # fmt: skip
+    [
+        ("127.0.0.1:5001/kyb-platform", "kyb-platform"),
+        ("ghcr.io/acme/kyb", "acme/kyb"),
+        ("localhost/kyb", "kyb"),
+        ("acme/kyb", "acme/kyb"),
+        ("kyb", "kyb"),
+    ],
+)
 def test_registry_repository(image_repository: str, repository: str) -> None:
     assert registry_repository(image_repository) == repository
 
@@ -176,9 +200,15 @@ def test_only_declared_parameters_are_sent() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[]", b'{"after": "' + SHA.encode() + b'"}', push_body(after="abc"),
-     push_body(ref="main"), b"\xff\xfe"],
-)  # fmt: skip
+    [
+        b"not json",
+        b"[]",
+        b'{"after": "' + SHA.encode() + b'"}',
+        push_body(after="abc"),
+        push_body(ref="main"),
+        b"\xff\xfe",
+    ],
+)
 def test_malformed_pushes_are_refused(body: bytes) -> None:
     with pytest.raises(BadPayload):
         parse_push(body)
@@ -188,18 +218,21 @@ def test_malformed_pushes_are_refused(body: bytes) -> None:
 
 
 def test_settings_from_environment_without_a_block() -> None:
-    env = {"KYB_WEBHOOK_SECRET": SECRET, "KYB_WEBHOOK_PORT": "9001",
-           "KYB_WEBHOOK_BRANCHES": "main=production, release=staging"}  # fmt: skip
+    env = {
+        "KYB_WEBHOOK_SECRET": SECRET,
+        "KYB_WEBHOOK_PORT": "9001",
+        "KYB_WEBHOOK_BRANCHES": "main=staging>production, release=staging",
+    }
     settings = load_settings(env)
     assert settings.port == 9001
-    assert settings.branches == {"main": "production", "release": "staging"}
+    assert settings.branches == {"main": ("staging", "production"), "release": ("staging",)}
     assert settings.deployment == "delivery/delivery"
     assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
 
 
 def test_bad_settings_are_refused_without_echoing_the_secret() -> None:
     with pytest.raises(ConfigError):
-        parse_branches("main")
+        parse_branch_map("main")
     with pytest.raises(ValidationError):
         WebhookSettings(secret=SecretStr(""))
     with pytest.raises(ValidationError) as err:
@@ -250,8 +283,11 @@ def test_a_body_larger_than_its_content_length_claims_is_cut_off(client, starter
         yield b'{"ref": "refs/heads/develop", '
         yield b" " * 5000
 
-    headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-stream",
-               "X-Hub-Signature-256": sign(SECRET, b"{}")}  # fmt: skip
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "d-stream",
+        "X-Hub-Signature-256": sign(SECRET, b"{}"),
+    }
     answer = client.post("/webhooks/github", content=chunks(), headers=headers)
     assert answer.status_code == 413
     assert starter.started == []

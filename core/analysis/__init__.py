@@ -1,0 +1,1 @@
+"""Analysis, decided: templates, queries prepared, measurements judged into a verdict."""

@@ -1,0 +1,1 @@
+"""Delivery, decided: branch rules, the overlay's release, checklist, checks and DORA."""

@@ -1,0 +1,90 @@
+"""A release from an environment's kustomize overlay: spec, pod template, supporting objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from core.errors import ConfigError
+from core.release.spec import ReleaseSpec, load_rollout
+
+OWNED_BY_RELEASE = {"Deployment", "Service"}  # the executor writes these itself
+MONITOR = {"templates": [{"templateName": "error-rate"}]}  # the post-deploy monitoring analysis
+
+
+def default_production_strategy(app: str) -> dict[str, Any]:
+    """The seed's production strategy: blue-green with a manual promotion gate."""
+    return {
+        "blueGreen": {
+            "activeService": app,
+            "previewService": f"{app}-preview",
+            "autoPromotionEnabled": False,
+        }
+    }
+
+
+def split_overlay(objects: Sequence[Mapping[str, Any]], app: str) -> tuple[dict, list[dict]]:
+    """(the app's Deployment, the supporting objects to apply) from a rendered overlay.
+
+    Raises:
+        ConfigError: the overlay has no Deployment named `app`.
+    """
+    deployment = next(
+        (
+            dict(o)
+            for o in objects
+            if o.get("kind") == "Deployment" and (o.get("metadata") or {}).get("name") == app
+        ),
+        None,
+    )
+    if deployment is None:
+        raise ConfigError(
+            f"the overlay has no Deployment named {app!r}: check the app name and "
+            "the overlay's resources"
+        )
+    others = [dict(o) for o in objects if o.get("kind") not in OWNED_BY_RELEASE]
+    return deployment, others
+
+
+def release_from_overlay(
+    objects: Sequence[Mapping[str, Any]],
+    app: str,
+    image: str,
+    strategy: Mapping[str, Any] | None = None,
+) -> tuple[ReleaseSpec, dict, list[dict]]:
+    """(spec, pod template, supporting objects) releasing `image` as the overlay describes.
+
+    Args:
+        objects: the rendered overlay (kustomize output).
+        app: the Deployment's name, which is also the release's app.
+        image: the image by digest.
+        strategy: a ReleaseSpec strategy (`{"canary": ...}`, `{"blueGreen": ...}`); None keeps the
+            Deployment's own rolling update.
+
+    Raises:
+        ConfigError or a ValueError from the spec: the overlay or strategy cannot be released.
+    """
+    deployment, others = split_overlay(objects, app)
+    spec = load_rollout(deployment, image=image)
+    if strategy is not None:
+        fields = spec.model_dump(by_alias=True, exclude_none=True)
+        spec = ReleaseSpec.model_validate({**fields, "strategy": dict(strategy)})
+    template = (deployment.get("spec") or {}).get("template") or {}
+    return spec, template, others
+
+
+def with_monitoring(spec: ReleaseSpec) -> ReleaseSpec:
+    """The spec with a post-deploy monitoring analysis wherever the strategy has none.
+
+    The spec with a post-deploy monitoring analysis wherever the strategy has none, so a bad
+    version is rolled back automatically after it took the traffic.
+    """
+    data = spec.model_dump(by_alias=True, exclude_none=True)
+    strategy = data["strategy"]
+    if "blueGreen" in strategy:
+        strategy["blueGreen"].setdefault("postPromotionAnalysis", MONITOR)
+    elif "rolling" in strategy:
+        strategy["rolling"].setdefault("analysis", MONITOR)
+    elif not any("analysis" in step for step in strategy["canary"]["steps"]):
+        strategy["canary"]["steps"] = [*strategy["canary"]["steps"], {"analysis": MONITOR}]
+    return ReleaseSpec.model_validate(data)

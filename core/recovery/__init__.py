@@ -1,0 +1,1 @@
+"""Recovery, decided: Velero backups, their contents, restore plans and drills."""

@@ -1,0 +1,1 @@
+"""Releases, decided: the spec, its defaults, what the cluster shows, the planners' actions."""

@@ -1,0 +1,134 @@
+"""Where a release lives on the cluster: workload names, labels, Services and manifests (pure)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from core.release.defaults import COLOR_LABEL, COLORS, TRACK_LABEL
+from core.release.observed import Track
+from core.release.spec import ReleaseSpec, StrategyKind
+
+RECORD_SUFFIX = "-release"  # ConfigMap `<app>-release` keeps the run record for crash recovery
+MANAGED_BY = {"app.kubernetes.io/managed-by": "kyb-pipeline"}
+HTTP_PORT = {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}
+
+
+def tracks(spec: ReleaseSpec) -> tuple[Track, ...]:
+    """The workloads a strategy uses."""
+    if spec.kind == StrategyKind.CANARY:
+        return (Track.STABLE, Track.CANARY)
+    if spec.kind == StrategyKind.BLUE_GREEN:
+        return tuple(Track(c) for c in COLORS)
+    return (Track.STABLE,)
+
+
+def workload_name(spec: ReleaseSpec, track: Track) -> str:
+    """The Deployment name of one track."""
+    if track is Track.STABLE:
+        return spec.app
+    return f"{spec.app}-{track.value}"
+
+
+def selector(spec: ReleaseSpec, track: Track) -> dict[str, str]:
+    """The pod labels (and Deployment selector) of one track."""
+    if spec.kind == StrategyKind.CANARY:
+        return {**spec.labels, TRACK_LABEL: track.value}
+    if spec.kind == StrategyKind.BLUE_GREEN:
+        return {**spec.labels, COLOR_LABEL: track.value}
+    return dict(spec.labels)
+
+
+def workload_manifest(
+    spec: ReleaseSpec, track: Track, image: str, replicas: int, template: dict | None = None
+) -> dict[str, Any]:
+    """A Deployment for `track` running `image` at `replicas`.
+
+    rolling    one Deployment `<app>` selecting the spec's labels.
+    canary     `<app>` (track=stable) and `<app>-canary` (track=canary), both behind Service `<app>`
+               (replica-weighted traffic); stableService/canaryService select one track each.
+    blueGreen  `<app>-blue` and `<app>-green` (color label); activeService and previewService select
+               one color each, so a switch is a selector change.
+
+    Args:
+        spec: the release.
+        track: which workload.
+        image: the image (by digest) for the spec's container.
+        replicas: the replica count.
+        template: an optional base pod template (e.g. from the environment's overlay); its
+            labels, probes and securityContext are kept, the container image is replaced.
+    """
+    pod = copy.deepcopy(template) if template else {}
+    labels = {**(pod.get("metadata", {}).get("labels") or {}), **selector(spec, track)}
+    pod.setdefault("metadata", {})["labels"] = labels
+    containers = pod.setdefault("spec", {}).setdefault("containers", [])
+    mine = next((c for c in containers if c.get("name") == spec.container), None)
+    if mine is None:
+        containers.insert(0, {"name": spec.container, "image": image})
+    else:
+        mine["image"] = image
+    rolling = spec.strategy.rolling or spec.strategy.canary
+    body: dict[str, Any] = {
+        "replicas": replicas,
+        "progressDeadlineSeconds": spec.deadline_seconds,
+        "selector": {"matchLabels": selector(spec, track)},
+        "template": pod,
+    }
+    if rolling is not None:
+        body["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {
+                "maxSurge": rolling.max_surge,
+                "maxUnavailable": rolling.max_unavailable,
+            },
+        }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": workload_name(spec, track),
+            "namespace": spec.namespace,
+            "labels": {**selector(spec, track), **MANAGED_BY},
+        },
+        "spec": body,
+    }
+
+
+def _service(spec: ReleaseSpec, name: str, selects: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": spec.namespace,
+            "labels": {**spec.labels, **MANAGED_BY},
+        },
+        "spec": {"selector": selects, "ports": [HTTP_PORT]},
+    }
+
+
+def services(spec: ReleaseSpec) -> list[dict[str, Any]]:
+    """The Services a release needs, each with its initial selector (created only if missing)."""
+    out = []
+    if spec.strategy.blue_green is None:  # both tracks behind one Service: replica-weighted
+        out.append(_service(spec, spec.app, dict(spec.labels)))
+    if spec.strategy.canary is not None:
+        c = spec.strategy.canary
+        for name, track in ((c.stable_service, Track.STABLE), (c.canary_service, Track.CANARY)):
+            if name:
+                out.append(_service(spec, name, selector(spec, track)))
+    if spec.strategy.blue_green is not None:
+        bg, first = spec.strategy.blue_green, Track(COLORS[0])
+        for name in (bg.active_service, bg.preview_service):
+            if name:
+                out.append(_service(spec, name, selector(spec, first)))
+    return [
+        s
+        for i, s in enumerate(out)
+        if s["metadata"]["name"] not in {o["metadata"]["name"] for o in out[:i]}
+    ]
+
+
+def service_names(spec: ReleaseSpec) -> list[str]:
+    """Names of the Services in services(spec)."""
+    return [s["metadata"]["name"] for s in services(spec)]

@@ -1,0 +1,1 @@
+"""The release flow: the flow itself, its executor, and the background analyses it watches."""

@@ -1,0 +1,246 @@
+"""The release executor: observe, ask the planner for one action, perform it, record it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture
+
+from blocks import KubernetesCluster
+from core.analysis.verdict import AnalysisRunner, Verdict
+from core.errors import ConfigError
+from core.release import layout
+from core.release.actions import (
+    Abort,
+    AnalysisPhase,
+    ApplyWorkload,
+    CompleteStep,
+    Done,
+    Pause,
+    Promote,
+    ReleaseAction,
+    RunAnalysis,
+    Scale,
+    ScaleDownAfter,
+    SetCanaryWeight,
+    SwitchService,
+    WaitReady,
+    updated_record,
+)
+from core.release.decisions import Choice, Decision
+from core.release.observed import RunRecord, Track
+from core.release.planners import next_action
+from core.release.spec import ReleaseSpec, StrategyKind
+from flows.release.background import abort_pause_on_bad_verdict, bad_verdict, finished
+from tasks import kube
+from tasks.release import (
+    ensure_services,
+    load_record,
+    observe,
+    run_analysis,
+    save_record,
+    timed_pause,
+)
+
+Asker = Callable[[Pause, ReleaseSpec], Decision]
+MAX_ACTIONS = 500  # a release that needs more actions than this is stuck in a loop: fail it
+
+
+@dataclass
+class JournalEntry:
+    """One performed action: what, when, how long, and what came of it."""
+
+    action: str
+    started: float
+    seconds: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class ReleaseResult:
+    """How a release ended, with every action, verdict and human decision along the way."""
+
+    ok: bool
+    summary: str
+    journal: list[JournalEntry] = field(default_factory=list)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
+
+
+def preflight(spec: ReleaseSpec) -> None:
+    """Refuse what the executor cannot do before anything touches the cluster."""
+    canary = spec.strategy.canary
+    if canary is not None and canary.traffic_routing is not None:
+        raise ConfigError(
+            "trafficRouting is not executed yet (no ingress or mesh moves packets here): remove "
+            "it to release with a replica-weighted canary",
+            app=spec.app,
+        )
+
+
+class Executor:
+    """Runs one release to Done or Fail; the flow supplies the analysis runner and the asker.
+
+    It runs until Done or Fail. Every write is an idempotent task; the run record survives a crash
+    on the cluster (ConfigMap `<app>-release`), so a re-run finishes or cleans up what a crashed run
+    left.
+    """
+
+    def __init__(
+        self,
+        spec: ReleaseSpec,
+        cluster: KubernetesCluster,
+        runner: AnalysisRunner,
+        ask: Asker,
+        template: dict | None = None,
+    ) -> None:
+        self.spec, self.cluster, self.runner, self.ask = spec, cluster, runner, ask
+        self.template = template
+        self.result = ReleaseResult(ok=False, summary="")
+        self.background: dict[str, tuple[RunAnalysis, PrefectFuture]] = {}
+        self.background_ended = threading.Event()  # set when any background analysis ends
+        self.progress_id = None
+
+    def run(self) -> ReleaseResult:
+        """Drive the planner until the release is Done (ok) or Fail (rolled back where possible)."""
+        preflight(self.spec)
+        self.runner.validate(self.spec)  # an unknown template fails before any write
+        ensure_services(self.cluster, self.spec)
+        rec = load_record(self.cluster, self.spec)
+        stored = rec != RunRecord()  # a crashed run of this release left its record
+        for _ in range(MAX_ACTIONS):
+            rec = self._collect_background(rec)
+            action = next_action(self.spec, observe(self.cluster, self.spec, rec))
+            entry = JournalEntry(action.describe(), time.time())
+            self.result.journal.append(entry)
+            if action.terminal:
+                self.result.ok = isinstance(action, Done)
+                self.result.summary = entry.action
+                break
+            before, rec = rec, self._perform(action, rec, entry)
+            entry.seconds = round(time.time() - entry.started, 2)
+            if rec != before:  # only decisions change the record; writes show on the cluster
+                save_record(self.cluster, self.spec, rec)
+                stored = True
+                self._progress(rec, action.describe())
+        else:
+            self.result.summary = f"gave up after {MAX_ACTIONS} actions: not converging"
+        undone = True
+        if not self.result.ok and self.spec.kind == StrategyKind.ROLLING:
+            undone = self._undo_rolling()
+        if stored and undone:  # a failed first release keeps its verdict: a rerun fails again
+            save_record(self.cluster, self.spec, None)
+        return self.result
+
+    def _progress(self, rec: RunRecord, last: str) -> None:
+        """Move the canary's progress artifact: the share of steps done, and the last decision."""
+        canary = self.spec.strategy.canary
+        if canary is None or not canary.steps:
+            return
+        done = round(100 * min(rec.step_index, len(canary.steps)) / len(canary.steps), 1)
+        text = f"{self.spec.app}: step {rec.step_index}/{len(canary.steps)} done; {last}"
+        if self.progress_id is None:
+            key = f"release-progress-{self.spec.namespace}-{self.spec.app}"
+            self.progress_id = create_progress_artifact(done, key=key, description=text)
+        else:
+            update_progress_artifact(self.progress_id, done, description=text)
+
+    def _undo_rolling(self) -> bool:
+        """A failed rolling update goes back to the previous revision (kubectl rollout undo).
+
+        Returns False if there was nothing to go back to (a first release).
+        """
+        spec, entry = self.spec, JournalEntry("roll back to the previous revision", time.time())
+        self.result.journal.append(entry)
+        view = observe(self.cluster, spec, RunRecord()).workload(Track.STABLE)
+        if view is None or view.image != spec.image:  # a crashed run already undid it
+            entry.note = f"already off {spec.image}: nothing to undo"
+            return True
+        try:
+            undone = kube.undo(self.cluster, spec.namespace, spec.app)
+        except ConfigError as exc:  # first release: there is nothing to go back to
+            entry.note = str(exc)
+            return False
+        state, why = kube.wait_rollout(
+            self.cluster, spec.namespace, spec.app, spec.deadline_seconds
+        )
+        entry.seconds = round(time.time() - entry.started, 2)
+        entry.note = f"revision {undone['from']} -> {undone['to']} ({undone['image']}): {why}"
+        self.result.summary += f"; rolled back to revision {undone['to']} ({state})"
+        return True
+
+    def _perform(self, action: ReleaseAction, rec: RunRecord, entry: JournalEntry) -> RunRecord:
+        spec, cluster = self.spec, self.cluster
+        name = lambda track: layout.workload_name(spec, track)  # noqa: E731
+        match action:
+            case ApplyWorkload(track=t, image=image, replicas=n):
+                kube.apply(cluster, layout.workload_manifest(spec, t, image, n, self.template))
+            case Scale(track=t, replicas=n):
+                kube.scale(cluster, spec.namespace, name(t), n)
+            case SwitchService(service=svc, selector=sel):
+                kube.switch_selector(cluster, spec.namespace, svc, dict(sel))
+            case WaitReady(track=t, timeout_seconds=secs):
+                state, why = kube.wait_rollout(cluster, spec.namespace, name(t), secs + 60)
+                entry.note = f"{state}: {why}"
+            case ScaleDownAfter(track=t, delay_seconds=secs):
+                timed_pause(secs, f"let endpoints converge before {name(t)} goes")
+                kube.scale(cluster, spec.namespace, name(t), 0)
+            case Pause(duration_seconds=secs, needs_human=False):
+                if not self._pause(secs or 0, action.reason, entry):
+                    return self._collect_background(rec)  # saved now; the planner acts on it
+            case Pause():
+                return self._ask(action, rec, entry)
+            case RunAnalysis(phase=AnalysisPhase.BACKGROUND):
+                future = run_analysis.submit(self.runner, action, spec)
+                future.add_done_callback(lambda _: self.background_ended.set())
+                self.background[action.key] = (action, future)
+            case RunAnalysis():
+                verdict = run_analysis(self.runner, action, spec)
+                self.result.verdicts[action.key] = verdict
+                entry.note = f"{verdict.outcome}: {verdict.reason}"
+                return updated_record(rec, action, outcome=verdict.outcome)
+            case SetCanaryWeight():
+                raise ConfigError("no traffic router is configured to set a canary weight")
+            case CompleteStep() | Promote() | Abort():
+                pass
+        return updated_record(rec, action)
+
+    def _ask(self, pause: Pause, rec: RunRecord, entry: JournalEntry) -> RunRecord:
+        with abort_pause_on_bad_verdict(self.background):
+            decision = self.ask(pause, self.spec)
+        self.result.decisions.append(decision)
+        entry.note = f"{decision.choice} by {decision.decided_by}: {decision.reason}"
+        rec = updated_record(rec, pause, approved=decision.choice is not Choice.ABORT)
+        if decision.choice is Choice.PROMOTE_FULL:
+            rec = updated_record(rec, Promote(f"promoted in full by {decision.decided_by}"))
+        return rec
+
+    def _pause(self, seconds: float, reason: str, entry: JournalEntry) -> bool:
+        """Wait out a timed pause unless a background analysis ends badly first.
+
+        Wait out a timed pause unless a background analysis ends badly first (Argo aborts
+        mid-pause too); a Successful one lets the pause go on. True if the pause ran its course.
+        """
+        deadline = time.time() + seconds
+        while True:
+            self.background_ended.clear()  # then look: one that ended before is seen below
+            found = bad_verdict(self.background)
+            if found is not None:
+                entry.note = f"cut short: {found[0]} analysis {found[1]}"[:300]
+                return False
+            cut = self.background_ended if self.background else None
+            if timed_pause(max(0.0, deadline - time.time()), reason, cut):
+                return True
+
+    def _collect_background(self, rec: RunRecord) -> RunRecord:
+        for key, (action, future) in list(self.background.items()):
+            if finished(future):
+                verdict = future.result()
+                self.result.verdicts[key] = verdict
+                rec = updated_record(rec, action, outcome=verdict.outcome)
+                del self.background[key]
+        return rec

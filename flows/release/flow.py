@@ -1,0 +1,213 @@
+"""The `release` flow: one image, one environment, one strategy; a plan before, a report after."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from prefect import flow, get_run_logger, pause_flow_run
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.context import get_run_context
+from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists, ObjectNotFound
+from prefect.input import RunInput
+from prefect.settings import PREFECT_UI_URL
+from prefect.states import Running
+
+from blocks import KubernetesCluster, PrometheusServer
+from core.analysis.judge import JudgeConfig
+from core.analysis.templates import BUILTINS, AnalysisTemplate
+from core.analysis.verdict import AnalysisRunner, NoJudge
+from core.release.actions import Pause, worst_case_seconds
+from core.release.decisions import Choice, Decision
+from core.release.errors import ReleaseFailed
+from core.release.planners import plan_release
+from core.release.spec import ReleaseSpec
+from flows.hooks import on_release_failure
+from flows.release.executor import Asker, Executor, ReleaseResult
+from tasks.prometheus import PrometheusRunner
+
+POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
+
+
+class ReleaseDecision(RunInput):
+    """The form a paused release shows in the Prefect UI."""
+
+    choice: Choice = Choice.ABORT
+    decided_by: str
+    reason: str = ""
+
+
+def ask_in_ui(pause: Pause, spec: ReleaseSpec) -> Decision:
+    """Pause the flow run for a typed human answer; no answer in time aborts (never promotes)."""
+    text = (
+        f"**{spec.app}** in `{spec.namespace}`: {pause.reason}\n\n"
+        f"Image `{spec.image}`. Choose promote, promote-full, skip or abort; "
+        f"no answer within {pause.timeout_seconds}s aborts the release."
+    )
+    try:
+        answer = pause_flow_run(
+            wait_for_input=ReleaseDecision.with_initial_data(description=text),
+            timeout=pause.timeout_seconds or 3600,
+            poll_interval=POLL_SECONDS,
+            key=pause.key.replace(":", "-"),
+        )
+    except FlowPauseTimeout:
+        run_id = get_run_context().flow_run.id
+        with get_client(sync_client=True) as client:  # back to Running, so rollback can proceed
+            client.set_flow_run_state(run_id, Running(), force=True)
+        return Decision(Choice.ABORT, "timeout", f"no answer within {pause.timeout_seconds}s")
+    return Decision(answer.choice, answer.decided_by, answer.reason)
+
+
+def approve_promotions(pause: Pause, spec: ReleaseSpec) -> Decision:
+    """Demo mode.
+
+    approve promotion gates at once; an inconclusive analysis still aborts (a release is never
+    promoted on missing data, not even in a demo).
+    """
+    if pause.key.endswith(":inconclusive"):
+        return Decision(Choice.ABORT, "demo-mode", f"{pause.reason}: not promoted on no data")
+    return Decision(Choice.PROMOTE, "demo-mode", "promotion gates are approved in demo mode")
+
+
+def lock_name(app: str, namespace: str) -> str:
+    """One release (or rollback) per application and namespace at a time."""
+    return f"release-{namespace}-{app}"
+
+
+def ensure_limit(name: str) -> None:
+    """Create the limit-1 global concurrency limit `name` if missing (strict locks need it)."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            return
+        except ObjectNotFound:
+            pass
+        with contextlib.suppress(ObjectAlreadyExists):  # another run created it meanwhile
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+
+
+def publish_plan(spec: ReleaseSpec) -> list[dict[str, Any]]:
+    """The release plan artifact: steps, weights, pauses and the worst-case time."""
+    plan = plan_release(spec)
+    rows = [
+        {
+            "step": i + 1,
+            "kind": p.kind,
+            "what": p.description,
+            "worst case (s)": p.seconds,
+            "weight": p.weight,
+            "canary": p.canary_replicas,
+            "stable": p.stable_replicas,
+            "human": p.needs_human,
+        }
+        for i, p in enumerate(plan)
+    ]
+    create_table_artifact(
+        rows,
+        key=f"release-plan-{spec.app}",
+        description=f"{spec.kind} release of {spec.image} to {spec.namespace}: worst case "
+        f"{worst_case_seconds(plan)}s",
+    )
+    return rows
+
+
+def report_link(key: str | None) -> str:
+    """A markdown link to an analysis report artifact in the Prefect UI ("" if none)."""
+    if not key:
+        return ""
+    ui = PREFECT_UI_URL.value() or ""
+    return f" ([report `{key}`]({ui}/artifacts/key/{key}))" if ui else f" (report `{key}`)"
+
+
+def analysis_runner(
+    prometheus_block: str, templates: list[AnalysisTemplate], judge: bool
+) -> AnalysisRunner:
+    """The Prometheus runner for a block name, with user templates over the built-ins.
+
+    NoJudge (every analysis asks a human) when no block is named.
+    """
+    if not prometheus_block:
+        return NoJudge()
+    known = {**BUILTINS, **{t.name: t for t in templates}}
+    return PrometheusRunner(
+        PrometheusServer.load(prometheus_block), known, JudgeConfig() if judge else None
+    )
+
+
+def publish_result(spec: ReleaseSpec, result: ReleaseResult) -> None:
+    """The release result artifact: every action with timings, verdicts and decisions."""
+    lines = [
+        f"# Release of `{spec.app}` to `{spec.namespace}`: "
+        f"{'succeeded' if result.ok else 'FAILED'}",
+        "",
+        result.summary,
+        "",
+        "| # | action | seconds | note |",
+        "|---|---|---|---|",
+    ]
+    for i, e in enumerate(result.journal, 1):
+        lines.append(f"| {i} | {e.action} | {e.seconds} | {e.note} |")
+    if result.verdicts:
+        lines += ["", "## Analysis verdicts", ""]
+        lines += [
+            f"- {k}: **{v.outcome}**: {v.reason}{report_link(v.report)}"
+            for k, v in result.verdicts.items()
+        ]
+    if result.decisions:
+        lines += ["", "## Human decisions", ""]
+        lines += [f"- {d.choice} by {d.decided_by}: {d.reason}" for d in result.decisions]
+    create_markdown_artifact("\n".join(lines), key=f"release-result-{spec.app}")
+
+
+def perform_release(
+    spec: ReleaseSpec,
+    cluster: KubernetesCluster,
+    runner: AnalysisRunner,
+    template: dict | None = None,
+    lock_timeout: float = 1800,
+    ask: Asker = ask_in_ui,
+) -> ReleaseResult:
+    """Plan, lock, execute and report one release inside the current flow run.
+
+    `ask` answers human gates: the Prefect UI form by default, `approve_promotions` in demo mode.
+    """
+    publish_plan(spec)
+    name = lock_name(spec.app, spec.namespace)
+    ensure_limit(name)
+    with concurrency(name, occupy=1, strict=True, timeout_seconds=lock_timeout, lease_duration=60):
+        result = Executor(spec, cluster, runner, ask, template).run()
+    publish_result(spec, result)
+    get_run_logger().info("release %s: %s", "succeeded" if result.ok else "failed", result.summary)
+    return result
+
+
+@flow(name="release", on_failure=[on_release_failure], on_crashed=[on_release_failure])
+def release(
+    spec: ReleaseSpec,
+    cluster_block: str = "local",
+    prometheus_block: str = "local",
+    templates: list[AnalysisTemplate] | None = None,
+    judge: bool = False,
+) -> dict[str, Any]:
+    """Release spec.image to spec.namespace with the spec's strategy; fails if rolled back.
+
+    Args:
+        spec: what to release and how (Argo Rollouts' fields; the image by digest).
+        cluster_block: name of the KYB Kubernetes Cluster block to release to.
+        prometheus_block: name of the KYB Prometheus block the analyses query; empty: no
+            Prometheus, so every analysis is Inconclusive and a human decides.
+        templates: analysis templates beside the built-ins (success-rate, error-rate,
+            latency-p95); one with a built-in's name replaces it.
+        judge: also compare canary against stable statistically (Mann-Whitney U) in canary
+            analyses; both the thresholds and the judge must pass.
+    """
+    runner = analysis_runner(prometheus_block, templates or [], judge)
+    result = perform_release(spec, KubernetesCluster.load(cluster_block), runner)
+    if not result.ok:
+        raise ReleaseFailed(result.summary, app=spec.app, namespace=spec.namespace)
+    return {"app": spec.app, "image": spec.image, "summary": result.summary}
