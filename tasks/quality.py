@@ -26,6 +26,7 @@ from core.ci import (
     parse_coverprofile,
     parse_go_test,
     parse_go_vet,
+    parse_go_vet_json,
     parse_gofmt,
     parse_junit,
     parse_staticcheck,
@@ -232,10 +233,11 @@ def quality_gate(
     if fmt.returncode != 0:
         raise unexplained(fmt, "gofmt -l")
     findings, tools = parse_gofmt(fmt.stdout), ["gofmt", "go vet"]
-    vet = run_tool([go, "vet", "./..."], directory, timeout)
-    findings += parse_go_vet(vet.stderr, root)
-    if vet.returncode != 0 and not parse_go_vet(vet.stderr, root):
+    vet = run_tool([go, "vet", "-json", "./..."], directory, timeout)
+    vetted = parse_go_vet_json(vet.stdout, root) + parse_go_vet(vet.stderr, root)  # type errors
+    if vet.returncode != 0 and not vetted:
         raise unexplained(vet, "go vet")
+    findings += vetted
     if staticcheck or (staticcheck is None and shutil.which("staticcheck")):
         hint = "go install honnef.co/go/tools/cmd/staticcheck@latest"
         sc = run_tool([find_tool("staticcheck", hint), "-f", "json", "./..."], directory, timeout)

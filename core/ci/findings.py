@@ -108,14 +108,50 @@ def parse_gofmt(text: str) -> list[Finding]:
 
 
 def parse_go_vet(text: str, root: str | None = None) -> list[Finding]:
-    """Findings from `go vet` stderr, each critical (type errors too); '#' lines are headers."""
+    """Findings from `go vet` text output (type errors on stderr), each critical.
+
+    Only lines naming a file and line are findings; the go command's own progress (`go:
+    downloading ...`, module resolution) and the `#` package headers never are, so a cold module
+    cache cannot fail the gate.
+    """
     found = []
     for raw in (s.strip() for s in text.splitlines()):
-        if raw and not raw.startswith("#"):
-            m = _VET.match(raw)
-            where = (relative(m["file"], root), m["line"], m["msg"]) if m else ("", 0, raw)
+        m = _VET.match(raw)
+        if m:
+            where = (relative(m["file"], root), int(m["line"]), m["msg"])
             found.append(_finding("critical", "go vet", "vet", *where))
     return found
+
+
+def parse_go_vet_json(text: str, root: str | None = None) -> list[Finding]:
+    """Findings from `go vet -json` stdout: one JSON object per package, analyzer -> diagnostics.
+
+    Raises:
+        ConfigError: the output is not the JSON go vet writes.
+    """
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while (at := _skip_space(text, at)) < len(text):
+        try:
+            packages, at = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"go vet -json wrote something that is not JSON: {exc}") from None
+        for analyzers in packages.values():
+            for analyzer, diagnostics in analyzers.items():
+                for d in diagnostics if isinstance(diagnostics, list) else []:
+                    file, _, rest = str(d.get("posn", "")).rpartition(".go:")
+                    line = rest.split(":")[0]
+                    where = relative(file + ".go", root) if file else ""
+                    msg = str(d.get("message", ""))
+                    found.append(
+                        _finding("critical", "go vet", analyzer, where, int(line or 0), msg)
+                    )
+    return found
+
+
+def _skip_space(text: str, at: int) -> int:
+    while at < len(text) and text[at].isspace():
+        at += 1
+    return at
 
 
 def parse_staticcheck(text: str, root: str | None = None) -> list[Finding]:

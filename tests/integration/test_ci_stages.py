@@ -182,6 +182,23 @@ def test_pytest_projects_are_supported(platform, tmp_path: Path) -> None:
 # --- quality gate and security scan ------------------------------------------------------------
 
 
+def test_test_quality_and_scan_pass_on_an_empty_module_cache(
+    platform, example: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A new machine: go fetches every module through the proxy; its progress is no finding."""
+    cache = tmp_path / "gomodcache"
+    monkeypatch.setenv("GOMODCACHE", str(cache))
+    monkeypatch.setenv("GOFLAGS", "-modcacherw")  # so that tmp_path can be removed afterwards
+    report = quality.quality_gate(example, "kyb-cold")
+    assert [f for f in report.findings if f.tool == "go vet"] == []
+    assert any(cache.rglob("*.mod")), "go fetched nothing: the cache was not cold"
+    shutil.rmtree(cache)  # cold again for the scanner and the tests
+    assert security.security_scan(example, "kyb-cold").findings == []
+    shutil.rmtree(cache, ignore_errors=True)
+    tests = quality.run_tests(example, "kyb-cold", use_test_cache=False)
+    assert tests.packages and not any(p.failed for p in tests.packages)
+
+
 def test_gofmt_violation_fails_at_major_and_passes_at_critical(platform, example: Path) -> None:
     (example / "unformatted.go").write_text(UNFORMATTED)
     state = quality.quality_gate(example, "kyb-fmt", threshold="major", return_state=True)

@@ -21,6 +21,7 @@ from core.ci import (
     Severity,
     parse_bandit,
     parse_go_vet,
+    parse_go_vet_json,
     parse_gofmt,
     parse_gosec,
     parse_pip_audit,
@@ -129,6 +130,50 @@ def test_go_vet_findings_and_type_errors_are_critical() -> None:
         ("broken.go", 3, Severity.CRITICAL),
     ]
     assert "undefined: undefinedThing" in found[1].message
+
+
+# `go vet -json ./...` on a planted Printf misuse (Go 1.26): JSON on stdout, exit 0.
+GO_VET_JSON = """{
+\t"kybplatform.local/kyb-platform": {
+\t\t"printf": [
+\t\t\t{
+\t\t\t\t"posn": "/tmp/ex/vetbad.go:6:14",
+\t\t\t\t"end": "/tmp/ex/vetbad.go:6:16",
+\t\t\t\t"message": "fmt.Printf format %d has arg \\"x\\" of wrong type string"
+\t\t\t}
+\t\t]
+\t}
+}
+{}
+"""
+# What go prints on stderr while it fills a cold module cache: progress, never findings.
+COLD_CACHE = """go: downloading github.com/prometheus/client_golang v1.23.2
+go: downloading github.com/prometheus/common v0.66.1
+go: downloading google.golang.org/protobuf v1.36.8
+"""
+
+
+def test_go_vet_json_findings_are_critical_with_analyzer_file_and_line() -> None:
+    (f,) = parse_go_vet_json(GO_VET_JSON, root="/tmp/ex")
+    assert (f.severity, f.tool, f.rule, f.file, f.line) == (
+        Severity.CRITICAL,
+        "go vet",
+        "printf",
+        "vetbad.go",
+        6,
+    )
+    assert "wrong type string" in f.message
+    assert parse_go_vet_json("{}\n") == [] and parse_go_vet_json("") == []
+
+
+def test_go_progress_on_a_cold_module_cache_is_never_a_finding() -> None:
+    assert parse_go_vet(COLD_CACHE) == []
+    assert [f.file for f in parse_go_vet(COLD_CACHE + GO_VET)] == ["vetbad.go", "broken.go"]
+
+
+def test_go_vet_json_that_is_not_json_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="not JSON"):
+        parse_go_vet_json("go: downloading x v1\n")
 
 
 def test_gosec_issue_maps_severity_rule_file_line_confidence() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 
 import pytest
 import yaml
@@ -12,13 +11,8 @@ from pydantic import ValidationError
 
 from core.release.errors import SpecError
 from core.release.spec import StrategyKind, load_rollout
+from tests.seed import seed_text
 
-# shared/ lies beside the checkout (CI lays it out so; a developer's is at /work/shared)
-_SEEDS = [
-    base / "shared" / "seed" / "deployment-strategies.md"
-    for base in (Path(__file__).resolve().parents[3], Path("/work"))
-]
-SEED = next((p for p in _SEEDS if p.exists()), _SEEDS[0])
 IMAGE = "ghcr.io/kyb/kyb-platform@sha256:" + "ab" * 32
 
 # Copied verbatim from the seed (sections 1-3); test_fixtures_match_the_seed guards the copy.
@@ -100,15 +94,11 @@ spec:
 
 def seed_documents() -> list[dict]:
     """Every YAML block of the seed that parses to a Rollout or a Deployment with a strategy."""
-    blocks = re.findall(r"```yaml\n(.*?)```", SEED.read_text(), flags=re.DOTALL)
+    blocks = re.findall(r"```yaml\n(.*?)```", seed_text(), flags=re.DOTALL)
     docs = [yaml.safe_load(block) for block in blocks]
     return [d for d in docs if isinstance(d, dict) and "strategy" in (d.get("spec") or {})]
 
 
-@pytest.mark.skipif(
-    not SEED.exists(),  # the fixtures above are copies, so the loading tests still run
-    reason="the seed document (../shared/seed) is not beside this checkout",
-)
 def test_fixtures_match_the_seed() -> None:
     docs = seed_documents()
     for fixture in (BLUE_GREEN, CANARY):
@@ -117,10 +107,6 @@ def test_fixtures_match_the_seed() -> None:
     assert rolling["spec"]["strategy"] == yaml.safe_load(ROLLING)["spec"]["strategy"]
 
 
-@pytest.mark.skipif(
-    not SEED.exists(),  # the fixtures above are copies, so the loading tests still run
-    reason="the seed document (../shared/seed) is not beside this checkout",
-)
 def test_every_seed_rollout_loads_as_it_is() -> None:
     docs = seed_documents()
     kinds = [load_rollout(d, image=IMAGE, namespace="kyb-production").kind for d in docs]
