@@ -1,4 +1,4 @@
-"""Prefect blocks holding the credentials of clusters, registries, Prometheus and backups."""
+"""Configuration: Prefect blocks for clusters, registries, Prometheus and backups; tool settings."""
 
 from blocks.cluster import KubernetesCluster
 from blocks.prometheus import PrometheusServer

@@ -1,1 +1,1 @@
-"""core package."""
+"""Prefect-free deciding code, one package per domain: release, analysis, recovery, ci, delivery."""

@@ -1,1 +1,1 @@
-"""deployments package."""
+"""What runs beside the flows: the GitHub webhook receiver and the metrics exporter."""

@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+from kubernetes.client.exceptions import ApiException
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
@@ -133,8 +134,9 @@ def deliver_to(
     broken = [f"{r.name}: {r.reason}" for r in smoke if not r.ok]
     broken += [] if after.ok() else [_why(after)]
     if broken:
+        what = _retire_first_deploy(cluster, spec) if result.first_deploy else ""
         raise DeliveryFailed(
-            f"{env} released, but its checks failed: {'; '.join(broken)}",
+            f"{env} released, but its checks failed: {'; '.join(broken)}{what}",
             app=app,
             namespace=spec.namespace,
         )
@@ -145,6 +147,26 @@ def deliver_to(
         "summary": result.summary,
         "seconds": sum(e.seconds or 0 for e in result.journal),
     }
+
+
+def _retire_first_deploy(cluster: KubernetesCluster, spec: ReleaseSpec) -> str:
+    """Scale a first deploy that failed its checks to zero, and say what became of it.
+
+    It has nothing to roll back to; `firstDeploy.onFailure: keep` leaves it running instead.
+    """
+    if spec.first_deploy.on_failure == "keep":
+        return "; first deploy: left running (firstDeploy.onFailure: keep)"
+    scaled = []
+    for track in layout.tracks(spec):
+        name = layout.workload_name(spec, track)
+        try:
+            kube.scale(cluster, spec.namespace, name, 0)
+        except ApiException as exc:
+            if exc.status != 404:  # a track this strategy never created
+                raise
+            continue
+        scaled.append(name)
+    return f"; first deploy, nothing to roll back to: scaled {', '.join(scaled)} to 0"
 
 
 class EndpointProvider(Protocol):

@@ -1,1 +1,1 @@
-"""sandbox package."""
+"""The local platform for the demo and the tests; the product never imports it."""

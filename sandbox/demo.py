@@ -141,7 +141,7 @@ def _newest_backup() -> str:
 
 
 def _production_image(cluster: Any) -> str:
-    """The image production's stable Deployment runs ("-" if there is none)."""
+    """The image production's stable Deployment serves ("-" if none, or scaled to zero)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -153,6 +153,8 @@ def _production_image(cluster: Any) -> str:
         if exc.status == 404:
             return "-"
         raise
+    if not (live.spec.replicas and live.status.ready_replicas):
+        return "-"  # scaled to zero: it serves nothing
     return live.spec.template.spec.containers[0].image
 
 

@@ -23,6 +23,17 @@ def _cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
+def _exe(pid: int) -> str:
+    """The program a process runs, or "" when it is gone.
+
+    Its cmdline may read empty, e.g. while its leader is a zombie whose other threads still run.
+    """
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
 class Daemon:
     """One long-running process owned by the platform, tracked by a pid file in its state folder."""
 
@@ -30,6 +41,7 @@ class Daemon:
         self.name = name
         self.pidfile = state_dir / f"{name}.pid"
         self.logfile = state_dir / f"{name}.log"
+        self._proc: subprocess.Popen | None = None  # the process this object started, if any
 
     def pid(self) -> int | None:
         """Return the pid if the recorded process still runs the recorded program, else None."""
@@ -43,7 +55,19 @@ class Daemon:
         # a script started through its shebang shows up as "python /path/to/script ..."
         if program and any(Path(arg).name == program for arg in argv[:2]):
             return pid
+        if pid > 0 and not argv and program and Path(_exe(pid)).name == program:
+            return pid  # cmdline unreadable for the moment, but it runs our program
         return None  # gone, or the pid was reused by another program
+
+    def exited(self) -> int | None:
+        """The exit code of the process this object started, once it ended; else None.
+
+        Without a process of its own (one started by an earlier `sandbox up`), a recorded pid
+        that no longer runs its program counts as exited (code -1).
+        """
+        if self._proc is not None:
+            return self._proc.poll()
+        return -1 if self.pid() is None else None
 
     def start(
         self, argv: Sequence[str], env: Mapping[str, str] | None = None, user: str | None = None
@@ -67,6 +91,7 @@ class Daemon:
                     f"cannot run {argv[0]}: {exc.strerror}",
                     "run `sandbox up` to install",
                 ) from None
+        self._proc = proc
         self.pidfile.write_text(json.dumps({"pid": proc.pid, "program": argv[0]}))
         return proc.pid
 
@@ -98,6 +123,7 @@ class Daemon:
         """Stop the process group we started (TERM, then KILL); return whether one was running."""
         pid = self.pid()
         self.pidfile.unlink(missing_ok=True)
+        self._proc = None
         if pid is None:
             return False
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -149,9 +175,11 @@ def wait_until(
     while time.monotonic() < deadline:
         if check():
             return
-        if daemon is not None and daemon.pid() is None:
+        code = daemon.exited() if daemon is not None else None
+        if daemon is not None and code is not None:
+            how = f"exited with code {code}" if code >= 0 else "is no longer running"
             raise PlatformError(
-                daemon.name, f"exited while starting:\n{daemon.log_tail()}", f"see {daemon.logfile}"
+                daemon.name, f"{how} while starting:\n{daemon.log_tail()}", f"see {daemon.logfile}"
             )
         time.sleep(0.25)  # bounded by timeout: a service we just started is not up yet
     name = daemon.name if daemon else what

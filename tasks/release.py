@@ -32,6 +32,7 @@ def _dump(rec: RunRecord, image: str) -> str:
             "analyses": {k: v.value for k, v in rec.analyses.items()},
             "promoted": rec.promoted,
             "aborted": rec.aborted,
+            "first_deploy": rec.first_deploy,
         }
     )
 
@@ -46,6 +47,7 @@ def _load(text: str, image: str) -> RunRecord:
         analyses={k: Outcome(v) for k, v in data["analyses"].items()},
         promoted=data["promoted"],
         aborted=data["aborted"],
+        first_deploy=bool(data.get("first_deploy", False)),
     )
 
 

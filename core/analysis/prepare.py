@@ -54,6 +54,8 @@ def _render_one(template: AnalysisTemplate, metric: MetricTemplate, args: dict[s
 def implicit_args(phase: AnalysisPhase | str, spec: ReleaseSpec) -> dict[str, str]:
     """The arguments every analysis gets unless its AnalysisRef sets them."""
     track = PHASE_TRACK.get(str(phase), "stable")
+    if str(phase) == "firstDeploy":  # blue-green analyses it behind preview; others as stable
+        track = "preview" if spec.strategy.blue_green is not None else "stable"
     return {"service-name": spec.app, "namespace": spec.namespace, "track": track}
 
 
@@ -115,21 +117,7 @@ def prepare(
 
 def analysis_refs(spec: ReleaseSpec) -> list[tuple[str, AnalysisRef]]:
     """Every (phase, AnalysisRef) a spec holds, so that all can be checked before a release."""
-    s, out = spec.strategy, []
-    if s.canary is not None:
-        if s.canary.analysis is not None:
-            out.append(("background", s.canary.analysis))
-        out += [("step", step.analysis) for step in s.canary.steps if step.analysis is not None]
-    if s.blue_green is not None:
-        for phase, ref in (
-            ("prePromotion", s.blue_green.pre_promotion_analysis),
-            ("postPromotion", s.blue_green.post_promotion_analysis),
-        ):
-            if ref is not None:
-                out.append((phase, ref))
-    if s.rolling is not None and s.rolling.analysis is not None:
-        out.append(("postDeploy", s.rolling.analysis))
-    return out
+    return spec.analysis_refs()
 
 
 def value_of(result: list) -> float | None:

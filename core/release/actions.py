@@ -10,7 +10,7 @@ from typing_extensions import override
 
 from core.release.defaults import HUMAN_PAUSE_TIMEOUT_SECONDS
 from core.release.observed import Outcome, RunRecord, Track
-from core.release.spec import AnalysisRef
+from core.release.spec import AnalysisRef, ReleaseSpec
 
 
 class AnalysisPhase(StrEnum):
@@ -21,6 +21,7 @@ class AnalysisPhase(StrEnum):
     PRE_PROMOTION = "prePromotion"
     POST_PROMOTION = "postPromotion"
     POST_DEPLOY = "postDeploy"  # rolling (ours, not Argo's): the settled Deployment's new revision
+    FIRST_DEPLOY = "firstDeploy"  # ours: a first release, analysed before it is done
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,44 @@ class Fail(ReleaseAction):
         return f"failed: {self.reason}"
 
 
+@dataclass(frozen=True)
+class StartFirstDeploy(ReleaseAction):
+    """Decision: nothing of the app runs yet, so this release is a first deploy (recorded)."""
+
+    reason: str
+
+    @override
+    def describe(self) -> str:
+        return f"first deploy: {self.reason}"
+
+
+def first_deploy_gate(spec: ReleaseSpec, run: RunRecord) -> ReleaseAction | None:
+    """The analysis a first deploy still demands, in the strategy's order; None once all passed.
+
+    Every analysis the strategy names runs once as a blocking firstDeploy analysis (Argo skips
+    them on a first deploy: there is nothing to compare with, but a version that fails them must
+    not stay). Inconclusive asks a human, as anywhere else.
+    """
+    if not (run.first_deploy and spec.first_deploy.analysis):
+        return None
+    for index, (_phase, ref) in enumerate(spec.analysis_refs()):
+        gate = analysis_gate(f"first-deploy-{index}", ref, AnalysisPhase.FIRST_DEPLOY, run)
+        if gate is not None:
+            return gate
+    return None
+
+
+def first_deploy_failed(
+    spec: ReleaseSpec, view_replicas: int, track: Track, reason: str
+) -> ReleaseAction:
+    """A failed release with nothing to return to: the new version goes to 0, or stays if told."""
+    if spec.first_deploy.on_failure == "scaleToZero":
+        if view_replicas:
+            return Scale(track, 0)
+        return Fail(f"{reason}; nothing to return to, so the new version was scaled to 0")
+    return Fail(f"{reason}; nothing to return to: the new version was left running (keep)")
+
+
 def updated_record(
     run: RunRecord, action: ReleaseAction, *, outcome: Outcome | None = None, approved: bool = True
 ) -> RunRecord:
@@ -236,6 +275,8 @@ def updated_record(
             return replace(run, analyses=analyses, running=run.running - {key})
         case Promote():
             return replace(run, promoted=True)
+        case StartFirstDeploy():
+            return replace(run, first_deploy=True)
         case Abort(reason=reason):
             return replace(run, aborted=run.aborted or reason)
     return run

@@ -94,6 +94,9 @@ def workload_manifest(
     }
 
 
+NO_COLOR = "none"  # a blue-green Service's color before its first release: selects no pod
+
+
 def _service(spec: ReleaseSpec, name: str, selects: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -118,10 +121,11 @@ def services(spec: ReleaseSpec) -> list[dict[str, Any]]:
             if name:
                 out.append(_service(spec, name, selector(spec, track)))
     if spec.strategy.blue_green is not None:
-        bg, first = spec.strategy.blue_green, Track(COLORS[0])
+        # no color yet: nothing serves until a first deploy passed its analyses and is switched in
+        bg, nothing = spec.strategy.blue_green, {**spec.labels, COLOR_LABEL: NO_COLOR}
         for name in (bg.active_service, bg.preview_service):
             if name:
-                out.append(_service(spec, name, selector(spec, first)))
+                out.append(_service(spec, name, nothing))
     return [
         s
         for i, s in enumerate(out)

@@ -97,6 +97,7 @@ class RunRecord:
     running: frozenset[str] = frozenset()  # background analyses started, no verdict yet
     promoted: bool = False
     aborted: str | None = None  # why the release aborted, once it has
+    first_deploy: bool = False  # nothing of the app ran when this release started
 
 
 @dataclass(frozen=True)

@@ -303,6 +303,20 @@ class Strategy(_Model):
 _ATTR = {"rolling": "rolling", "blueGreen": "blue_green", "canary": "canary"}
 
 
+class FirstDeploy(_Model):
+    """What a release does when nothing of the app runs yet (ours: Argo skips analysis then).
+
+    With no stable version to compare with or return to, the new version is still analysed with
+    every analysis its strategy names before it is done (blue-green: behind the preview Service,
+    before the active one points at it). When an analysis fails, `onFailure` says what becomes of
+    it: `scaleToZero` (the default: a version that failed its checks never keeps serving) or
+    `keep` (left running for someone to look at; the run still fails).
+    """
+
+    analysis: bool = True
+    on_failure: Literal["scaleToZero", "keep"] = "scaleToZero"
+
+
 class ReleaseSpec(_Model):
     """What to release, where, and how: one app's image rolled out by one strategy."""
 
@@ -314,6 +328,7 @@ class ReleaseSpec(_Model):
     strategy: Strategy
     progress_deadline_seconds: Seconds = Field(defaults.PROGRESS_DEADLINE_SECONDS, gt=0)
     labels: dict[str, str]
+    first_deploy: FirstDeploy = FirstDeploy()
 
     @model_validator(mode="before")
     @classmethod
@@ -342,6 +357,24 @@ class ReleaseSpec(_Model):
         """Progress deadline: the rolling strategy's own if set, else the spec's."""
         rolling = self.strategy.rolling
         return (rolling and rolling.progress_deadline_seconds) or self.progress_deadline_seconds
+
+    def analysis_refs(self) -> list[tuple[str, AnalysisRef]]:
+        """Every (phase, AnalysisRef) the strategy holds, in the order they would run."""
+        s, out = self.strategy, []
+        if s.canary is not None:
+            if s.canary.analysis is not None:
+                out.append(("background", s.canary.analysis))
+            out += [("step", step.analysis) for step in s.canary.steps if step.analysis]
+        if s.blue_green is not None:
+            for phase, ref in (
+                ("prePromotion", s.blue_green.pre_promotion_analysis),
+                ("postPromotion", s.blue_green.post_promotion_analysis),
+            ):
+                if ref is not None:
+                    out.append((phase, ref))
+        if s.rolling is not None and s.rolling.analysis is not None:
+            out.append(("postDeploy", s.rolling.analysis))
+        return out
 
     def with_changes(self, **changes: Any) -> ReleaseSpec:
         """Return a validated copy with `changes` (snake_case names) applied; self is untouched."""

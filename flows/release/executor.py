@@ -69,6 +69,7 @@ class ReleaseResult:
     journal: list[JournalEntry] = field(default_factory=list)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
+    first_deploy: bool = False  # nothing of the app ran when the release started
 
 
 def preflight(spec: ReleaseSpec) -> None:
@@ -114,7 +115,12 @@ class Executor:
         stored = rec != RunRecord()  # a crashed run of this release left its record
         for _ in range(MAX_ACTIONS):
             rec = self._collect_background(rec)
-            action = next_action(self.spec, observe(self.cluster, self.spec, rec))
+            seen = observe(self.cluster, self.spec, rec)
+            if not self.result.journal:  # what ran before this release wrote anything
+                self.result.first_deploy = rec.first_deploy or not any(
+                    view.replicas for view in seen.workloads.values()
+                )
+            action = next_action(self.spec, seen)
             entry = JournalEntry(action.describe(), time.time())
             self.result.journal.append(entry)
             if action.terminal:
@@ -164,6 +170,10 @@ class Executor:
             undone = kube.undo(self.cluster, spec.namespace, spec.app)
         except ConfigError as exc:  # first release: there is nothing to go back to
             entry.note = str(exc)
+            if spec.first_deploy.on_failure == "scaleToZero":
+                kube.scale(self.cluster, spec.namespace, spec.app, 0)
+                entry.note += "; first deploy: scaled to 0 (a failed version never keeps serving)"
+                self.result.summary += f"; nothing to roll back to, so {spec.app} was scaled to 0"
             return False
         state, why = kube.wait_rollout(
             self.cluster, spec.namespace, spec.app, spec.deadline_seconds

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from sandbox.components import Status
 from sandbox.install import ensure_debian, which
 from sandbox.procs import Daemon, wait_until
 from sandbox.settings import Settings
+
+SYSTEM_SOCKET = Path("/var/run/docker.sock")
 
 
 class Docker:
@@ -39,17 +43,18 @@ class Docker:
         if self._answers():
             return
         state = self.settings.dir("docker")
-        self.daemon.start(
-            [
-                which(self.name, "dockerd"),
-                "--bridge=none",
-                "--iptables=false",
-                "--ip6tables=false",
-                f"--host=unix://{self.socket}",
-                f"--exec-root={state / 'exec'}",
-                f"--pidfile={state / 'dockerd.runtime.pid'}",
-            ]
-        )
+        argv = [
+            which(self.name, "dockerd"),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            f"--host=unix://{self.socket}",
+            f"--exec-root={state / 'exec'}",
+            f"--pidfile={state / 'dockerd.runtime.pid'}",
+        ]
+        if self.socket != SYSTEM_SOCKET:  # a daemon of its own: its images live beside its state
+            argv.append(f"--data-root={state / 'data'}")
+        self.daemon.start(argv)
         wait_until(self._answers, 60, f"Docker on {self.socket}", self.daemon)
 
     def down(self) -> None:

@@ -19,7 +19,7 @@ from flows.release.flow import release
 from sandbox import example
 from sandbox.fleet import scraped
 from sandbox.platform import Platform
-from tests.integration.release_helpers import V1, V2, deployments, spec
+from tests.integration.release_helpers import V1, V2, deployments, settle, spec
 
 FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
 ERROR_RATE = rescheduled(BUILTINS["error-rate"], **FAST)
@@ -75,3 +75,24 @@ def test_healthy_canary_is_promoted_on_the_prometheus_verdict(
     ok, summary = _canary_release(platform, namespace)
     assert ok, summary
     assert deployments(cluster, namespace) == {"web": (V2, 5, 5), "web-canary": (V2, 0, 0)}
+
+
+def test_a_faulty_first_deploy_is_scaled_to_zero_on_the_prometheus_verdict(
+    platform: Platform, cluster: KubernetesCluster, namespace: str
+) -> None:
+    """A first deploy has no stable version to return to: analysed as stable, failing, it goes.
+
+    It runs as the stable track, so that is what its analysis measures.
+    """
+    first = spec(namespace, V2, CANARY, replicas=3, firstDeploy={"analysis": True})
+    labels = {"service": "web", "namespace": namespace, "track": "stable"}
+    with (
+        scraped(platform.prometheus, labels, error_rate=0.3) as inst,
+        example.Traffic([inst.url]),
+    ):
+        state = release(first, templates=[ERROR_RATE], return_state=True)
+    with pytest.raises(ReleaseFailed) as failed:
+        state.result()
+    why = str(failed.value)
+    assert "firstDeploy analysis error-rate ended Failed" in why and "scaled to 0" in why
+    assert settle(cluster, namespace, {"web": (V2, 0, 0)}) == {"web": (V2, 0, 0)}

@@ -144,3 +144,25 @@ def test_blue_green_failed_post_promotion_switches_back(cluster, namespace) -> N
     new = "green" if old == "blue" else "blue"
     want = {f"web-{old}": (V1, 5, 5), f"web-{new}": (V2, 0, 0)}
     assert settle(cluster, namespace, want) == want
+
+
+def test_a_first_blue_green_deploy_that_fails_its_analysis_never_serves(cluster, namespace) -> None:
+    """A first deploy is analysed behind preview; failing, it never serves and goes to zero."""
+    first = spec(namespace, V1, BLUE_GREEN, replicas=3, firstDeploy={"analysis": True})
+    runner = Scripted({"success-rate": Outcome.FAILED})
+    result = release_flow(first, runner)
+    assert not result.ok and result.first_deploy
+    assert "firstDeploy analysis success-rate ended Failed" in result.summary
+    assert "scaled to 0" in result.summary
+    assert runner.calls == [("success-rate", AnalysisPhase.FIRST_DEPLOY)]
+    assert settle(cluster, namespace, {"web-blue": (V1, 0, 0)}) == {"web-blue": (V1, 0, 0)}
+    assert selector(cluster, namespace, "web-active") == {"app": "web", "color": "none"}
+
+
+def test_a_first_canary_deploy_that_passes_its_analysis_is_done(cluster, namespace) -> None:
+    first = spec(namespace, V1, CANARY, replicas=3, firstDeploy={"analysis": True})
+    runner = Scripted()
+    result = release_flow(first, runner)
+    assert result.ok and result.first_deploy, result.summary
+    assert runner.calls == [("success-rate", AnalysisPhase.FIRST_DEPLOY)]
+    assert deployments(cluster, namespace) == {"web": (V1, 3, 3)}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -120,3 +123,33 @@ def test_dr_cluster_config_differs_from_the_main_one_only_in_ports(platform: Pla
     dr_ports = {dr_docs[0]["options"].pop(k) for k in port_keys}
     assert main_docs == dr_docs and not main_ports & dr_ports
     assert platform.dr_cluster.kubeconfig != platform.cluster.kubeconfig
+
+
+def test_first_start_from_an_empty_state_folder(platform, monkeypatch) -> None:
+    """A new machine's first `sandbox up`: each daemon starts on the first try from no state.
+
+    Docker too, on its own socket and data root; each is then seen running, and stopped after.
+    """
+    from sandbox.components.docker import Docker
+    from sandbox.components.prometheus import Prometheus
+
+    # a short path: containerd's unix socket lives under it (at most 108 bytes)
+    tmp_path = Path(tempfile.mkdtemp(prefix="kyb-", dir="/tmp"))
+    monkeypatch.setenv("KYB_SANDBOX_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("KYB_DOCKER_SOCKET", str(tmp_path / "docker.sock"))
+    monkeypatch.setenv("KYB_REGISTRY_PORT", str(_free_port()))
+    monkeypatch.setenv("KYB_PROMETHEUS_PORT", str(_free_port()))
+    settings = Settings()
+    assert not settings.home.exists()
+    started = [Docker(settings), Registry(settings), Prometheus(settings)]
+    try:
+        for component in started:
+            component.install()
+            component.up()
+            assert component.status().state == "running", component.name
+            assert component.daemon.exited() is None
+    finally:
+        for component in reversed(started):
+            component.down()
+        shutil.rmtree(tmp_path, ignore_errors=True)
+    assert all(c.daemon.pid() is None for c in started)

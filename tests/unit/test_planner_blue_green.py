@@ -17,6 +17,7 @@ from core.release.actions import (
     RunAnalysis,
     Scale,
     ScaleDownAfter,
+    StartFirstDeploy,
     SwitchService,
     WaitReady,
 )
@@ -65,6 +66,12 @@ def seen(blue=None, green=None, active=BLUE, preview=BLUE, **record: Any) -> Obs
 
 
 SPEC = make_spec()
+BLUE_UP = WorkloadView("kyb-platform-blue", NEW, 5, 5, 5, 5)
+FIRST_PRE = RunAnalysis(
+    "first-deploy-0", SPEC.strategy.blue_green.pre_promotion_analysis, AnalysisPhase.FIRST_DEPLOY
+)
+FIRST_PASSED = {"first-deploy-0": Outcome.SUCCESSFUL, "first-deploy-1": Outcome.SUCCESSFUL}
+FIRST_FAILED = {"first-deploy-0": Outcome.FAILED}
 PRE = RunAnalysis(
     "pre-promotion", SPEC.strategy.blue_green.pre_promotion_analysis, AnalysisPhase.PRE_PROMOTION
 )
@@ -149,19 +156,30 @@ APPROVED = frozenset({"promotion"})
             seen(old(), new(0), preview=GREEN, aborted="5xx"),
             Fail(f"5xx; rolled back, blue serves {ACTIVE}"),
         ),
+        # nothing to return to: the failed version goes to 0 rather than keep serving
+        (seen(None, new(), active=GREEN, preview=GREEN, aborted="5xx"), Scale(GREEN, 0)),
+        # first release: recorded, up behind preview, analysed, only then the active Service
         (
-            seen(None, new(), active=GREEN, preview=GREEN, aborted="5xx"),
-            Fail("5xx; no previous color to return to, so green keeps serving"),
+            seen(active=None, preview=None),
+            StartFirstDeploy(f"nothing of kyb-platform serves {ACTIVE} yet"),
         ),
-        # first release: straight to full size and both Services, no checks
-        (seen(active=None, preview=None), ApplyWorkload(BLUE, NEW, 5)),
+        (seen(active=None, preview=None, first_deploy=True), ApplyWorkload(BLUE, NEW, 5)),
         (
-            seen(WorkloadView("kyb-platform-blue", NEW, 5, 5, 5, 5), active=None, preview=None),
+            seen(BLUE_UP, active=None, preview=None, first_deploy=True),
             SwitchService(PREVIEW, on(BLUE)),
         ),
+        (seen(BLUE_UP, active=None, preview=BLUE, first_deploy=True), FIRST_PRE),
         (
-            seen(WorkloadView("kyb-platform-blue", NEW, 5, 5, 5, 5), active=None, preview=BLUE),
+            seen(BLUE_UP, active=None, preview=BLUE, first_deploy=True, analyses=FIRST_PASSED),
             SwitchService(ACTIVE, on(BLUE)),
+        ),
+        (
+            seen(BLUE_UP, active=None, preview=BLUE, first_deploy=True, analyses=FIRST_FAILED),
+            Abort("firstDeploy analysis success-rate ended Failed"),
+        ),
+        (
+            seen(BLUE_UP, active=None, preview=BLUE, first_deploy=True, aborted="5xx"),
+            Scale(BLUE, 0),
         ),
     ],
 )

@@ -19,6 +19,7 @@ from core.release.actions import (
     Scale,
     ScaleDownAfter,
     SetCanaryWeight,
+    StartFirstDeploy,
     WaitReady,
 )
 from core.release.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
@@ -75,13 +76,46 @@ SPEC, HUMAN_SPEC, CHECK_SPEC = make_spec(), make_spec(steps=HUMAN), make_spec(st
 DONE = Done(f"kyb-platform runs {NEW} at 10 replicas")
 STEP_CHECK = RunAnalysis("step-1", CHECK_SPEC.strategy.canary.steps[1].analysis, AnalysisPhase.STEP)
 BACKGROUND = RunAnalysis("background", SPEC.strategy.canary.analysis, AnalysisPhase.BACKGROUND)
+FIRST_GATE = RunAnalysis(
+    "first-deploy-0", SPEC.strategy.canary.analysis, AnalysisPhase.FIRST_DEPLOY
+)
+
+
+def make_spec_keep() -> ReleaseSpec:
+    return SPEC.with_changes(first_deploy={"onFailure": "keep"})
 
 
 @pytest.mark.parametrize(
     ("spec", "observed", "action"),
     [
-        # first release and idempotent re-runs
-        (SPEC, seen(), ApplyWorkload(S, NEW, 10)),
+        # first release: recorded as such, up as stable, then every analysis gates it
+        (SPEC, seen(), StartFirstDeploy("nothing of kyb-platform runs in kyb yet")),
+        (SPEC, seen(first_deploy=True), ApplyWorkload(S, NEW, 10)),
+        (SPEC, seen(new(10, 4), first_deploy=True), WaitReady(S, 600)),
+        (SPEC, seen(new(10), first_deploy=True), FIRST_GATE),
+        (
+            SPEC,
+            seen(new(10), first_deploy=True, analyses={"first-deploy-0": Outcome.FAILED}),
+            Abort("firstDeploy analysis error-rate ended Failed"),
+        ),
+        (
+            SPEC,
+            seen(new(10), first_deploy=True, analyses={"first-deploy-0": Outcome.SUCCESSFUL}),
+            Done(f"first deploy: kyb-platform runs {NEW} at 10 replicas, its analyses passed"),
+        ),
+        # a first deploy that failed: nothing to return to, so it goes to 0, then the run fails
+        (SPEC, seen(new(10), first_deploy=True, aborted="5xx"), Scale(S, 0)),
+        (
+            SPEC,
+            seen(new(0), first_deploy=True, aborted="5xx"),
+            Fail("5xx; nothing to return to, so the new version was scaled to 0"),
+        ),
+        (
+            make_spec_keep(),
+            seen(new(10), first_deploy=True, aborted="5xx"),
+            Fail("5xx; nothing to return to: the new version was left running (keep)"),
+        ),
+        # idempotent re-runs
         (SPEC, seen(new(10)), DONE),
         (SPEC, seen(new(10), new(0)), DONE),
         # background analysis starts first, and stops the release when it fails

@@ -174,7 +174,9 @@ def test_lookup_covers_every_strategy_and_rejects_unknown_kinds() -> None:
 
 def test_next_action_dispatches_by_kind() -> None:
     assert next_action(ROLLING, ObservedState()) == ApplyWorkload(S, NEW, 5)
-    assert next_action(BG, ObservedState()) == ApplyWorkload(Track.BLUE, NEW, 5)
+    assert next_action(BG, ObservedState(record=RunRecord(first_deploy=True))) == ApplyWorkload(
+        Track.BLUE, NEW, 5
+    )
 
 
 SEED_CANARY = make_spec(

@@ -14,10 +14,13 @@ from core.release.actions import (
     ReleaseAction,
     Scale,
     ScaleDownAfter,
+    StartFirstDeploy,
     SwitchService,
     WaitReady,
     analysis_estimate,
     analysis_gate,
+    first_deploy_failed,
+    first_deploy_gate,
     human_pause,
 )
 from core.release.defaults import COLOR_LABEL, COLORS, HUMAN_PAUSE_TIMEOUT_SECONDS
@@ -63,9 +66,13 @@ def _first_release(spec: ReleaseSpec, seen: ObservedState, new: Track) -> Releas
         return Fail(f"{view.name} made no progress within {spec.progress_deadline_seconds}s")
     if not view.settled:
         return WaitReady(new, spec.progress_deadline_seconds)
-    for service in (bg.preview_service, bg.active_service):
-        if service and seen.selector(service) != selector(spec, new):
-            return SwitchService(service, selector(spec, new))
+    if bg.preview_service and seen.selector(bg.preview_service) != selector(spec, new):
+        return SwitchService(bg.preview_service, selector(spec, new))
+    gate = first_deploy_gate(spec, seen.record)  # behind preview, before the active Service
+    if gate is not None:
+        return gate
+    if seen.selector(bg.active_service) != selector(spec, new):
+        return SwitchService(bg.active_service, selector(spec, new))
     return Done(f"first release: {spec.app} runs {spec.image} at {n} replicas ({new})")
 
 
@@ -76,9 +83,9 @@ def _rollback(
     bg, old, n = _strategy(spec), _other(new), spec.replicas
     reason = seen.record.aborted or "aborted"
     old_view, new_view = seen.workload(old), seen.workload(new)
+    if seen.record.first_deploy or (active is new and old_view is None):
+        return first_deploy_failed(spec, new_view.replicas if new_view else 0, new, reason)
     if active is new:
-        if old_view is None:
-            return Fail(f"{reason}; no previous color to return to, so {new} keeps serving")
         if old_view.replicas != n:
             return Scale(old, n)
         if not old_view.settled and not old_view.deadline_exceeded:
@@ -109,9 +116,12 @@ def next_action(spec: ReleaseSpec, observed: ObservedState) -> ReleaseAction:
     active, new = colors(spec, observed)
     old = _other(new)
     view, old_view = observed.workload(new), observed.workload(old)
+    first = active is None or observed.workload(active) is None
+    if first and not (run.first_deploy or run.promoted or run.aborted):
+        return StartFirstDeploy(f"nothing of {spec.app} serves {bg.active_service} yet")
     if run.aborted:
         return _rollback(spec, observed, active, new)
-    if active is None or observed.workload(active) is None:
+    if first or run.first_deploy:
         return _first_release(spec, observed, new)
     if active is new and view is not None and view.runs(spec.image, n):
         if bg.post_promotion_analysis and (old_view and old_view.replicas):

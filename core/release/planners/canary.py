@@ -16,9 +16,12 @@ from core.release.actions import (
     Scale,
     ScaleDownAfter,
     SetCanaryWeight,
+    StartFirstDeploy,
     WaitReady,
     analysis_estimate,
     analysis_gate,
+    first_deploy_failed,
+    first_deploy_gate,
     human_pause,
 )
 from core.release.defaults import HUMAN_PAUSE_TIMEOUT_SECONDS
@@ -176,6 +179,22 @@ def _promotion(spec: ReleaseSpec, seen: ObservedState) -> ReleaseAction:
     )
 
 
+def _first_deploy(spec: ReleaseSpec, seen: ObservedState) -> ReleaseAction:
+    """Nothing ran before: the new version comes up as stable, then every analysis gates it."""
+    run, n, stable = seen.record, spec.replicas, seen.workload(STABLE)
+    if run.aborted:
+        return first_deploy_failed(spec, stable.replicas if stable else 0, STABLE, run.aborted)
+    if stable is None or stable.image != spec.image or stable.replicas != n:
+        return ApplyWorkload(STABLE, spec.image, n)
+    if stable.deadline_exceeded:
+        return Abort(f"{stable.name} made no progress within {spec.progress_deadline_seconds}s")
+    if not stable.settled:
+        return WaitReady(STABLE, spec.progress_deadline_seconds)
+    return first_deploy_gate(spec, run) or Done(
+        f"first deploy: {spec.app} runs {spec.image} at {n} replicas, its analyses passed"
+    )
+
+
 def _rollback(spec: ReleaseSpec, seen: ObservedState) -> ReleaseAction:
     """Traffic back to stable first (stable at N and ready, weight 0), then the canary to 0."""
     c, n, reason = _canary(spec), spec.replicas, seen.record.aborted or "aborted"
@@ -226,11 +245,15 @@ def next_action(spec: ReleaseSpec, observed: ObservedState) -> ReleaseAction:
     stable capacity comes first.
     """
     c, run = _canary(spec), observed.record
+    stable = observed.workload(STABLE)
+    if run.first_deploy:
+        return _first_deploy(spec, observed)
+    if stable is None and not (run.promoted or run.aborted):
+        return StartFirstDeploy(f"nothing of {spec.app} runs in {spec.namespace} yet")
     if run.aborted:
         return _rollback(spec, observed)
     if _finished(spec, observed):
         return Done(f"{spec.app} runs {spec.image} at {spec.replicas} replicas")
-    stable = observed.workload(STABLE)
     if stable is None or stable.image == spec.image or run.promoted:
         return _promotion(spec, observed)  # first release, or stable already on the new image
     index, steps = run.step_index, c.steps
