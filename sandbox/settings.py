@@ -48,6 +48,7 @@ class Ports:
     dr_scheduler: int = field(default_factory=lambda: _port("KYB_DR_SCHEDULER_PORT", 31259))
     dr_kwok: int = field(default_factory=lambda: _port("KYB_DR_KWOK_PORT", 31248))
     s3: int = field(default_factory=lambda: _port("KYB_S3_PORT", 39000))
+    s3_tls: int = field(default_factory=lambda: _port("KYB_S3_TLS_PORT", 39443))
     velero_metrics: int = field(default_factory=lambda: _port("KYB_VELERO_METRICS_PORT", 38085))
     velero_profiler: int = field(default_factory=lambda: _port("KYB_VELERO_PROFILER_PORT", 36060))
     dr_velero_metrics: int = field(
@@ -160,3 +161,8 @@ class Settings:
     def gofakes3_bin(self) -> Path:
         """Folder of the cached gofakes3 binary."""
         return self.cache / f"gofakes3-v{GOFAKES3_VERSION}"
+
+    @property
+    def s3tls_bin(self) -> Path:
+        """Folder of the cached s3tls binary (gofakes3 served over TLS, sandbox/s3tls)."""
+        return self.cache / f"s3tls-gofakes3-v{GOFAKES3_VERSION}"
