@@ -6,11 +6,11 @@ import logging
 import re
 
 import docker
-import httpx
 from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from blocks._http import probe
+from blocks.registry_auth import registry_auth
 from core.errors import ConfigError, CredentialsError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class ContainerRegistry(Block):
         return reference
 
     def check(self, timeout: float = 10.0) -> None:
-        """GET /v2/ with the block's credentials to prove the registry accepts them.
+        """GET /v2/ with the block's credentials (Basic or a token) to prove they are accepted.
 
         Args:
             timeout: Seconds to wait for the registry.
@@ -140,22 +140,19 @@ class ContainerRegistry(Block):
             ConfigError: TLS failed, or the address does not serve the registry API.
         """
         url, where = f"{self.url}/v2/", f"block {self._label()}"
-        auth = None
-        if self.username is not None and self.password is not None:
-            auth = httpx.BasicAuth(self.username, self.password.get_secret_value())
         logger.debug("checking registry %s as user %r", self.address, self.username)
-        status = probe(
+        status = probe(  # a 401 is answered (Basic, or a token: RegistryAuth) or raised there
             url,
             verify=self.verify_tls,
             timeout=timeout,
             what=f"registry {self.url}",
             tls_fix="set insecure=True if it serves plain HTTP, or verify_tls=False / trust its "
             f"CA, in {where}",
-            auth=auth,
+            auth=registry_auth(self, timeout=timeout),
         ).status_code
         if status < 300:
             return
-        if status in (401, 403) and auth is None:
+        if status in (401, 403) and self.username is None:
             raise CredentialsError(
                 f"registry {self.address} requires credentials (HTTP {status}): "
                 f"set username and password in {where}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks import ContainerRegistry
+from blocks.registry_auth import read_limited, registry_auth, transport_failure
 from core.ci import (
     BuildFailed,
     BuildLog,
@@ -29,6 +31,7 @@ from core.ci import (
     looks_transient,
     oci_labels,
 )
+from core.ci.challenge import repository_scope
 from core.errors import ConfigError, CredentialsError, PipelineError, TransientError
 from tasks import RETRIES
 from tasks.quality import run_tool
@@ -79,31 +82,58 @@ def prepare_context(
     return str(out)
 
 
-def manifest_digest(registry: ContainerRegistry, repository: str, reference: str) -> str | None:
-    """HEAD a manifest through the registry's v2 API with the block's credentials.
+MANIFEST_LIMIT = 4 * 1024 * 1024  # bytes: distribution refuses manifests larger than 4 MiB
+
+
+def manifest_digest(
+    registry: ContainerRegistry, repository: str, reference: str, timeout: float = 30
+) -> str | None:
+    """The digest of a manifest, read through the registry's v2 API with the block's credentials.
+
+    HEAD with the OCI and Docker manifest types in Accept; a registry that answers HEAD without
+    Docker-Content-Digest is asked with GET and the digest is the sha256 of the body. A 401 is
+    answered with Basic auth or a token for `repository:<repository>:pull` (RegistryAuth).
+
+    Args:
+        registry: The registry block.
+        repository: The repository, e.g. "kyb/api".
+        reference: A tag or a digest.
+        timeout: Seconds for each request (the registry's and its token service's).
 
     Returns:
-        Its Docker-Content-Digest, or None when the registry has no such tag.
+        The digest ("sha256:..."), or None when the registry has no such tag.
 
     Raises:
-        CredentialsError: 401/403.  TransientError: 429/5xx (connection errors propagate as
-        httpx.TransportError, which the retry policy treats as transient).  ConfigError: other.
+        CredentialsError: Credentials refused, missing, or without pull access to the repository.
+        TransientError: 429/5xx, or no answer (refused, timed out).
+        ConfigError: TLS failed, or another answer.
     """
     url = f"{registry.url}/v2/{repository}/manifests/{reference}"
-    auth = None
-    if registry.username is not None and registry.password is not None:
-        auth = httpx.BasicAuth(registry.username, registry.password.get_secret_value())
-    with httpx.Client(verify=registry.verify_tls, timeout=30) as client:
-        resp = client.head(url, headers={"Accept": MANIFEST_TYPES}, auth=auth)
+    what = f"registry {registry.address}"
+    auth = registry_auth(registry, repository_scope(repository), timeout)
+    headers = {"Accept": MANIFEST_TYPES}
+    try:
+        with httpx.Client(verify=registry.verify_tls, timeout=timeout, auth=auth) as client:
+            resp = client.head(url, headers=headers)
+            digest = resp.headers.get("Docker-Content-Digest", "")
+            if resp.status_code == 200 and not digest.startswith("sha256:"):
+                with client.stream("GET", url, headers=headers) as resp:
+                    body = read_limited(resp, MANIFEST_LIMIT, f"{what} (manifest)")
+                digest = resp.headers.get("Docker-Content-Digest", "")
+                if not digest.startswith("sha256:"):
+                    digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
+    except httpx.TransportError as exc:
+        fix = f"set insecure=True if it serves plain HTTP, or verify_tls=False, in {auth.where}"
+        raise transport_failure(exc, what, fix) from None
     status = resp.status_code
-    if status == 200 and resp.headers.get("Docker-Content-Digest", "").startswith("sha256:"):
-        return resp.headers["Docker-Content-Digest"]
+    if status == 200:
+        return digest
     if status == 404:
         return None
     if status in (401, 403):
         raise CredentialsError(
             f"registry {registry.address} refused user {registry.username!r} (HTTP {status}) "
-            f"reading {repository}:{reference}: check the registry block's credentials"
+            f"reading {repository}:{reference}: check the credentials in {auth.where}"
         )
     if status == 429 or status >= 500:
         raise TransientError(f"registry {registry.address} answered HTTP {status}", url=url)

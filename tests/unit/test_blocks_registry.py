@@ -102,10 +102,15 @@ def test_image_reference_rejects(repository: str, ref: str, fix: str) -> None:
     assert fix in str(info.value)
 
 
-def test_check_sends_basic_auth_and_passes_on_200(stub: StubServer) -> None:
+def test_check_sends_basic_auth_only_when_challenged(stub: StubServer) -> None:
     stub.route("/v2/", 200, {})
     registry(address=stub.address, insecure=True, username="ci", password=PASSWORD).check()
+    assert "Authorization" not in stub.requests[-1]["headers"]  # not asked: not sent
+    stub.route("/v2/", 401, {})  # a 401 without WWW-Authenticate gets Basic, once
+    with pytest.raises(CredentialsError):
+        registry(address=stub.address, insecure=True, username="ci", password=PASSWORD).check()
     expected = base64.b64encode(f"ci:{PASSWORD}".encode()).decode()
+    assert "Authorization" not in stub.requests[-2]["headers"]
     assert stub.requests[-1]["headers"]["Authorization"] == f"Basic {expected}"
 
 
