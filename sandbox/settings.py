@@ -32,6 +32,8 @@ class Ports:
     """Loopback ports of the platform's services."""
 
     registry: int = field(default_factory=lambda: _port("KYB_REGISTRY_PORT", 5001))
+    token_registry: int = field(default_factory=lambda: _port("KYB_TOKEN_REGISTRY_PORT", 5002))
+    token_issuer: int = field(default_factory=lambda: _port("KYB_TOKEN_ISSUER_PORT", 5003))
     prometheus: int = field(default_factory=lambda: _port("KYB_PROMETHEUS_PORT", 9090))
     prefect: int = field(default_factory=lambda: _port("KYB_PREFECT_PORT", 4200))
     postgres: int = field(default_factory=lambda: _port("KYB_POSTGRES_PORT", 55432))
