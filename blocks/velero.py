@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import re
+import ssl
+import time
 from urllib.parse import urlsplit
 
+import httpx
 from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from blocks.cluster import KubernetesCluster
+from core.errors import ConfigError, TransientError
 from core.names import is_dns_label, is_dns_subdomain
+from core.recovery.stored import refused, tls_failed, too_large
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3 bucket naming rules
 _REGION = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024  # the largest file read back from the object store
+DOWNLOAD_TIMEOUT_SECONDS = 300.0  # the longest one such read may take, start to end
+CONNECT_TIMEOUT_SECONDS = 30.0  # an object store that does not accept a connection by then is down
 
 
 def _http_url(field: str, value: str, example: str) -> str:
@@ -123,6 +131,27 @@ class VeleroInstall(Block):
     metrics_url: str | None = Field(
         default=None, description="The server's Prometheus metrics URL, if reachable."
     )
+    ca_cert: str | None = Field(
+        default=None,
+        description=(
+            "PEM bundle of the CA that signed the object store's TLS certificate (the storage "
+            "location's caCert), trusted besides the system's CAs when reading what Velero "
+            "stored. Empty: the system's CAs only."
+        ),
+    )
+    max_download_bytes: int = Field(
+        default=MAX_DOWNLOAD_BYTES,
+        gt=0,
+        description=(
+            "The largest file read back from the object store (a backup's contents tarball, "
+            "logs, results); a larger one is refused, never cut short."
+        ),
+    )
+    download_timeout_seconds: float = Field(
+        default=DOWNLOAD_TIMEOUT_SECONDS,
+        gt=0,
+        description="The longest one read from the object store may take, start to end.",
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -150,3 +179,96 @@ class VeleroInstall(Block):
         if value is None:
             return None
         return _http_url("metrics_url", value, "http://127.0.0.1:38085/metrics")
+
+    @field_validator("ca_cert")
+    @classmethod
+    def _valid_ca_cert(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if "PRIVATE KEY" in value:
+            raise ValueError("ca_cert holds a private key: give only the CA's certificate(s)")
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=value)
+        except (ssl.SSLError, ValueError):
+            raise ValueError(
+                "ca_cert is not a PEM CA bundle: paste the -----BEGIN CERTIFICATE----- blocks of "
+                "the CA that signed the object store's certificate"
+            ) from None
+        return value.strip() + "\n"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """How the object store's certificate is verified: httpx's CAs, plus ca_cert if set."""
+        context = httpx.create_ssl_context()
+        if self.ca_cert:
+            context.load_verify_locations(cadata=self.ca_cert)
+        return context
+
+    def read_stored(self, url: str, what: str) -> bytes | None:
+        """GET one file Velero stored, from the pre-signed URL Velero gave; None if absent (404).
+
+        Any scheme and host Velero's plugin signs (path-style or virtual-hosted, http or https).
+        Streamed: a file over max_download_bytes is refused as soon as the store announces its
+        size or the bytes read pass the bound, never cut short; the whole read must end within
+        download_timeout_seconds. Errors name the host only: the URL's query is a signature.
+
+        Args:
+            url: the URL from a processed DownloadRequest.
+            what: the file, as messages name it ("BackupContents of nightly-20250101").
+
+        Raises:
+            ConfigError: too large, or TLS failed (the message says to set ca_cert).
+            CredentialsError: the store refused the signature (401/403).
+            TransientError: the store did not answer, was too slow, or answered 408/429/5xx.
+        """
+        host = urlsplit(url).netloc.rpartition("@")[2] or "(no host)"
+        limit, seconds = self.max_download_bytes, self.download_timeout_seconds
+        deadline = time.monotonic() + seconds
+        timeout = httpx.Timeout(seconds, connect=min(seconds, CONNECT_TIMEOUT_SECONDS))
+        chunks: list[bytes] = []
+        try:
+            with (
+                httpx.Client(verify=self.ssl_context(), timeout=timeout, trust_env=False) as http,
+                http.stream("GET", url) as resp,
+            ):
+                if resp.status_code == 404:
+                    return None
+                if resp.status_code >= 400:
+                    raise refused(resp.status_code, host, what)
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise too_large(what, limit, int(declared))
+                size = 0
+                for chunk in resp.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large(what, limit)
+                    if time.monotonic() > deadline:
+                        raise TransientError(f"reading {what} from {host} took over {seconds:.0f}s")
+                    chunks.append(chunk)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
+            raise ConfigError(f"Velero gave no http(s) URL for {what} (host {host})") from None
+        except httpx.TransportError as exc:
+            err = _ssl_cause(exc)
+            if err is not None:
+                verify = isinstance(err, ssl.SSLCertVerificationError)
+                reason = (err.verify_message if verify else err.reason) or str(err)
+                raise tls_failed(
+                    host, what, reason, verify=verify, has_ca=bool(self.ca_cert)
+                ) from None
+            name = type(exc).__name__
+            raise TransientError(
+                f"the object store {host} did not answer for {what}: {name}"
+            ) from None
+        return b"".join(chunks)
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The ssl error under an httpx transport error (httpx wraps httpcore, which wraps ssl)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None

@@ -16,6 +16,7 @@ from sandbox.components.prefect_server import PrefectServer
 from sandbox.components.prometheus import SCRAPE_INTERVAL, Prometheus
 from sandbox.components.registry import Registry
 from sandbox.components.s3store import S3Store
+from sandbox.components.s3tls import S3TlsStore
 from sandbox.components.velero import Velero
 from sandbox.settings import Settings
 from sandbox.tools import tool_env
@@ -53,6 +54,7 @@ class Platform:
         self.docker = Docker(s)
         self.registry = Registry(s)
         self.s3 = S3Store(s)
+        self.s3_tls = S3TlsStore(s)  # the S3 store over TLS by host name
         self.prometheus = Prometheus(s)
         self.postgres = Postgres(s)
         database = os.environ.get("KYB_PREFECT_DB", "sqlite")
@@ -68,6 +70,7 @@ class Platform:
             self.docker,
             self.registry,
             self.s3,
+            self.s3_tls,
             self.prometheus,
             *([self.postgres] if pg else []),
             self.prefect,

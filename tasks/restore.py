@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import KubernetesCluster, VeleroInstall
-from core.errors import ConfigError
+from core.errors import ConfigError, PipelineError
 from core.recovery.backups import BackupInfo, is_terminal
 from core.recovery.contents import BackedUpObject, object_key, read_backup_tarball
 from core.recovery.errors import RestoreFailed, VeleroTimeout
@@ -153,8 +153,12 @@ def wait_restore(install: VeleroInstall, name: str, timeout: float) -> dict[str,
     final = velero.wait_for(install, "restores", name, done, timeout, f"restore {name}")
     status = final.get("status", {})
     if status.get("phase") != "Completed":
-        found = velero.results(install, "RestoreResults", name)
-        detail = "; ".join(velero.messages(found, "errors", limit=5))
+        # the failed restore stays the news: if its results cannot be read, say why
+        try:
+            found = velero.results(install, "RestoreResults", name)
+            detail = "; ".join(velero.messages(found, "errors", limit=5))
+        except PipelineError as exc:
+            detail = f"its errors cannot be read: {exc}"
         reason = status.get("failureReason") or "; ".join(status.get("validationErrors") or [])
         raise RestoreFailed(
             f"restore {name} ended {status.get('phase')} with {status.get('errors', 0)} "

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import VeleroInstall
-from core.errors import ConfigError, TransientError
+from core.errors import ConfigError
 from core.recovery.errors import StorageUnavailable, VeleroTimeout
+from core.recovery.stored import gunzip_json
 from tasks import RETRIES
 from tasks.kube import api_for
 
 GROUP, VERSION = "velero.io", "v1"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _objects(install: VeleroInstall) -> client.CustomObjectsApi:
@@ -187,14 +183,13 @@ def set_access_mode(install: VeleroInstall, mode: str) -> str:
     return before.get("spec", {}).get("accessMode") or "ReadWrite"
 
 
-def download(install: VeleroInstall, kind: str, name: str, timeout: float = 60) -> bytes:
-    """What Velero stored for a backup or restore, through a DownloadRequest.
-
-    The Velero boundary: Backup, Restore, DownloadRequest and BackupStorageLocation objects in a
-    cluster where a Velero server runs, read and written with the kubernetes client and its watch.
+def download_url(install: VeleroInstall, kind: str, name: str, timeout: float = 60) -> str:
+    """The URL Velero gives for one file it stored, through a DownloadRequest.
 
     Velero keeps everything it knows in the object store; its API for reading that back is the
-    DownloadRequest (the server answers with a pre-signed URL), so the flows never need S3 keys.
+    DownloadRequest: the server answers with a pre-signed URL of whatever form its object-store
+    plugin makes (path-style or virtual-hosted, http or https, any host), so the flows never need
+    S3 keys. The URL carries a signature: it is never logged.
 
     Args:
         install: the Velero that stored it.
@@ -203,12 +198,9 @@ def download(install: VeleroInstall, kind: str, name: str, timeout: float = 60) 
         name: the backup's or restore's name.
         timeout: seconds to wait for Velero to answer the request.
 
-    Returns:
-        The file as stored (gzip-compressed, as Velero writes all of them).
-
     Raises:
-        ConfigError: Velero gave a URL that is not on loopback (this project never dials out).
-        TransientError: the object store did not answer.
+        VeleroTimeout: Velero did not process the request in time.
+        ConfigError: Velero processed it without a URL.
     """
     request = f"{name}-{uuid.uuid4().hex[:8]}"[-63:].lstrip("-.")
     body = {
@@ -230,28 +222,63 @@ def download(install: VeleroInstall, kind: str, name: str, timeout: float = 60) 
     finally:
         delete(install, "downloadrequests", request)
     url = done.get("status", {}).get("downloadURL") or ""
-    if urlsplit(url).hostname not in LOOPBACK:
-        raise ConfigError(f"Velero's download URL for {kind} {name} is not on loopback")
-    try:
-        resp = httpx.get(url, timeout=60, trust_env=False)
-    except httpx.TransportError as exc:
-        raise TransientError(f"object store unreachable for {kind} {name}: {exc}") from None
-    if resp.status_code == 404:
-        raise ConfigError(f"{kind} of {name} is missing in the object store")
-    if resp.status_code >= 400:
-        raise TransientError(f"object store answered HTTP {resp.status_code} for {kind} {name}")
-    return resp.content
+    if not url:
+        raise ConfigError(f"Velero processed the download of {kind} {name} but gave no URL")
+    return url
+
+
+def download(install: VeleroInstall, kind: str, name: str, timeout: float = 60) -> bytes:
+    """What Velero stored for a backup or restore, read from the URL Velero gives.
+
+    Read with VeleroInstall.read_stored: over TLS verified with the block's ca_cert (besides the
+    default CAs), at most max_download_bytes, within download_timeout_seconds.
+
+    Args:
+        install: the Velero that stored it.
+        kind: the DownloadRequest target kind (see `download_url`).
+        name: the backup's or restore's name.
+        timeout: seconds to wait for Velero to answer the request.
+
+    Returns:
+        The file as stored (gzip-compressed, as Velero writes all of them).
+
+    Raises:
+        ConfigError: the file is missing, larger than max_download_bytes, or the store's TLS
+            certificate does not verify (the message says to set ca_cert).
+        TransientError: the object store did not answer, or answered 5xx/429.
+    """
+    what = f"{kind} of {name}"
+    data = install.read_stored(download_url(install, kind, name, timeout), what)
+    if data is None:
+        raise ConfigError(f"{what} is missing in the object store (HTTP 404)")
+    return data
 
 
 def results(install: VeleroInstall, kind: str, name: str) -> dict[str, Any]:
     """Velero's errors and warnings of a backup (BackupResults) or restore (RestoreResults).
 
-    empty when Velero stored none (a backup that failed validation uploads nothing).
+    Velero uploads nothing for a backup or restore that failed validation (it never ran): its
+    results are then empty, and its status.validationErrors say why. Any other results that
+    cannot be read raise: an unreadable file never reads as "no errors".
+
+    Raises:
+        ConfigError: the results of one that ran are missing, too large, not gzip JSON, or the
+            store's TLS certificate does not verify (the message says to set ca_cert).
+        TransientError: the object store did not answer.
+        VeleroTimeout: Velero did not answer the DownloadRequest.
     """
-    try:
-        return json.loads(gzip.decompress(download(install, kind, name, timeout=20)))
-    except (OSError, ValueError, ConfigError, VeleroTimeout):
-        return {}
+    what = f"{kind} of {name}"
+    data = install.read_stored(download_url(install, kind, name, timeout=20), what)
+    if data is None:
+        plural = "restores" if kind.startswith("Restore") else "backups"
+        phase = ((get(install, plural, name) or {}).get("status") or {}).get("phase")
+        if phase == "FailedValidation":
+            return {}
+        raise ConfigError(
+            f"{what} is missing in the object store although the {plural[:-1]} is "
+            f"{phase or 'gone'}: its errors and warnings cannot be read"
+        )
+    return gunzip_json(data, install.max_download_bytes, what)
 
 
 def messages(found: dict[str, Any], key: str, limit: int = 10) -> list[str]:
