@@ -17,6 +17,7 @@ from sandbox.components.prometheus import SCRAPE_INTERVAL, Prometheus
 from sandbox.components.registry import Registry
 from sandbox.components.s3store import S3Store
 from sandbox.components.s3tls import S3TlsStore
+from sandbox.components.token_registry import TokenRegistry
 from sandbox.components.velero import Velero
 from sandbox.settings import Settings
 from sandbox.tools import tool_env
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from blocks import KubernetesCluster
 
 BLOCK_NAME = "local"  # name of the block documents that point at this platform
+TOKEN_BLOCK_NAME = "token"  # the ContainerRegistry block of the token-auth registry
 DR_BLOCK_NAME = "dr"  # the disaster-recovery cluster's KubernetesCluster and VeleroInstall
 WORK_POOL = "kyb-local"  # the process work pool prefect.yaml's deployments run on
 KUBERNETES_POOL = "kyb-kubernetes"  # the in-cluster variant's pool (a prefect-kubernetes worker)
@@ -53,6 +55,7 @@ class Platform:
         s = self.settings
         self.docker = Docker(s)
         self.registry = Registry(s)
+        self.token_registry = TokenRegistry(s)  # Bearer challenges, like GHCR or Harbor
         self.s3 = S3Store(s)
         self.s3_tls = S3TlsStore(s)  # the S3 store over TLS by host name
         self.prometheus = Prometheus(s)
@@ -71,6 +74,7 @@ class Platform:
             self.registry,
             self.s3,
             self.s3_tls,
+            self.token_registry,
             self.prometheus,
             *([self.postgres] if pg else []),
             self.prefect,
@@ -130,6 +134,13 @@ class Platform:
             ContainerRegistry(
                 address=self.registry.address, username=user, password=password, insecure=True
             ).save(BLOCK_NAME, overwrite=True)
+            token_user, token_password = self.token_registry.credentials()
+            ContainerRegistry(
+                address=self.token_registry.address,
+                username=token_user,
+                password=token_password,
+                insecure=True,
+            ).save(TOKEN_BLOCK_NAME, overwrite=True)
             PrometheusServer(
                 url=self.prometheus.url, scrape_interval_seconds=float(SCRAPE_INTERVAL.rstrip("s"))
             ).save(BLOCK_NAME, overwrite=True)
