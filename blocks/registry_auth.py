@@ -110,6 +110,7 @@ class RegistryAuth(httpx.Auth):
         self.address, self.username, self.where, self.scope = address, username, where, scope
         self._password = password if username is not None else None
         self.verify, self.timeout = verify, timeout
+        self._answer: tuple[str, tuple | None] | None = None  # (Authorization, token cache key)
 
     def __repr__(self) -> str:
         return f"RegistryAuth({self.address!r}, user={self.username!r}, scope={self.scope!r})"
@@ -127,27 +128,36 @@ class RegistryAuth(httpx.Auth):
             TransientError: The token service cannot be reached or answered 429/5xx.
             ConfigError: TLS with the token service failed, or its answer is no token.
         """
+        if self._answer is not None:  # what the registry took last time, sent at once
+            request.headers["Authorization"] = self._answer[0]
         response = yield request
         if response.status_code != 401:
             return
+        if self._answer is not None:  # no longer good (expired): forget it, answer anew
+            with _lock:
+                _tokens.pop(self._answer[1], None)
+            self._answer = None
         challenge = preferred(parse_challenges(response.headers.get_list("www-authenticate")))
         if challenge is None or challenge.scheme == "basic":
             if self._anonymous or self._password is None:
                 raise self._needs_credentials("HTTP 401")
             pair = f"{self.username}:{self._password.get_secret_value()}".encode()
-            request.headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+            header, key = f"Basic {base64.b64encode(pair).decode()}", None
+            request.headers["Authorization"] = header
             response = yield request
             if response.status_code == 401:
                 raise self._refused("HTTP 401")
-            return
-        scopes = list(dict.fromkeys([*([self.scope] if self.scope else []), *challenge.scopes]))
-        key, token = self._token(challenge, scopes, request.url.scheme)
-        request.headers["Authorization"] = f"Bearer {token}"
-        response = yield request
-        if response.status_code == 401:
-            with _lock:
-                _tokens.pop(key, None)
-            raise self._scope_refused(scopes, challenge.realm)
+        else:
+            scopes = list(dict.fromkeys([*([self.scope] if self.scope else []), *challenge.scopes]))
+            key, token = self._token(challenge, scopes, request.url.scheme)
+            header = f"Bearer {token}"
+            request.headers["Authorization"] = header
+            response = yield request
+            if response.status_code == 401:
+                with _lock:
+                    _tokens.pop(key, None)
+                raise self._scope_refused(scopes, challenge.realm)
+        self._answer = (header, key)
 
     def _token(self, challenge: Challenge, scopes: list[str], scheme: str) -> tuple[tuple, str]:
         """A token for the scopes: from the cache, else from the challenge's token service."""
