@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sandbox.errors import PlatformError
@@ -44,17 +47,49 @@ def which(component: str, program: str) -> str:
 
 
 def go_build(
-    component: str, module_dir: Path | None, packages: list[str], out: Path, ldflags: str = ""
+    component: str,
+    module_dir: Path | None,
+    packages: list[str],
+    out: Path,
+    ldflags: str = "",
+    wants: tuple[str, ...] = (),
 ) -> float:
     """Build Go main packages into out (a cache folder); return the seconds it took.
 
     module_dir is the wrapper module to build in (None: `go install pkg@version` style packages).
     The binaries land in a temporary folder first and move into place only when all built, so an
-    interrupted build never leaves a half-filled cache.
+    interrupted build never leaves a half-filled cache. `wants` names the files that show the
+    build is done (default: any file in out), for when another process built it meanwhile.
     """
     go = shutil.which("go")
     if not go:
         raise PlatformError(component, "the Go toolchain is missing", "install Go 1.24 or newer")
+    with exclusive(out.with_name(out.name + ".lock")):
+        done = all((out / w).is_file() for w in wants) if wants else any(out.glob("*"))
+        if out.is_dir() and done:
+            return 0.0  # another `sandbox up` built it while this one waited for the lock
+        return _go_build(component, go, module_dir, packages, out, ldflags)
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if missing) for a with-block, across processes.
+
+    Two `sandbox up` at once (two terminals, a test session beside a demo) otherwise build into
+    the same folder, and one deletes the other's half-done build.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _go_build(
+    component: str, go: str, module_dir: Path | None, packages: list[str], out: Path, ldflags: str
+) -> float:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

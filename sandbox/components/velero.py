@@ -63,7 +63,9 @@ class Velero:
     def install(self) -> None:
         """Build velero and the AWS plugin into the cache unless they are there already."""
         if not self.program.is_file():
-            secs = go_build(self.name, MODULE_DIR, [VELERO_PACKAGE], self.program.parent, LDFLAGS)
+            secs = go_build(
+                self.name, MODULE_DIR, [VELERO_PACKAGE], self.program.parent, LDFLAGS, ("velero",)
+            )
             self.build_seconds[f"velero v{VELERO_VERSION}"] = secs
         plugins = self.settings.velero_plugins  # only plugin executables: it is --plugin-dir
         if not (plugins / PLUGIN).is_file():

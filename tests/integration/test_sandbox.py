@@ -153,3 +153,37 @@ def test_first_start_from_an_empty_state_folder(platform, monkeypatch) -> None:
             component.down()
         shutil.rmtree(tmp_path, ignore_errors=True)
     assert all(c.daemon.pid() is None for c in started)
+
+
+def test_two_builds_into_one_cache_folder_at_once_leave_a_working_binary(tmp_path) -> None:
+    """Two `sandbox up` at once once deleted each other's half-done Velero build: now one waits."""
+    import threading
+
+    from sandbox.install import go_build
+    from sandbox.procs import run
+
+    module = tmp_path / "hello"
+    module.mkdir()
+    (module / "go.mod").write_text("module example.test/hello\n\ngo 1.22\n")
+    (module / "main.go").write_text(
+        'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hello") }\n'
+    )
+    out = tmp_path / "cache" / "hello-v1"
+    seconds: list[float] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            seconds.append(go_build("hello", module, ["."], out, wants=("hello",)))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert sorted(s == 0.0 for s in seconds) == [False, True]  # one built, the other found it
+    assert run([str(out / "hello")], "hello", "-").strip() == "hello"
+    assert not out.with_name("hello-v1.partial").exists()
