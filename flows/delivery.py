@@ -13,7 +13,8 @@ from kubernetes.client.exceptions import ApiException
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from blocks import ContainerRegistry, KubernetesCluster, PrometheusServer
+from blocks import ContainerRegistry, Environment, KubernetesCluster, PrometheusServer
+from blocks.endpoint import ServiceEndpoint
 from core.analysis.templates import AnalysisTemplate
 from core.analysis.verdict import AnalysisRunner
 from core.ci import GitRef
@@ -26,11 +27,20 @@ from core.delivery.overlay import (
     release_from_overlay,
     with_monitoring,
 )
+from core.delivery.reach import served_by
 from core.errors import ConfigError
 from core.release import layout
 from core.release.errors import ReleaseFailed
 from core.release.spec import ReleaseSpec
 from flows.ci import run_ci_stages
+from flows.environments import (
+    Placement,
+    Stage,
+    chain,
+    cluster_of,
+    prometheus_of,
+    stage_in,
+)
 from flows.hooks import on_release_failure
 from flows.release.flow import (
     analysis_runner,
@@ -39,6 +49,7 @@ from flows.release.flow import (
     perform_release,
 )
 from tasks import kube
+from tasks.environment import check_namespaces
 from tasks.gates import (
     confirm_human_items,
     post_deploy_checks,
@@ -46,7 +57,7 @@ from tasks.gates import (
     publish_checklist,
     render_overlay,
 )
-from tasks.health import loopback_url, smoke_test
+from tasks.health import endpoint_of, smoke_test
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINTS_GROUP = "kyb_pipeline.endpoints"
@@ -81,7 +92,7 @@ class DeliveryOptions:
 
     app: str
     app_path: Path
-    cluster: KubernetesCluster
+    cluster: KubernetesCluster | None  # without Environment blocks
     registry: ContainerRegistry
     prometheus: PrometheusServer
     runner: AnalysisRunner
@@ -91,25 +102,52 @@ class DeliveryOptions:
     service_urls: dict[str, str]
     endpoints: str = ""
     endpoint_options: dict[str, Any] = field(default_factory=dict)
+    environments: dict[str, Environment] = field(default_factory=dict)  # by environment name
+    templates: list[AnalysisTemplate] = field(default_factory=list)
+
+
+def _stage(env: str, image: str, opts: DeliveryOptions) -> Stage:
+    """The environment's block settles cluster, overlay, strategy, approval and Prometheus.
+
+    Without one, the delivery's own parameters do (the seed's rules: production is blue-green
+    and human-approved; its Namespace is applied with the overlay's other objects).
+    """
+    given = opts.production_strategy if env == "production" else None
+    block = opts.environments.get(env)
+    if block is None:
+        strategy = given or (default_production_strategy(opts.app) if env == "production" else None)
+        overlay = opts.app_path / "deploy" / env
+        objects = render_overlay(overlay)
+        spec, template, others = release_from_overlay(objects, opts.app, image, strategy)
+        placed = Placement(with_monitoring(spec), template, others)
+        human = env == "production"  # the seed's human checklist guards production only
+        assert opts.cluster is not None  # set whenever no Environment block is
+        return Stage(opts.cluster, overlay, placed, human, opts.prometheus, opts.runner)
+    return stage_in(
+        block, opts.app, image, given, opts.app_path, opts.prometheus, opts.runner, opts.templates
+    )
 
 
 def deliver_to(
     env: str, image: str, ci: dict[str, tuple[bool, str]], opts: DeliveryOptions
 ) -> dict[str, Any]:
     """Gates, release and checks of one environment; raises DeliveryFailed or ReleaseFailed."""
-    log, app, cluster = get_run_logger(), opts.app, opts.cluster
-    overlay = opts.app_path / "deploy" / env
-    strategy = None
-    if env == "production":
-        strategy = opts.production_strategy or default_production_strategy(app)
-    spec, template, others = release_from_overlay(render_overlay(overlay), app, image, strategy)
-    spec = with_monitoring(spec)
+    log, app, stage = get_run_logger(), opts.app, _stage(env, image, opts)
+    cluster, spec = stage.cluster, stage.placed.spec
+    template, others = stage.placed.template, stage.placed.others
+    if drift := check_namespaces(cluster, stage.placed.namespaces):
+        raise DeliveryFailed(
+            f"{env}: {'; '.join(drift)}: the pipeline does not change Namespaces, an "
+            "administrator applies the overlay's namespace.yaml",
+            app=app,
+        )
     writes = [
         layout.workload_manifest(spec, track, image, spec.replicas, template)
         for track in layout.tracks(spec)
     ] + layout.services(spec)
-    checklist = pre_deploy_gates(cluster, opts.app_path, overlay, ci, image, [*others, *writes])
-    human = env == "production"  # the seed's human checklist guards production only
+    objects = [*others, *writes]
+    checklist = pre_deploy_gates(cluster, opts.app_path, stage.overlay, ci, image, objects)
+    human = stage.human
     if not human:
         checklist = Checklist(items=[i for i in checklist.items if i.kind == "machine"])
     elif not checklist.failures():
@@ -121,12 +159,12 @@ def deliver_to(
         raise DeliveryFailed(f"{env} gates failed: {_why(checklist)}", app=app)
     log.info("%s: applied %s", env, ", ".join(kube.apply_objects(cluster, others)))
     ask = approve_promotions if opts.auto_approve else ask_in_ui
-    with _endpoint(opts, spec, env) as url:
-        result = perform_release(spec, cluster, opts.runner, template, ask=ask)
+    with _endpoint(opts, spec, env, stage.environment) as url:
+        result = perform_release(spec, cluster, stage.runner, template, ask=ask)
         if not result.ok:
             raise ReleaseFailed(f"{env}: {result.summary}", app=app, namespace=spec.namespace)
         smoke = smoke_test(url, SMOKE, budget_seconds=30) if url and env == "staging" else []
-        post = post_deploy_checks(opts.prometheus, url, app, spec.namespace, "stable")
+        post = post_deploy_checks(stage.prometheus, url, app, spec.namespace, "stable")
     after = checklist.add(*post, *(human_items("post") if human else []))
     if human:
         after = confirm_human_items(after, opts.auto_approve, opts.approval_timeout, phase="post")
@@ -205,11 +243,14 @@ def endpoint_provider(name: str) -> EndpointProvider:
 
 
 @contextlib.contextmanager
-def _endpoint(opts: DeliveryOptions, spec: ReleaseSpec, env: str) -> Iterator[str | None]:
-    """The released Service's base URL for this environment.
+def _endpoint(
+    opts: DeliveryOptions, spec: ReleaseSpec, env: str, block: Environment | None
+) -> Iterator[str | ServiceEndpoint | None]:
+    """Where the checks reach the released Service in this environment.
 
-    its `service_urls` entry, else what the configured endpoint provider opens, else None (no smoke
-    or health requests).
+    Its `service_urls` entry, else what the configured endpoint provider opens, else what the
+    Environment block says (service proxy, URL or cluster DNS), else None (no smoke or health
+    requests).
     """
     if env in opts.service_urls:
         yield opts.service_urls[env]
@@ -218,7 +259,7 @@ def _endpoint(opts: DeliveryOptions, spec: ReleaseSpec, env: str) -> Iterator[st
         with provider(spec, env, opts.registry, opts.endpoint_options) as url:
             yield url
     else:
-        yield None
+        yield block.endpoint(served_by(spec)) if block else None
 
 
 @flow(name="delivery", on_failure=[on_release_failure], on_crashed=[on_release_failure])
@@ -239,8 +280,9 @@ def delivery(
     endpoint_options: dict[str, Any] | None = None,
     version: str = "",
     registry_block: str = "local",
-    cluster_block: str = "local",
-    prometheus_block: str = "local",
+    cluster_block: str = "",
+    prometheus_block: str | None = None,
+    environment: str = "",
 ) -> dict[str, Any]:
     """Deliver one commit: CI, then each environment its branch deploys to.
 
@@ -273,8 +315,14 @@ def delivery(
         endpoint_options: passed to the endpoint provider as they are.
         version: the version compiled into the binary (default: the commit's first 12 digits).
         registry_block: the ContainerRegistry block to push to.
-        cluster_block: the KubernetesCluster block to release on.
-        prometheus_block: the PrometheusServer block analyses and checks query.
+        cluster_block: the KubernetesCluster block to release on, without environment (default
+            "local"); with one, each environment's own cluster block is used.
+        prometheus_block: the PrometheusServer block analyses and checks query (default
+            "local"); an environment's own Prometheus, if it names one, is used there.
+        environment: the KYB Environment block to deliver up to, e.g. production: the branch's
+            environments up to it are released with their own blocks (cluster and credentials,
+            namespace, overlay, default strategy, approval, analysis templates, check access).
+            Empty: the parameters above, for every environment the branch deploys to.
     """
     envs = environments_for(branch)  # a branch that deploys nowhere fails before any work
     urls = dict(service_urls or {})
@@ -282,7 +330,11 @@ def delivery(
     if unknown:
         raise ConfigError(f"service_urls names {unknown}, but {branch} deploys to {envs} only")
     for url in urls.values():
-        loopback_url(url)  # a non-loopback or malformed URL fails here, before any work
+        endpoint_of(url)  # a malformed URL, or a host egress forbids, fails here before any work
+    blocks = chain(envs, environment, app, production_strategy, templates or [])
+    for block in blocks.values():  # explicit blocks must be the environments' own
+        cluster_of(block, cluster_block)
+        prometheus_of(block, prometheus_block)
     log, app_path = get_run_logger(), _resolve(app_dir)
     registry = ContainerRegistry.load(registry_block)
     ci = run_ci_stages(
@@ -308,16 +360,18 @@ def delivery(
     opts = DeliveryOptions(
         app=app,
         app_path=app_path,
-        cluster=KubernetesCluster.load(cluster_block),
+        cluster=KubernetesCluster.load(cluster_block or "local") if not blocks else None,
         registry=registry,
-        prometheus=PrometheusServer.load(prometheus_block),
-        runner=analysis_runner(prometheus_block, templates or [], False),
+        prometheus=PrometheusServer.load(prometheus_block or "local"),
+        runner=analysis_runner(prometheus_block or "local", templates or [], False),
         production_strategy=production_strategy,
         auto_approve=auto_approve,
         approval_timeout=approval_timeout,
         service_urls=urls,
         endpoints=endpoints,
         endpoint_options=dict(endpoint_options or {}),
+        environments=blocks,
+        templates=templates or [],
     )
     done: dict[str, Any] = {}
     try:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from core.delivery.reach import EGRESS_SETTING, LOOPBACK_ONLY
 from sandbox.components import Component, Status
 from sandbox.components.cluster import Cluster
 from sandbox.components.docker import Docker
@@ -117,6 +118,8 @@ class Platform:
 
         Backups get their own: KubernetesCluster 'dr' (the DR cluster), ObjectStore 'local' (the
         S3 store), VeleroInstall 'local' and 'dr' (each referencing its saved cluster block).
+        Environments 'dev', 'staging', 'production' each get their own KubernetesCluster block,
+        with a token of that environment's ServiceAccount (sandbox/rbac.py).
         """
         import contextlib
 
@@ -126,6 +129,7 @@ class Platform:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         from blocks import ContainerRegistry, KubernetesCluster, PrometheusServer
+        from sandbox.rbac import save_environments
 
         user, password = self.registry.credentials()
         with temporary_settings({PREFECT_API_URL: self.prefect.api_url}):
@@ -141,10 +145,12 @@ class Platform:
                 password=token_password,
                 insecure=True,
             ).save(TOKEN_BLOCK_NAME, overwrite=True)
-            PrometheusServer(
+            prometheus = PrometheusServer(
                 url=self.prometheus.url, scrape_interval_seconds=float(SCRAPE_INTERVAL.rstrip("s"))
-            ).save(BLOCK_NAME, overwrite=True)
+            )
+            prometheus.save(BLOCK_NAME, overwrite=True)
             self._save_backup_blocks(local)
+            save_environments(local, prometheus)  # dev, staging, production: own credentials
             with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
                 client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
             self._create_kubernetes_pool()
@@ -210,4 +216,5 @@ class Platform:
         merged: dict[str, str] = tool_env()
         for comp in self.components:
             merged.update(comp.env())
+        merged[EGRESS_SETTING] = LOOPBACK_ONLY  # the network rule: checks stay on loopback
         return merged

@@ -17,6 +17,7 @@ from prefect.input import RunInput
 from prefect.states import Running
 
 from blocks import PrometheusServer
+from blocks.endpoint import ServiceEndpoint
 from core.analysis.templates import BUILTINS, render, thresholds
 from core.ci.output import artifact_key
 from core.delivery.checklist import (
@@ -123,7 +124,7 @@ def _metrics_item(prometheus: PrometheusServer, labels: dict[str, str]) -> Item:
 
 
 @task(name="health-item", cache_policy=NO_CACHE)
-def _health_item(base_url: str | None, budget_seconds: float) -> Item:
+def _health_item(base_url: str | ServiceEndpoint | None, budget_seconds: float) -> Item:
     if not base_url:
         return machine(HEALTH, "post", None, "no URL of the new version given to call /health")
     result = check_health(base_url, budget_seconds)
@@ -132,7 +133,7 @@ def _health_item(base_url: str | None, budget_seconds: float) -> Item:
 
 def post_deploy_checks(
     prometheus: PrometheusServer,
-    base_url: str | None,
+    base_url: str | ServiceEndpoint | None,
     app: str,
     namespace: str,
     track: str = "stable",
@@ -146,7 +147,8 @@ def post_deploy_checks(
 
     Args:
         prometheus: the Prometheus block that scrapes the service.
-        base_url: the new version's loopback URL for /health; None skips the health check.
+        base_url: where /health of the new version is reached: a base URL, or a ServiceEndpoint
+            (the apiserver's service proxy, in-cluster DNS); None skips the health check.
         app: the `service` label of the service's metrics.
         namespace: its `namespace` label.
         track: its `track` label (the settled version is "stable").

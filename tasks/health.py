@@ -1,62 +1,60 @@
-"""Health and smoke checks over HTTP (httpx), and readiness of the new version's pods."""
+"""Health and smoke checks over HTTP (httpx) of a released Service.
+
+A check goes to a base URL (http or https, any host the egress allowlist `KYB_EGRESS_ALLOW` lets
+through; every host when it is unset) or to a ServiceEndpoint (the apiserver's service proxy with
+the cluster block's credentials, or the Service's in-cluster DNS name).
+"""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from blocks import KubernetesCluster
+from blocks.endpoint import ServiceEndpoint
 from core.ci.output import artifact_key
-from core.delivery.checks import (
-    CheckResult,
-    SmokeRequest,
-    count_ready,
-    is_loopback,
-    judge_health,
-    judge_smoke,
-)
-from core.delivery.errors import ChecksFailed, EndpointsNotReady
+from core.delivery.checks import CheckResult, SmokeRequest, judge_health, judge_smoke
+from core.delivery.errors import ChecksFailed
+from core.delivery.reach import EGRESS_SETTING, CheckAccess, EgressAllowlist, apiserver_refusal
 from core.errors import ConfigError
-from tasks import RETRIES
-from tasks.kube import api_for, to_dict
 
+Judge = Callable[[httpx.Response], tuple[bool, str]]
 HEALTH_TIMEOUT = 5.0  # seconds one /health request may take
 FIRST_DELAY = 0.25  # seconds before the first retry; doubles per attempt ...
 MAX_DELAY = 4.0  # ... up to this
 JITTER = 0.5  # each delay is stretched by a random 0-50 %
 
 
-def loopback_url(base_url: str, path: str = "") -> str:
-    """`base_url` + `path`, refused with ConfigError unless it can only reach a loopback address.
+def egress() -> EgressAllowlist:
+    """The egress allowlist from the `KYB_EGRESS_ALLOW` setting (unset: checks may go anywhere)."""
+    return EgressAllowlist.parse(os.environ.get(EGRESS_SETTING))
 
-    The network rule: checks never dial anything but http://127.x or http://localhost. The URL is
-    parsed as httpx will parse it, so what is checked is what would be dialled.
+
+def endpoint_of(target: str | ServiceEndpoint) -> ServiceEndpoint:
+    """The endpoint checks call: a URL as given, or an endpoint (service proxy, cluster DNS).
+
+    Refused before any request when the URL is malformed or carries credentials, or when the
+    egress allowlist (if one is set) does not list the host it would dial.
+
+    Raises:
+        ConfigError: what is wrong and what to fix (never quoting a password).
     """
-    url = base_url.rstrip("/") + path
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        raise ConfigError("the check URL is not a URL: give http://127.0.0.1:<port>") from None
-    fix = "checks may only call http://127.x or http://localhost"
-    if parsed.userinfo:
-        raise ConfigError(f"the check URL carries credentials: {fix}, without user:password@")
-    if parsed.scheme != "http" or not is_loopback(parsed.host):
-        raise ConfigError(f"{fix}, not {parsed.scheme}://{parsed.host}", url=url)
-    return url
+    found = target if isinstance(target, ServiceEndpoint) else ServiceEndpoint.from_url(target)
+    egress().require(found.host, f"checks of {found.url}")
+    return found
 
 
-def _client() -> httpx.Client:
-    # trust_env=False: a proxy from the environment must never carry a check off loopback.
-    return httpx.Client(trust_env=False, follow_redirects=False)
+def _client(endpoint: ServiceEndpoint) -> httpx.Client:
+    # Environment proxies only when egress is open: a proxy would carry a guarded check past the
+    # allowlist, which judges the host in the URL.
+    return endpoint.client(trust_env=egress().open)
 
 
 def _delay(attempt: int) -> float:
@@ -68,7 +66,7 @@ def _attempt_until_final(
     name: str,
     request: str,
     send: Callable[[float], httpx.Response],
-    judge: Callable[[httpx.Response], tuple[bool, str]],
+    judge: Judge,
     timeout: float,
     budget: float,
 ) -> CheckResult:
@@ -125,15 +123,28 @@ def _require_budget(budget_seconds: float) -> None:
         raise ConfigError(f"budget_seconds must be above 0, not {budget_seconds}")
 
 
+def _smoke_ready(endpoint: ServiceEndpoint, requests: Sequence[SmokeRequest]) -> None:
+    for req in requests:
+        if blocked := endpoint.conflicts(list(req.headers)):
+            raise ConfigError(
+                f"smoke request {req.name!r} sets {', '.join(blocked)}, which cannot reach the "
+                f"Service through the apiserver's proxy (the apiserver takes it for itself): "
+                "use check_access url or cluster-dns for it"
+            )
+
+
 @task(name="health-check", cache_policy=NO_CACHE)
-def check_health(base_url: str, budget_seconds: float = 30.0, path: str = "/health") -> CheckResult:
+def check_health(
+    base_url: str | ServiceEndpoint, budget_seconds: float = 30.0, path: str = "/health"
+) -> CheckResult:
     """Check the /health contract: status and every component must be healthy.
 
     A 503 from an unhealthy service is retried until the budget runs out; the result then names
-    the unhealthy components and their messages.
+    the unhealthy components and their messages. Through the service proxy, the apiserver's own
+    503 ("no endpoints available") is retried the same way, and then reported.
 
     Args:
-        base_url: the service's loopback base URL, e.g. http://127.0.0.1:8080.
+        base_url: the service's base URL, e.g. https://kyb.example.com, or a ServiceEndpoint.
         budget_seconds: the time the check may spend, retries included.
         path: the health endpoint.
 
@@ -141,33 +152,35 @@ def check_health(base_url: str, budget_seconds: float = 30.0, path: str = "/heal
         The result; ok is False when the service is not healthy (nothing is raised for that).
 
     Raises:
-        ConfigError: the URL is not loopback, or the budget is not positive (before any request).
+        ConfigError: the URL is malformed or not allowed by the egress allowlist, or the budget
+            is not positive (before any request).
     """
-    url = loopback_url(base_url, path)
+    endpoint = endpoint_of(base_url)
     _require_budget(budget_seconds)
+    url = endpoint.url + path
 
     def judge(answer: httpx.Response) -> tuple[bool, str]:
         ok, reason, _failing = judge_health(answer.status_code, answer.text)
         return ok, reason
 
-    with _client() as http:
+    with _client(endpoint) as http:
 
         def send(timeout: float) -> httpx.Response:
             return http.get(url, timeout=timeout)
 
         return _attempt_until_final(
-            "health", f"GET {path}", send, judge, HEALTH_TIMEOUT, budget_seconds
+            "health", f"GET {path}", send, _through(endpoint, judge), HEALTH_TIMEOUT, budget_seconds
         )
 
 
 @task(name="smoke-test", cache_policy=NO_CACHE)
 def smoke_test(
-    base_url: str, requests: Sequence[SmokeRequest], budget_seconds: float = 30.0
+    base_url: str | ServiceEndpoint, requests: Sequence[SmokeRequest], budget_seconds: float = 30.0
 ) -> list[CheckResult]:
     """Send each smoke request in turn and judge its answer; each has its own time budget.
 
     Args:
-        base_url: the service's loopback base URL.
+        base_url: the service's base URL, or a ServiceEndpoint.
         requests: the smoke requests (header values are secrets and are never shown).
         budget_seconds: the time each request may spend, retries included.
 
@@ -175,17 +188,21 @@ def smoke_test(
         One result per request, in order.
 
     Raises:
-        ConfigError: a URL is not loopback, or the budget is not positive (before any request).
+        ConfigError: the URL is malformed or not allowed, a request's header cannot pass the
+            service proxy, or the budget is not positive (before any request).
     """
-    urls = [loopback_url(base_url, r.path) for r in requests]
+    endpoint = endpoint_of(base_url)
+    _smoke_ready(endpoint, requests)
     _require_budget(budget_seconds)
-    with _client() as http:
-        pairs = zip(requests, urls, strict=True)
-        return [_smoke_one(http, req, url, budget_seconds) for req, url in pairs]
+    with _client(endpoint) as http:
+        return [_smoke_one(http, endpoint, r, budget_seconds) for r in requests]
 
 
-def _smoke_one(http: httpx.Client, req: SmokeRequest, url: str, budget: float) -> CheckResult:
+def _smoke_one(
+    http: httpx.Client, endpoint: ServiceEndpoint, req: SmokeRequest, budget: float
+) -> CheckResult:
     headers = {k: v.get_secret_value() for k, v in req.headers.items()}
+    url = endpoint.url + req.path
 
     def send(timeout: float) -> httpx.Response:
         return http.request(req.method, url, headers=headers, timeout=timeout)
@@ -193,11 +210,27 @@ def _smoke_one(http: httpx.Client, req: SmokeRequest, url: str, budget: float) -
     def judge(answer: httpx.Response) -> tuple[bool, str]:
         return judge_smoke(req, answer.status_code, answer.text)
 
-    return _attempt_until_final(req.name, req.request, send, judge, req.timeout_seconds, budget)
+    judged = _through(endpoint, judge)
+    return _attempt_until_final(req.name, req.request, send, judged, req.timeout_seconds, budget)
+
+
+def _through(endpoint: ServiceEndpoint, judge: Judge) -> Judge:
+    """Through the service proxy, an answer of the apiserver itself fails with its message."""
+    if endpoint.access is not CheckAccess.SERVICE_PROXY:
+        return judge
+
+    def judged(answer: httpx.Response) -> tuple[bool, str]:
+        refusal = apiserver_refusal(answer.status_code, answer.text)
+        return (False, refusal) if refusal else judge(answer)
+
+    return judged
 
 
 def verify(
-    base_url: str, smoke: Sequence[SmokeRequest], budget_seconds: float = 30.0, name: str = ""
+    base_url: str | ServiceEndpoint,
+    smoke: Sequence[SmokeRequest],
+    budget_seconds: float = 30.0,
+    name: str = "",
 ) -> list[CheckResult]:
     """Check /health, then the smoke requests; publish a table artifact; raise if any failed.
 
@@ -205,7 +238,7 @@ def verify(
     Each check has its own budget, so the whole takes at most (1 + len(smoke)) * budget_seconds.
 
     Args:
-        base_url: the new version's loopback base URL.
+        base_url: the new version's base URL, or a ServiceEndpoint.
         smoke: the smoke requests.
         budget_seconds: the time each check may spend, retries included.
         name: names the artifact `checks-<name>`; the URL's host and port by default.
@@ -214,19 +247,20 @@ def verify(
         Every result (all passed).
 
     Raises:
-        ConfigError: a URL is not loopback (before any request).
+        ConfigError: the URL is malformed or not allowed, or a smoke header cannot pass the
+            service proxy (before any request).
         ChecksFailed: a check failed; raised after the artifact is published.
     """
-    for path in ["/health", *(r.path for r in smoke)]:
-        loopback_url(base_url, path)
-    results = [check_health(base_url, budget_seconds)]
+    endpoint = endpoint_of(base_url)
+    _smoke_ready(endpoint, smoke)
+    results = [check_health(endpoint, budget_seconds)]
     if results[0].ok:
-        results += smoke_test(base_url, smoke, budget_seconds)
+        results += smoke_test(endpoint, smoke, budget_seconds)
     else:
         results += [_not_run(r) for r in smoke]
-    where = httpx.URL(base_url)
+    where = httpx.URL(endpoint.url)
     key = artifact_key("checks", name or f"{where.host}-{where.port or 80}")
-    _publish(key, base_url, results)
+    _publish(key, endpoint.url, results)
     failed = [r for r in results if not r.ok and r.attempts]
     if failed:
         told = "; ".join(
@@ -237,7 +271,7 @@ def verify(
         raise ChecksFailed(
             f"{len(failed)} of {len(results)} checks failed: {told}{more}",
             results,
-            url=base_url,
+            url=endpoint.url,
             artifact=key,
         )
     return results
@@ -267,95 +301,3 @@ def _publish(key: str, base_url: str, results: Sequence[CheckResult]) -> None:
     passed = sum(r.ok for r in results)
     about = f"Health and smoke checks of {base_url}: {passed} of {len(results)} passed."
     create_table_artifact(rows, key=key, description=about)
-
-
-def _label_selector(selector: dict[str, str]) -> str:
-    if not selector:
-        raise ConfigError("give a non-empty label selector: an empty one matches every pod")
-    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-
-
-@task(name="endpoints-ready", cache_policy=NO_CACHE, **RETRIES)
-def endpoints_ready(
-    cluster: KubernetesCluster, namespace: str, selector: dict[str, str]
-) -> tuple[int, int]:
-    """(Ready pods, pods) matching the selector, terminating pods left out.
-
-    Readiness of the new version's endpoints is read from its pods' Ready condition, which is
-    what puts a pod into a Service's EndpointSlices. (In the local sandbox EndpointSlices never
-    get endpoints: the apiserver rejects the pods' loopback IPs.)
-    """
-    api = api_for(cluster)
-    pods = client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=_label_selector(selector)
-    )
-    return count_ready(to_dict(api, p) for p in pods.items)
-
-
-@task(name="wait-endpoints-ready", cache_policy=NO_CACHE, **RETRIES)
-def wait_endpoints_ready(
-    cluster: KubernetesCluster,
-    namespace: str,
-    selector: dict[str, str],
-    want: int,
-    timeout_seconds: float = 300.0,
-) -> tuple[int, int]:
-    """Watch pods matching the selector until `want` of them are Ready (and not terminating).
-
-    Readiness is read from the pods' Ready condition, as in endpoints_ready (the sandbox's
-    EndpointSlices stay empty). A dropped watch or an apiserver restart is retried.
-
-    Args:
-        cluster: the cluster block.
-        namespace: the pods' namespace.
-        selector: the new version's pod labels, e.g. {"app": "web", "track": "canary"}.
-        want: how many Ready pods are enough.
-        timeout_seconds: seconds to wait in all.
-
-    Returns:
-        (Ready pods, pods) when enough were Ready.
-
-    Raises:
-        EndpointsNotReady: fewer than `want` were Ready in time.
-    """
-    labels = _label_selector(selector)
-    if want < 0 or not timeout_seconds > 0:
-        raise ConfigError(f"want >= 0 and timeout_seconds > 0, not {want} and {timeout_seconds}")
-    api = api_for(cluster)
-    pods_api = client.CoreV1Api(api)
-    deadline = time.monotonic() + timeout_seconds
-    ready = total = 0
-    while (left := deadline - time.monotonic()) > 0:
-        listed = pods_api.list_namespaced_pod(namespace, label_selector=labels)
-        pods = {p.metadata.name: to_dict(api, p) for p in listed.items}
-        ready, total = count_ready(pods.values())
-        if ready >= want:
-            return ready, total
-        stream = watch.Watch().stream(
-            pods_api.list_namespaced_pod,
-            namespace,
-            label_selector=labels,
-            resource_version=listed.metadata.resource_version,
-            timeout_seconds=max(1, int(min(left, 60))),
-        )
-        try:
-            for event in stream:
-                pod = to_dict(api, event["object"])
-                if event["type"] == "DELETED":
-                    pods.pop(pod["metadata"]["name"], None)
-                else:
-                    pods[pod["metadata"]["name"]] = pod
-                ready, total = count_ready(pods.values())
-                if ready >= want:
-                    return ready, total
-                if time.monotonic() >= deadline:
-                    break
-        except ApiException as exc:
-            if exc.status != 410:  # 410 Gone: our resourceVersion expired; list again and re-watch
-                raise
-    raise EndpointsNotReady(
-        f"only {ready} of the {want} wanted pods are Ready after {timeout_seconds:.0f}s "
-        f"({total} pods match): see the pods' events and readiness probes",
-        namespace=namespace,
-        selector=labels,
-    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -18,16 +17,6 @@ def one_line(text: str, limit: int = _SHOWN) -> str:
     """Text squeezed onto one line and cut to `limit` characters (for reasons and tables)."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def is_loopback(host: str) -> bool:
-    """True for `localhost` and 127.0.0.0/8 addresses: the only hosts checks may call."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host) in ipaddress.ip_network("127.0.0.0/8")
-    except ValueError:
-        return False
 
 
 class SmokeRequest(BaseModel):

@@ -9,7 +9,8 @@ from core.errors import ConfigError
 from core.release.spec import ReleaseSpec, load_rollout
 
 OWNED_BY_RELEASE = {"Deployment", "Service"}  # the executor writes these itself
-MONITOR = {"templates": [{"templateName": "error-rate"}]}  # the post-deploy monitoring analysis
+MONITOR_TEMPLATES = ("error-rate",)  # the post-deploy monitoring analysis, by default
+MONITOR = {"templates": [{"templateName": name} for name in MONITOR_TEMPLATES]}
 
 
 def default_production_strategy(app: str) -> dict[str, Any]:
@@ -73,18 +74,22 @@ def release_from_overlay(
     return spec, template, others
 
 
-def with_monitoring(spec: ReleaseSpec) -> ReleaseSpec:
+def with_monitoring(spec: ReleaseSpec, templates: Sequence[str] = MONITOR_TEMPLATES) -> ReleaseSpec:
     """The spec with a post-deploy monitoring analysis wherever the strategy has none.
 
-    The spec with a post-deploy monitoring analysis wherever the strategy has none, so a bad
-    version is rolled back automatically after it took the traffic.
+    The spec with a post-deploy monitoring analysis (the named analysis templates; an
+    environment's `analysis_templates`) wherever the strategy has none, so a bad version is rolled
+    back automatically after it took the traffic.
     """
+    if not templates:
+        return spec
+    monitor = {"templates": [{"templateName": name} for name in templates]}
     data = spec.model_dump(by_alias=True, exclude_none=True)
     strategy = data["strategy"]
     if "blueGreen" in strategy:
-        strategy["blueGreen"].setdefault("postPromotionAnalysis", MONITOR)
+        strategy["blueGreen"].setdefault("postPromotionAnalysis", monitor)
     elif "rolling" in strategy:
-        strategy["rolling"].setdefault("analysis", MONITOR)
+        strategy["rolling"].setdefault("analysis", monitor)
     elif not any("analysis" in step for step in strategy["canary"]["steps"]):
-        strategy["canary"]["steps"] = [*strategy["canary"]["steps"], {"analysis": MONITOR}]
+        strategy["canary"]["steps"] = [*strategy["canary"]["steps"], {"analysis": monitor}]
     return ReleaseSpec.model_validate(data)

@@ -17,18 +17,28 @@ from prefect.input import RunInput
 from prefect.settings import PREFECT_UI_URL
 from prefect.states import Running
 
-from blocks import KubernetesCluster, PrometheusServer
-from core.analysis.judge import JudgeConfig
-from core.analysis.templates import BUILTINS, AnalysisTemplate
-from core.analysis.verdict import AnalysisRunner, NoJudge
-from core.release.actions import Pause, worst_case_seconds
+from blocks import Environment, KubernetesCluster, PrometheusServer
+from core.analysis.templates import AnalysisTemplate
+from core.analysis.verdict import AnalysisRunner
+from core.errors import ConfigError
+from core.release.actions import Pause, human_pause, worst_case_seconds
 from core.release.decisions import Choice, Decision
 from core.release.errors import ReleaseFailed
 from core.release.planners import plan_release
 from core.release.spec import ReleaseSpec
+from flows.environments import (
+    Placement,
+    check_spec,
+    check_templates,
+    cluster_of,
+    place,
+    prometheus_of,
+    runner_for,
+)
 from flows.hooks import on_release_failure
 from flows.release.executor import Asker, Executor, ReleaseResult
-from tasks.prometheus import PrometheusRunner
+from tasks import kube
+from tasks.environment import check_namespaces, load_environment
 
 POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
 
@@ -131,12 +141,8 @@ def analysis_runner(
 
     NoJudge (every analysis asks a human) when no block is named.
     """
-    if not prometheus_block:
-        return NoJudge()
-    known = {**BUILTINS, **{t.name: t for t in templates}}
-    return PrometheusRunner(
-        PrometheusServer.load(prometheus_block), known, JudgeConfig() if judge else None
-    )
+    prometheus = PrometheusServer.load(prometheus_block) if prometheus_block else None
+    return runner_for(prometheus, templates, judge)
 
 
 def publish_result(spec: ReleaseSpec, result: ReleaseResult) -> None:
@@ -186,28 +192,104 @@ def perform_release(
     return result
 
 
+def approve_release(env: Environment, spec: ReleaseSpec, ask: Asker = ask_in_ui) -> None:
+    """The environment's approval before anything is written: a typed pause (no answer: no go).
+
+    Raises:
+        ReleaseFailed: the person declined (or did not answer in time).
+    """
+    pause = human_pause("approve-release", f"release {spec.image} to environment {env.name}?")
+    decision = ask(pause, spec)
+    if decision.choice not in (Choice.PROMOTE, Choice.PROMOTE_FULL):
+        raise ReleaseFailed(
+            f"environment {env.name} requires approval: {decision.choice} by "
+            f"{decision.decided_by} ({decision.reason or 'no reason given'}); nothing was changed",
+            app=spec.app,
+            namespace=spec.namespace,
+        )
+
+
+def release_in(
+    environment: str,
+    spec: ReleaseSpec | None,
+    app: str,
+    image: str,
+    cluster_block: str,
+    prometheus_block: str | None,
+    templates: list[AnalysisTemplate],
+    judge: bool,
+) -> tuple[ReleaseSpec, ReleaseResult]:
+    """Release into a saved Environment: its cluster, namespace, overlay, strategy and rules.
+
+    Raises:
+        ConfigError: the environment is missing, or a parameter conflicts with it.
+    """
+    env = load_environment(environment)
+    cluster = cluster_of(env, cluster_block)
+    check_templates(env, templates)
+    runner = runner_for(prometheus_of(env, prometheus_block), templates, judge)
+    if spec is None:
+        if not (app and image):
+            raise ConfigError(f"environment {environment!r}: give app and image (or a spec)")
+        placed = place(env, app, image)
+    else:
+        placed = Placement(check_spec(env, spec, app, image))
+    if drift := check_namespaces(cluster, placed.namespaces):
+        raise ConfigError(
+            f"{'; '.join(drift)}: the pipeline does not change Namespaces, an administrator "
+            "applies the overlay's namespace.yaml",
+            environment=environment,
+        )
+    if env.approval_required:
+        approve_release(env, placed.spec)
+    if placed.others:
+        get_run_logger().info("applied %s", ", ".join(kube.apply_objects(cluster, placed.others)))
+    return placed.spec, perform_release(placed.spec, cluster, runner, placed.template)
+
+
 @flow(name="release", on_failure=[on_release_failure], on_crashed=[on_release_failure])
 def release(
-    spec: ReleaseSpec,
-    cluster_block: str = "local",
-    prometheus_block: str = "local",
+    spec: ReleaseSpec | None = None,
+    cluster_block: str = "",
+    prometheus_block: str | None = None,
     templates: list[AnalysisTemplate] | None = None,
     judge: bool = False,
+    environment: str = "",
+    app: str = "",
+    image: str = "",
 ) -> dict[str, Any]:
-    """Release spec.image to spec.namespace with the spec's strategy; fails if rolled back.
+    """Release an image to an environment (or spec.namespace); fails if it was rolled back.
+
+    Either name an app, an image and an environment (a saved KYB Environment block: its cluster,
+    namespace, overlay, default strategy, approval and analysis templates), or give a whole spec
+    (with an environment too, the spec must agree with it).
 
     Args:
-        spec: what to release and how (Argo Rollouts' fields; the image by digest).
-        cluster_block: name of the KYB Kubernetes Cluster block to release to.
-        prometheus_block: name of the KYB Prometheus block the analyses query; empty: no
-            Prometheus, so every analysis is Inconclusive and a human decides.
+        spec: what to release and how (Argo Rollouts' fields; the image by digest); optional
+            with environment, app and image.
+        cluster_block: the KYB Kubernetes Cluster block to release to; empty: the environment's
+            (without one: "local").
+        prometheus_block: the KYB Prometheus block the analyses query; unset: the environment's
+            (without one: "local"); empty: no Prometheus, so every analysis is Inconclusive and a
+            human decides.
         templates: analysis templates beside the built-ins (success-rate, error-rate,
             latency-p95); one with a built-in's name replaces it.
         judge: also compare canary against stable statistically (Mann-Whitney U) in canary
             analyses; both the thresholds and the judge must pass.
+        environment: the KYB Environment block to release into, e.g. staging.
+        app: the app (its Deployment in the environment's overlay), with environment.
+        image: the image by digest, with environment.
     """
-    runner = analysis_runner(prometheus_block, templates or [], judge)
-    result = perform_release(spec, KubernetesCluster.load(cluster_block), runner)
+    if environment:
+        spec, result = release_in(
+            environment, spec, app, image, cluster_block, prometheus_block, templates or [], judge
+        )
+    elif spec is None or app or image:
+        raise ConfigError("give a spec, or an app, an image and an environment to release into")
+    else:
+        prometheus = "local" if prometheus_block is None else prometheus_block
+        runner = analysis_runner(prometheus, templates or [], judge)
+        result = perform_release(spec, KubernetesCluster.load(cluster_block or "local"), runner)
     if not result.ok:
         raise ReleaseFailed(result.summary, app=spec.app, namespace=spec.namespace)
     return {"app": spec.app, "image": spec.image, "summary": result.summary}

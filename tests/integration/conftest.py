@@ -23,11 +23,15 @@ def platform() -> Iterator[Platform]:
     """The running local platform, with Prefect pointed at its server for the whole session."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from core.delivery.reach import EGRESS_SETTING
+
     plat = Platform()
     try:
         plat.up(say=lambda _msg: None)
     except PlatformError as exc:
         _unavailable(str(exc))
+    # the network rule as the platform sets it for its worker: checks may dial loopback only
+    os.environ.setdefault(EGRESS_SETTING, plat.env()[EGRESS_SETTING])
     with temporary_settings({PREFECT_API_URL: plat.prefect.api_url}):
         yield plat
 

@@ -19,19 +19,14 @@ from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster
 from core.delivery.checks import SmokeRequest
+from core.delivery.errors import ChecksFailed, EndpointsNotReady
+from core.delivery.reach import EGRESS_SETTING, LOOPBACK_ONLY
 from core.errors import ConfigError
 from sandbox import example
 from sandbox.platform import BLOCK_NAME
 from tasks import health, kube
-from tasks.health import (
-    ChecksFailed,
-    EndpointsNotReady,
-    check_health,
-    endpoints_ready,
-    smoke_test,
-    verify,
-    wait_endpoints_ready,
-)
+from tasks.health import check_health, smoke_test, verify
+from tasks.readiness import endpoints_ready, wait_endpoints_ready
 
 BUDGET = 2.5
 MARGIN = 0.5  # one request timeout floor plus scheduling noise
@@ -141,34 +136,68 @@ def test_instance_starting_late_passes_after_retries(late_instance: str) -> None
     assert 1.5 < result.seconds < 15
 
 
+def _recording(sent: list[httpx.Request], answer: httpx.Response | None = None):
+    """A client factory whose transport records requests (and answers `answer`, if given)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return answer or httpx.Response(599)
+
+    return lambda _endpoint: httpx.Client(transport=httpx.MockTransport(handle))
+
+
 @pytest.mark.parametrize(
-    "url",
-    [
-        "http://example.com",
-        "https://127.0.0.1:8080",
-        "http://10.0.0.1:8080",
-        "http://127.0.0.1.nip.io",
-        "http://user:pw@127.0.0.1:8080",
-        "ftp://localhost/x",
-    ],
+    "url", ["http://example.com", "https://10.0.0.1:8080", "http://127.0.0.1.nip.io"]
 )
-def test_non_loopback_url_is_refused_before_any_request(url: str, monkeypatch) -> None:
-    sent: list[httpx.Request] = []  # a recording transport stands in only to prove nothing is sent
+def test_a_host_egress_does_not_allow_is_refused_before_any_request(url: str, monkeypatch) -> None:
+    """The platform's guard (KYB_EGRESS_ALLOW, loopback here): configuration, not product code.
 
-    def recording() -> httpx.Client:
-        return httpx.Client(transport=httpx.MockTransport(lambda r: sent.append(r) or None))
-
-    monkeypatch.setattr(health, "_client", recording)
-    with pytest.raises(ConfigError, match=r"may only call http://127\.x or http://localhost"):
-        check_health(url, budget_seconds=BUDGET)
-    with pytest.raises(ConfigError, match="checks may only call"):
-        smoke_test(url, [VERIFY], budget_seconds=BUDGET)
-    with pytest.raises(ConfigError, match="checks may only call"):
-        verify(url, [VERIFY], BUDGET)
+    A recording transport stands in only to prove nothing is sent.
+    """
+    monkeypatch.setenv(EGRESS_SETTING, LOOPBACK_ONLY)
+    sent: list[httpx.Request] = []
+    monkeypatch.setattr(health, "_client", _recording(sent))
+    for check in (
+        lambda: check_health(url, budget_seconds=BUDGET),
+        lambda: smoke_test(url, [VERIFY], budget_seconds=BUDGET),
+        lambda: verify(url, [VERIFY], BUDGET),
+    ):
+        with pytest.raises(ConfigError, match=r"is not in KYB_EGRESS_ALLOW \(127\.0\.0\.0/8"):
+            check()
     assert sent == []
+
+
+@pytest.mark.parametrize(
+    "url", ["http://user:pw@127.0.0.1:8080", "ftp://localhost/x", "127.0.0.1:8080", "http://h/?q"]
+)
+def test_malformed_urls_are_refused_without_repeating_them(url: str, monkeypatch) -> None:
+    sent: list[httpx.Request] = []
+    monkeypatch.setattr(health, "_client", _recording(sent))
     with pytest.raises(ConfigError) as refused:
-        check_health(url)
-    assert "pw" not in str(refused.value)
+        check_health(url, budget_seconds=BUDGET)
+    assert "pw" not in str(refused.value) and sent == []
+
+
+def test_with_egress_open_checks_call_the_url_as_configured(monkeypatch) -> None:
+    """Outside the sandbox (KYB_EGRESS_ALLOW unset) any http(s) URL and host name is called.
+
+    The transport stands in for https://kyb.example.com, which the network rule forbids dialling
+    here; what is checked is the URL the check sends, and that its answer is judged.
+    """
+    monkeypatch.delenv(EGRESS_SETTING, raising=False)
+    sent: list[httpx.Request] = []
+    healthy = httpx.Response(200, json={"status": "healthy", "checks": {}})
+    monkeypatch.setattr(health, "_client", _recording(sent, healthy))
+    result = check_health("https://kyb.example.com/staging/", budget_seconds=BUDGET)
+    assert result.ok, result
+    assert [str(r.url) for r in sent] == ["https://kyb.example.com/staging/health"]
+
+
+def test_a_host_name_reaches_a_real_instance() -> None:
+    with example.run(version="v2.0.0") as inst:
+        by_name = inst.url.replace("127.0.0.1", "localhost")
+        result = check_health(by_name, budget_seconds=BUDGET)
+    assert result.ok and result.attempts == 1, result
 
 
 def test_verify_publishes_the_table_and_passes() -> None:

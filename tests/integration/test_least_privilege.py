@@ -1,7 +1,9 @@
-"""Least privilege.
+"""Least privilege, on the real apiserver.
 
-the pipeline's ServiceAccount, with only deploy/rbac's role, releases and rolls back on the real
-apiserver, and is refused everything outside the role (HTTP 403).
+Each environment's ServiceAccount, with only deploy/rbac's roles, releases and rolls back in its
+own namespace, and is refused everything else (HTTP 403): another environment's namespace
+(staging's credentials in production), any write to a Namespace, and any write to a Secret it does
+not own by name (so a write's answer never hands another Secret back).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prefect import flow
 
-from blocks import KubernetesCluster
+from blocks import Environment, KubernetesCluster
 from core.release import layout
 from core.release.actions import AnalysisPhase
 from core.release.observed import Track
@@ -25,8 +27,10 @@ from flows.release.executor import ReleaseResult
 from flows.release.flow import perform_release
 from flows.rollback import rollback
 from sandbox.platform import BLOCK_NAME
+from sandbox.rbac import rendered_namespace
 from tasks import kube
-from tasks.health import wait_endpoints_ready
+from tasks.gates import render_overlay
+from tasks.readiness import wait_endpoints_ready
 from tests.integration import rbac
 from tests.integration.release_helpers import (
     V1,
@@ -38,7 +42,15 @@ from tests.integration.release_helpers import (
     spec,
 )
 
-SA_USER = f"system:serviceaccount:{rbac.SYSTEM_NAMESPACE}:{rbac.ACCOUNT}"
+OVERLAYS = rbac.MANIFEST.parents[2] / "examples" / "kyb-platform" / "deploy"
+ENV = "staging"  # the environment whose ServiceAccount the release tests act as
+
+
+def user_of(environment: str) -> str:
+    """The user name the apiserver sees for an environment's ServiceAccount token."""
+    return f"system:serviceaccount:{rbac.SYSTEM_NAMESPACE}:{rbac.account(environment)}"
+
+
 ROLLING = {"rolling": {"maxSurge": 1, "maxUnavailable": 0}}
 CANARY = {
     "canary": {
@@ -57,17 +69,17 @@ GRANTED = {
     ("apps", "deployments/scale", "patch"),
     ("apps", "replicasets", "list"),
     *(("", "services", v) for v in ("get", "create", "patch")),
+    ("", "services/proxy", "get"),
     *(("", "configmaps", v) for v in ("get", "create", "patch", "delete")),
     ("", "pods", "list"),
     ("", "pods", "watch"),
 }
 ENVIRONMENT_GRANTED = {
-    ("", "namespaces", "patch"),
+    ("", "namespaces", "get"),
     *(
         (g, r, v)
         for g, r in (
             ("", "serviceaccounts"),
-            ("", "secrets"),
             ("autoscaling", "horizontalpodautoscalers"),
             ("policy", "poddisruptionbudgets"),
             ("networking.k8s.io", "networkpolicies"),
@@ -98,9 +110,9 @@ def admin(platform) -> KubernetesCluster:
 
 @pytest.fixture
 def sa(admin: KubernetesCluster, namespace: str) -> Iterator[KubernetesCluster]:
-    """The pipeline's ServiceAccount, bound in `namespace` only, with a 15-minute token."""
-    rbac.apply_rbac(admin, [namespace])
-    cluster = rbac.cluster_as_service_account(admin, namespace, ttl_seconds=900)
+    """Staging's ServiceAccount, bound in `namespace` only (as in kyb-staging), 15-minute token."""
+    rbac.bind(admin, ENV, [namespace])
+    cluster = rbac.cluster_as_service_account(admin, ENV, namespace, ttl_seconds=900)
     _wait_bound(cluster, namespace)
     yield cluster
     rbac.unbind(admin, namespace)
@@ -122,41 +134,175 @@ def _refused(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     assert caught.value.status == 403, f"{call.__name__}: HTTP {caught.value.status}"
 
 
+def _granted(rules: list[dict]) -> set[tuple[str, str, str]]:
+    return {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+
+
+def _secret_name(environment: str) -> str:
+    """The Secret the environment's overlay generates (its name carries a content hash)."""
+    objects = render_overlay.fn(OVERLAYS / environment)
+    [name] = [o["metadata"]["name"] for o in objects if o["kind"] == "Secret"]
+    return name
+
+
 def test_manifests_grant_only_what_the_pipeline_uses() -> None:
     docs = rbac.load(rbac.MANIFEST)
     assert {d["kind"] for d in docs} == {"Namespace", "ServiceAccount", "ClusterRole"}
+    accounts = {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"}
+    assert accounts == {rbac.account(e) for e in ("dev", "staging", "production")}
     roles = {d["metadata"]["name"]: d["rules"] for d in docs if d["kind"] == "ClusterRole"}
     assert set(roles) == {rbac.ROLE, rbac.ENVIRONMENT_ROLE}
-
-    def granted(rules: list[dict]) -> set[tuple[str, str, str]]:
+    for rules in roles.values():
         assert all("resourceNames" not in r and "nonResourceURLs" not in r for r in rules)
-        return {
-            (g, r, v)
-            for rule in rules
-            for g in rule["apiGroups"]
-            for r in rule["resources"]
-            for v in rule["verbs"]
+    assert _granted(roles[rbac.ROLE]) == GRANTED
+    assert _granted(roles[rbac.ENVIRONMENT_ROLE]) == ENVIRONMENT_GRANTED
+    everything = _granted([r for rules in roles.values() for r in rules])
+    assert not {v for g, r, v in everything if r == "namespaces"} - {"get"}  # never a write
+    assert not any(r == "secrets" for _, r, _ in everything)  # Secrets: by name, per environment
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "production"])
+def test_each_environment_binds_only_its_own_account_in_its_own_namespace(
+    environment: str,
+) -> None:
+    docs = rbac.load(rbac.environment_file(environment))
+    namespace = rendered_namespace(environment)["metadata"]["name"]
+    assert {d["metadata"]["namespace"] for d in docs} == {namespace}
+    subject = {
+        "kind": "ServiceAccount",
+        "name": rbac.account(environment),
+        "namespace": "kyb-system",
+    }
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]  # never a ClusterRoleBinding
+    assert {d["kind"] for d in docs} == {"Role", "RoleBinding"}
+    assert all(b["subjects"] == [subject] for b in bindings)
+    assert {(b["roleRef"]["kind"], b["roleRef"]["name"]) for b in bindings} == {
+        ("ClusterRole", rbac.ROLE),
+        ("ClusterRole", rbac.ENVIRONMENT_ROLE),
+        ("Role", rbac.SECRETS_ROLE),
+    }
+    [role] = [d for d in docs if d["kind"] == "Role"]
+    # the overlay's own generated Secret, by name: a change of its secrets.yaml changes the name,
+    # and this test then says which name to grant
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [_secret_name(environment)],
+            "verbs": ["create", "patch"],
         }
-
-    assert granted(roles[rbac.ROLE]) == GRANTED
-    assert granted(roles[rbac.ENVIRONMENT_ROLE]) == ENVIRONMENT_GRANTED
-    bound: dict[str, set[str]] = {}
-    for rb in rbac.load(rbac.BINDINGS):  # per namespace only: never a ClusterRoleBinding
-        assert rb["kind"] == "RoleBinding"
-        assert rb["roleRef"]["kind"] == "ClusterRole"
-        bound.setdefault(rb["metadata"]["namespace"], set()).add(rb["roleRef"]["name"])
-        assert rb["subjects"] == [
-            {"kind": "ServiceAccount", "name": rbac.ACCOUNT, "namespace": rbac.SYSTEM_NAMESPACE}
-        ]
-    both = {rbac.ROLE, rbac.ENVIRONMENT_ROLE}
-    assert bound == {ns: both for ns in ("kyb-dev", "kyb-staging", "kyb-production")}
+    ]
 
 
-def test_applied_role_is_the_file_and_the_token_is_the_service_account(admin, sa) -> None:
-    live = client.RbacAuthorizationV1Api(kube.api_for(admin)).read_cluster_role(rbac.ROLE)
-    shipped = next(d for d in rbac.load(rbac.MANIFEST) if d["kind"] == "ClusterRole")
-    assert kube.to_dict(kube.api_for(admin), live)["rules"] == shipped["rules"]
-    assert rbac.whoami(sa) == SA_USER
+def test_applied_roles_are_the_files_and_the_token_is_the_service_account(admin, sa) -> None:
+    rbac_api = client.RbacAuthorizationV1Api(kube.api_for(admin))
+    for shipped in (d for d in rbac.load(rbac.MANIFEST) if d["kind"] == "ClusterRole"):
+        live = rbac_api.read_cluster_role(shipped["metadata"]["name"])
+        assert kube.to_dict(kube.api_for(admin), live)["rules"] == shipped["rules"]
+    assert rbac.whoami(sa) == user_of(ENV)
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "production"])
+def test_each_saved_environment_acts_as_its_own_service_account(platform, environment) -> None:
+    env = Environment.load(environment)  # saved by the platform with its own cluster block
+    assert (env.name, env.namespace) == (environment, f"kyb-{environment}")
+    assert rbac.whoami(env.cluster) == user_of(environment)
+    assert rbac.whoami(KubernetesCluster.load(environment)) == user_of(environment)
+    assert rbac.can_i(env.cluster, "patch", "deployments", env.namespace, "apps")
+
+
+def _config_map(namespace: str) -> dict[str, Any]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+    }
+
+
+def test_staging_credentials_get_403_in_production(platform, admin) -> None:
+    """A develop push runs with staging's block: it writes in kyb-staging, never in production."""
+    staging = Environment.load("staging").cluster
+    mine = _config_map("kyb-staging")
+    kube.apply.fn(staging, mine)  # the control: the same write in its own namespace works
+    client.CoreV1Api(kube.api_for(staging)).delete_namespaced_config_map(
+        mine["metadata"]["name"], "kyb-staging"
+    )
+    apps = client.AppsV1Api(kube.api_for(staging))
+    _refused(kube.apply.fn, staging, _config_map("kyb-production"))
+    _refused(
+        kube.apply.fn,
+        staging,
+        layout.workload_manifest(spec("kyb-production", V1, ROLLING), Track.STABLE, V1, 1),
+    )
+    scale = {"spec": {"replicas": 0}}
+    _refused(apps.patch_namespaced_deployment_scale, "kyb-platform", "kyb-production", scale)
+    _refused(apps.read_namespaced_deployment, "kyb-platform", "kyb-production")
+    production = Environment.load("production").cluster  # and the other way round
+    _refused(kube.apply.fn, production, _config_map("kyb-staging"))
+    assert not rbac.can_i(staging, "patch", "deployments", "kyb-production", "apps")
+
+
+def test_the_role_cannot_patch_a_namespace(admin, sa, namespace) -> None:
+    """The Pod Security level the gates read stays the administrator's to change."""
+    core = client.CoreV1Api(kube.api_for(sa))
+    live = core.read_namespace(namespace)  # reading its own Namespace is allowed
+    lowered = {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}
+    _refused(core.patch_namespace, namespace, lowered)
+    _refused(core.replace_namespace, namespace, live)
+    as_object = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace, **lowered["metadata"]},
+    }
+    _refused(kube.apply_objects.fn, sa.model_copy(update={"namespace": namespace}), [as_object])
+    labels = client.CoreV1Api(kube.api_for(admin)).read_namespace(namespace).metadata.labels
+    assert "pod-security.kubernetes.io/enforce" not in (labels or {})
+
+
+def test_a_write_never_reads_another_secret(admin, sa, namespace) -> None:
+    """Writes to a Secret the pipeline does not own are refused (403).
+
+    Patch, update and create alike: the answer to an allowed write is the whole Secret, so a
+    refused one is the only kind that cannot hand it back.
+    """
+    client.CoreV1Api(kube.api_for(admin)).create_namespaced_secret(
+        namespace, {"metadata": {"name": "db"}, "stringData": {"password": "s3cret-db-pw"}}
+    )
+    core = client.CoreV1Api(kube.api_for(sa))
+    body = {"metadata": {"name": "db", "labels": {"x": "y"}}}
+    applied = {"apiVersion": "v1", "kind": "Secret", **body}
+    for call, args, kwargs in (
+        (core.patch_namespaced_secret, ("db", namespace, body), {}),
+        (
+            core.patch_namespaced_secret,
+            ("db", namespace, applied),
+            {"field_manager": "t", "force": True, "_content_type": kube.APPLY},
+        ),
+        (core.replace_namespaced_secret, ("db", namespace, body), {}),
+        (core.create_namespaced_secret, (namespace, body), {}),
+        (core.read_namespaced_secret, ("db", namespace), {}),
+        (core.list_namespaced_secret, (namespace,), {}),
+    ):
+        with pytest.raises(ApiException) as caught:
+            call(*args, **kwargs)
+        assert caught.value.status == 403, f"{call.__name__}: HTTP {caught.value.status}"
+        assert "s3cret" not in str(caught.value.body) and "czNjcmV0" not in str(caught.value.body)
+    owned = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": _secret_name(ENV)},
+        "stringData": {"API_KEY": "not-a-real-key"},
+    }
+    scoped = sa.model_copy(update={"namespace": namespace})
+    assert kube.apply_objects.fn(scoped, [owned]) == kube.apply_objects.fn(scoped, [owned])
+    _refused(core.read_namespaced_secret, owned["metadata"]["name"], namespace)  # write only
 
 
 def test_rolling_release_and_rollback_as_the_service_account(admin, sa, namespace) -> None:
@@ -212,7 +358,11 @@ def test_everything_outside_the_role_is_refused(admin, sa, namespace, unbound_na
             "name": "cluster-admin",
         },
         "subjects": [
-            {"kind": "ServiceAccount", "name": rbac.ACCOUNT, "namespace": rbac.SYSTEM_NAMESPACE}
+            {
+                "kind": "ServiceAccount",
+                "name": rbac.account(ENV),
+                "namespace": rbac.SYSTEM_NAMESPACE,
+            }
         ],
     }
     _refused(rbac_api.create_namespaced_role_binding, namespace, admin_binding)
@@ -221,7 +371,7 @@ def test_everything_outside_the_role_is_refused(admin, sa, namespace, unbound_na
     _refused(core.create_namespace, {"metadata": {"name": f"{namespace}-x"}})
     _refused(
         core.create_namespaced_service_account_token,
-        rbac.ACCOUNT,
+        rbac.account(ENV),
         rbac.SYSTEM_NAMESPACE,
         {"spec": {"audiences": []}},
     )
@@ -242,14 +392,12 @@ def test_everything_outside_the_role_is_refused(admin, sa, namespace, unbound_na
 
 
 def test_delivery_overlay_objects_as_the_service_account(admin, sa, namespace) -> None:
-    """The environment role covers what the delivery applies before a release, and no more."""
+    """The environment role covers what the delivery applies before a release, and no more.
+
+    (The overlay's Namespace is only read: tasks/environment.py compares it; see above.)
+    """
     labels = {"app": "web"}
     objects = [
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": namespace, "labels": {"environment": "test"}},
-        },
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
@@ -265,7 +413,7 @@ def test_delivery_overlay_objects_as_the_service_account(admin, sa, namespace) -
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "web-secrets"},
+            "metadata": {"name": _secret_name(ENV)},  # the overlay's own Secret, by name
             "stringData": {"API_KEY": "not-a-real-key"},
         },
         {
@@ -293,11 +441,11 @@ def test_delivery_overlay_objects_as_the_service_account(admin, sa, namespace) -
     ]
     scoped = sa.model_copy(update={"namespace": namespace})
     done = kube.apply_objects.fn(scoped, objects)
-    assert len(done) == len(objects) and done[0] == f"Namespace {namespace}"
+    assert len(done) == len(objects)
     assert kube.apply_objects.fn(scoped, objects) == done  # idempotent: patch of what exists
-    live = client.CoreV1Api(kube.api_for(admin)).read_namespace(namespace)
-    assert live.metadata.labels["environment"] == "test"
     core = client.CoreV1Api(kube.api_for(sa))
-    _refused(core.read_namespaced_secret, "web-secrets", namespace)  # write only
+    _refused(core.read_namespaced_secret, _secret_name(ENV), namespace)  # write only
+    other = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web-secrets"}}
+    _refused(kube.apply_objects.fn, scoped, [other])  # a Secret it does not own by name
     new_ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{namespace}-new"}}
     _refused(kube.apply_objects.fn, scoped, [new_ns])  # creating namespaces is an admin's step

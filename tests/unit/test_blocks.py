@@ -27,6 +27,7 @@ from pydantic import ValidationError
 import blocks
 from blocks import (
     ContainerRegistry,
+    Environment,
     KubernetesCluster,
     ObjectStore,
     PrometheusServer,
@@ -166,7 +167,7 @@ class TestVeleroInstallStandard(_OfflineSuite):
 # --- registration -------------------------------------------------------------------------------
 
 
-def test_package_exports_exactly_the_five_blocks_with_fixed_slugs() -> None:
+def test_package_exports_exactly_the_six_blocks_with_fixed_slugs() -> None:
     found = {
         cls.get_block_type_slug(): cls.get_block_type_name()
         for _, cls in inspect.getmembers(blocks)
@@ -178,6 +179,7 @@ def test_package_exports_exactly_the_five_blocks_with_fixed_slugs() -> None:
         "kyb-prometheus": "KYB Prometheus",
         "kyb-object-store": "KYB Object Store",
         "kyb-velero": "KYB Velero",
+        "kyb-environment": "KYB Environment",
     }
 
 
@@ -189,6 +191,7 @@ def test_package_exports_exactly_the_five_blocks_with_fixed_slugs() -> None:
         (PrometheusServer, ["bearer_token", "password"]),
         (ObjectStore, ["access_key_id", "secret_access_key"]),
         (VeleroInstall, ["cluster.kubeconfig"]),
+        (Environment, ["cluster.kubeconfig", "prometheus.bearer_token", "prometheus.password"]),
     ],
 )
 def test_schema_marks_secret_fields(cls: type[Block], secret_fields: list[str]) -> None:

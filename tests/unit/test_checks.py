@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from core.delivery.checks import (
     SmokeRequest,
     count_ready,
-    is_loopback,
     judge_health,
     judge_smoke,
     one_line,
@@ -156,25 +155,6 @@ def test_smoke_request_defaults_frozen_and_secret_headers() -> None:
     assert "s3" not in repr(req) and "s3" not in req.model_dump_json()
     with pytest.raises(ValidationError, match="frozen"):
         req.path = "/other"  # type: ignore[misc]
-
-
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [
-        ("127.0.0.1", True),
-        ("127.64.3.9", True),
-        ("localhost", True),
-        ("LOCALHOST", True),
-        ("128.0.0.1", False),
-        ("10.0.0.1", False),
-        ("::1", False),
-        ("example.com", False),
-        ("127.0.0.1.nip.io", False),
-        ("", False),
-    ],
-)
-def test_is_loopback(host: str, loopback: bool) -> None:
-    assert is_loopback(host) is loopback
 
 
 def _pod(ready: str | None, terminating: bool = False) -> dict:
