@@ -1,0 +1,214 @@
+"""A flow's where-to-deploy parameters settled against an Environment block, before any work.
+
+A release names an app, an image and an environment; the environment supplies the cluster (with
+its own credentials), the namespace, the overlay, the default strategy, the approval rule, the
+analysis templates, Prometheus and how checks reach the Service. Explicit parameters still work
+without an environment; given with one, they must agree with it (else a ConfigError says which).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blocks import Environment, KubernetesCluster, PrometheusServer
+from core.analysis.judge import JudgeConfig
+from core.analysis.templates import BUILTINS, AnalysisTemplate
+from core.analysis.verdict import AnalysisRunner, NoJudge
+from core.delivery.environment import settle, strategy_kind
+from core.delivery.overlay import release_from_overlay, with_monitoring
+from core.errors import ConfigError
+from core.release.spec import ReleaseSpec
+from tasks.environment import load_environment
+from tasks.gates import render_overlay
+from tasks.prometheus import PrometheusRunner
+
+ROOT = Path(__file__).resolve().parents[1]  # overlays are relative to the checkout
+
+
+def block_name(block: Any) -> str | None:
+    """The saved name of a (nested) block, or None if it was never saved."""
+    return getattr(block, "_block_document_name", None)
+
+
+def cluster_of(env: Environment, cluster_block: str) -> KubernetesCluster:
+    """The environment's cluster; an explicit cluster_block must be that very block.
+
+    Raises:
+        ConfigError: cluster_block names another block.
+    """
+    settle("cluster_block", cluster_block or None, env.name, block_name(env.cluster) or "?")
+    return env.cluster
+
+
+def prometheus_of(env: Environment, prometheus_block: str | None) -> PrometheusServer | None:
+    """The environment's Prometheus, else the block named ("local" if unset, none if empty).
+
+    Raises:
+        ConfigError: prometheus_block names another block than the environment's.
+    """
+    if env.prometheus is not None:
+        settle("prometheus_block", prometheus_block, env.name, block_name(env.prometheus) or "?")
+        return env.prometheus
+    name = "local" if prometheus_block is None else prometheus_block
+    return PrometheusServer.load(name) if name else None
+
+
+def runner_for(
+    prometheus: PrometheusServer | None, templates: Sequence[AnalysisTemplate], judge: bool
+) -> AnalysisRunner:
+    """The Prometheus runner with user templates over the built-ins; NoJudge without Prometheus."""
+    if prometheus is None:
+        return NoJudge()
+    known = {**BUILTINS, **{t.name: t for t in templates}}
+    return PrometheusRunner(prometheus, known, JudgeConfig() if judge else None)
+
+
+def check_templates(env: Environment, templates: Sequence[AnalysisTemplate]) -> None:
+    """Every analysis template the environment names must be known.
+
+    Raises:
+        ConfigError: one is neither built in nor given.
+    """
+    known = {*BUILTINS, *(t.name for t in templates)}
+    if missing := [t for t in env.analysis_templates if t not in known]:
+        raise ConfigError(
+            f"environment {env.name!r} names analysis templates {missing} that are neither built "
+            f"in ({', '.join(sorted(BUILTINS))}) nor passed in `templates`",
+            environment=env.name,
+        )
+
+
+def strategy_of(env: Environment, app: str, given: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The strategy: the explicit one (same kind as the environment's), else the environment's.
+
+    Raises:
+        ConfigError: the explicit strategy is of another kind than the environment's default.
+    """
+    default = env.strategy_for(app)
+    settle("strategy", strategy_kind(given), env.name, strategy_kind(default))
+    return given if given is not None else default
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A release placed in an environment: the spec, its pod template and the overlay's objects."""
+
+    spec: ReleaseSpec
+    template: dict[str, Any] | None = None
+    others: list[dict[str, Any]] = field(default_factory=list)  # applied before the release
+    namespaces: list[dict[str, Any]] = field(default_factory=list)  # only read, never written
+
+
+def split_namespaces(objects: Sequence[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """(the Namespace objects, everything else) of an overlay."""
+    spaces = [o for o in objects if o.get("kind") == "Namespace"]
+    return spaces, [o for o in objects if o.get("kind") != "Namespace"]
+
+
+def place(
+    env: Environment,
+    app: str,
+    image: str,
+    strategy: dict[str, Any] | None = None,
+    app_dir: Path | None = None,
+) -> Placement:
+    """Release `image` of `app` as the environment's overlay describes it.
+
+    Raises:
+        ConfigError: the overlay cannot be rendered, its namespace is not the environment's, or
+            the strategy conflicts with the environment's.
+    """
+    overlay = env.overlay_dir(app, app_dir)
+    overlay = overlay if overlay.is_absolute() else ROOT / overlay
+    spec, template, objects = release_from_overlay(
+        render_overlay(overlay), app, image, strategy_of(env, app, strategy)
+    )
+    if spec.namespace != env.namespace:
+        raise ConfigError(
+            f"overlay {overlay} deploys to namespace {spec.namespace}, but environment "
+            f"{env.name!r} is namespace {env.namespace}: fix the overlay or the environment",
+            environment=env.name,
+        )
+    if env.analysis_templates:
+        spec = with_monitoring(spec, env.analysis_templates)
+    namespaces, others = split_namespaces(objects)
+    return Placement(spec, template, others, namespaces)
+
+
+def check_spec(env: Environment, spec: ReleaseSpec, app: str, image: str) -> ReleaseSpec:
+    """A given spec, checked against the environment and the app and image also given.
+
+    Raises:
+        ConfigError: its namespace, strategy kind, app or image conflicts.
+    """
+    settle("spec.namespace", spec.namespace, env.name, env.namespace)
+    settle("spec.strategy", spec.kind.value, env.name, strategy_kind(env.strategy))
+    for name, given, have in (("app", app, spec.app), ("image", image, spec.image)):
+        if given and given != have:
+            raise ConfigError(f"{name}={given!r} differs from the spec's {have!r}: give one")
+    return spec
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One environment of a delivery: where it goes, what is released, who approves."""
+
+    cluster: KubernetesCluster
+    overlay: Path
+    placed: Placement
+    human: bool
+    prometheus: PrometheusServer
+    runner: AnalysisRunner
+    environment: Environment | None = None
+
+
+def chain(
+    envs: tuple[str, ...],
+    environment: str,
+    app: str,
+    production_strategy: dict[str, Any] | None,
+    templates: Sequence[AnalysisTemplate],
+) -> dict[str, Environment]:
+    """The Environment blocks of the branch's environments up to `environment` (none without it).
+
+    Raises:
+        ConfigError: `environment` is not one the branch deploys to, a block is missing, or
+            the production strategy or templates conflict with a block (all before any work).
+    """
+    if not environment:
+        return {}
+    if environment not in envs:
+        raise ConfigError(
+            f"environment {environment!r} is not one the branch deploys to ({' -> '.join(envs)})",
+            environment=environment,
+        )
+    blocks = {e: load_environment(e) for e in envs[: envs.index(environment) + 1]}
+    for name, block in blocks.items():
+        check_templates(block, templates)
+        strategy_of(block, app, production_strategy if name == "production" else None)
+    return blocks
+
+
+def stage_in(
+    block: Environment,
+    app: str,
+    image: str,
+    strategy: dict[str, Any] | None,
+    app_dir: Path,
+    prometheus: PrometheusServer,
+    runner: AnalysisRunner,
+    templates: Sequence[AnalysisTemplate],
+) -> Stage:
+    """A delivery's stage in an Environment; its Prometheus, if it names one, replaces the given.
+
+    Raises:
+        ConfigError: the overlay cannot be placed in the environment (see place).
+    """
+    placed = place(block, app, image, strategy, app_dir)
+    if block.prometheus is not None:
+        prometheus, runner = block.prometheus, runner_for(block.prometheus, templates, False)
+    overlay = ROOT / block.overlay_dir(app, app_dir)
+    return Stage(block.cluster, overlay, placed, block.approval_required, prometheus, runner, block)
