@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC, datetime
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -17,6 +18,7 @@ from core.release import layout
 from core.release.actions import (
     RunAnalysis,
 )
+from core.release.history import HISTORY_SUFFIX, History
 from core.release.observed import ObservedState, Outcome, RunRecord, WorkloadView
 from core.release.spec import ReleaseSpec
 from tasks import RETRIES, kube
@@ -149,3 +151,47 @@ def run_analysis(runner: AnalysisRunner, action: RunAnalysis, spec: ReleaseSpec)
         "%s analysis %s: %s (%s)", action.phase, action.key, verdict.outcome, verdict.reason
     )
     return verdict
+
+
+# ---- the app's release history, read by rollbacks -------------------------------------------
+def now_iso() -> str:
+    """The current UTC time, to the second, as the history records it."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@task(name="release-history-load", cache_policy=NO_CACHE, **RETRIES)
+def load_history(cluster: KubernetesCluster, namespace: str, app: str) -> History | None:
+    """The app's release history (ConfigMap `<app>-history`), or None if it has none."""
+    core = client.CoreV1Api(kube.api_for(cluster))
+    name = app + HISTORY_SUFFIX
+    try:
+        cm = core.read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return History.loads((cm.data or {}).get("history", "{}"), f"ConfigMap {namespace}/{name}")
+
+
+@task(name="release-history-save", cache_policy=NO_CACHE, **RETRIES)
+def save_history(cluster: KubernetesCluster, namespace: str, app: str, history: History) -> None:
+    """Keep the app's release history on the cluster (server-side apply: idempotent)."""
+    kube.apply.fn(
+        cluster,
+        {  # inside this retrying task
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": app + HISTORY_SUFFIX,
+                "namespace": namespace,
+                "labels": layout.MANAGED_BY,
+            },
+            "data": {"history": history.dumps()},
+        },
+    )
+
+
+def remember_release(cluster: KubernetesCluster, spec: ReleaseSpec) -> None:
+    """Add a successful release to the app's history: its layout, and its image as now serving."""
+    found = load_history(cluster, spec.namespace, spec.app) or History()
+    save_history(cluster, spec.namespace, spec.app, found.released(spec, now_iso()))

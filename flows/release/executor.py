@@ -41,6 +41,7 @@ from tasks.release import (
     ensure_services,
     load_record,
     observe,
+    remember_release,
     run_analysis,
     save_record,
     timed_pause,
@@ -135,6 +136,8 @@ class Executor:
                 self._progress(rec, action.describe())
         else:
             self.result.summary = f"gave up after {MAX_ACTIONS} actions: not converging"
+        if self.result.ok:  # what a later rollback reads: this layout, this version serving
+            remember_release(self.cluster, self.spec)
         undone = True
         if not self.result.ok and self.spec.kind == StrategyKind.ROLLING:
             undone = self._undo_rolling()
