@@ -1,24 +1,45 @@
-"""The manual `rollback` flow: a Deployment back to its previous (or a given) revision, verified."""
+"""The manual `rollback` flow: an app back to its previous stable version, whatever its strategy.
+
+It reads where the app's last release put it (the release history, ConfigMap `<app>-history`),
+decides the target once and records it before any write (a retry or re-run never moves further
+back), moves traffic back first, then scales the bad version down, then verifies.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
 
 from blocks import KubernetesCluster
-from core.errors import ConfigError
+from core.errors import ConfigError, PipelineError
+from core.release.actions import Scale, ScaleDownAfter, SwitchService, WaitReady
 from core.release.errors import RollbackFailed
+from core.release.history import HISTORY_SUFFIX, History, RollbackRecord
+from core.release.rollback import (
+    AppLayout,
+    RestoreTemplate,
+    Step,
+    VerifyServing,
+    decide,
+    plan,
+)
+from core.release.spec import StrategyKind
 from core.release.status import RolloutState
 from flows.hooks import on_release_failure, on_rollback
 from flows.release.flow import ensure_limit, lock_name
 from tasks import kube
 from tasks.health import check_health
+from tasks.release import load_history, now_iso, save_history, timed_pause
+from tasks.rollback import observe_app, restore_template, verify_serving
 
 HEALTH_BUDGET = 60.0  # seconds the rolled-back version has to report healthy, retries included
+VERIFY_SECONDS = 120.0  # seconds for the Service to select only the target's ready pods
 
 
 def _verify_health(health_url: str) -> dict[str, Any]:
@@ -35,6 +56,69 @@ def _verify_health(health_url: str) -> dict[str, Any]:
     return {"status": "healthy", **result.model_dump()}
 
 
+def _layout(
+    cluster: KubernetesCluster, namespace: str, app: str, found: History | None
+) -> AppLayout:
+    """Where the app's last release put it; a Deployment without history is a rolling one."""
+    if found is not None and found.spec is not None:
+        return AppLayout.of_release(found.spec)
+    deployment = kube.read_deployment(cluster, namespace, app)
+    if deployment is None:
+        raise ConfigError(
+            f"no release of {app!r} is recorded in namespace {namespace!r} (no ConfigMap "
+            f"{app}{HISTORY_SUFFIX}) and there is no Deployment {app!r} there: check the app "
+            "and namespace names"
+        )
+    return AppLayout.of_deployment(deployment)
+
+
+def _perform(cluster: KubernetesCluster, lay: AppLayout, step: Step) -> str:
+    """Do one step; return a note on how it went."""
+    ns, name = lay.namespace, lay.workloads.__getitem__
+    match step.action:
+        case RestoreTemplate(track=t, template=template):
+            restore_template(cluster, ns, name(t), dict(template))
+        case Scale(track=t, replicas=n):
+            kube.scale(cluster, ns, name(t), n)
+        case WaitReady(track=t, timeout_seconds=secs):
+            state, why = kube.wait_rollout(cluster, ns, name(t), secs + 60)
+            if state is not RolloutState.COMPLETE:
+                raise RollbackFailed(f"{name(t)} did not become ready ({why}): traffic not moved")
+            return why
+        case SwitchService(service=svc, selector=sel):
+            kube.switch_selector(cluster, ns, svc, dict(sel))
+        case ScaleDownAfter(track=t, delay_seconds=secs):
+            timed_pause(secs, f"let endpoints converge before {name(t)} goes")
+            kube.scale(cluster, ns, name(t), 0)
+        case VerifyServing():
+            return verify_serving(cluster, ns, step.action, lay.container, VERIFY_SECONDS)
+    return ""
+
+
+def _ends(lay: AppLayout, rec: RollbackRecord) -> tuple[Any, Any]:
+    """(from, to) as the result names them: colors for blue-green, else revision numbers."""
+    if lay.kind is StrategyKind.BLUE_GREEN:
+        return rec.from_track.value, rec.track.value
+    return rec.from_revision, rec.revision
+
+
+def _publish(lay: AppLayout, rec: RollbackRecord | None, journal: list[dict], summary: str) -> None:
+    """The rollback result artifact: from what to what, then every step with its from and to."""
+    lines = [f"# Rollback of `{lay.app}` in `{lay.namespace}` ({lay.kind})", "", summary, ""]
+    if rec is not None:
+        lines += [
+            f"Target decided by `{rec.decided_by}` at {rec.decided_at}: `{rec.image}` "
+            f"({rec.track}, revision {rec.revision}), from `{rec.from_image}` ({rec.from_track}, "
+            f"revision {rec.from_revision}).",
+            "",
+        ]
+    lines += ["| # | step | from | to | seconds | note |", "|---|---|---|---|---|---|"]
+    for e in journal:
+        cells = (e["step"], e["action"], e["from"], e["to"], e["seconds"], e["note"])
+        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+    create_markdown_artifact("\n".join(lines), key=f"rollback-{lay.app}")
+
+
 @flow(
     name="rollback",
     on_completion=[on_rollback],
@@ -48,32 +132,60 @@ def rollback(
     cluster_block: str = "local",
     health_url: str = "",
 ) -> dict[str, Any]:
-    """Roll `app`'s Deployment back, as the seed's rollback.sh does, then verify it is healthy.
+    """Return `app` to its previous stable version (rolling, blue-green or canary), verified.
 
     Args:
-        app: the Deployment (the stable workload of rolling and canary releases).
+        app: the application as its releases name it.
         namespace: its namespace.
-        to_revision: 0 for the previous revision, or a revision number from its history.
+        to_revision: 0 for the version that served before the current one, or a revision of
+            the stable Deployment (rolling and canary) from its history.
         cluster_block: name of the KYB Kubernetes Cluster block.
-        health_url: optional loopback URL answering the /health contract after the rollback.
+        health_url: optional URL answering the /health contract after the rollback.
     """
     log = get_run_logger()
     cluster = KubernetesCluster.load(cluster_block)
-    name = lock_name(app, namespace)  # the same lock as releases: never interleave with one
-    ensure_limit(name)
-    with concurrency(name, occupy=1, strict=True, timeout_seconds=1800, lease_duration=60):
-        if kube.read_deployment(cluster, namespace, app) is None:
-            raise ConfigError(f"no Deployment {app!r} in namespace {namespace!r}: check the names")
-        undone = kube.undo(cluster, namespace, app, to_revision)
-        state, why = kube.wait_rollout(cluster, namespace, app, 600)
-    if state is not RolloutState.COMPLETE:
-        raise RollbackFailed(f"rollback to revision {undone['to']} did not complete: {why}")
-    health = _verify_health(health_url) if health_url else None
-    summary = (
-        f"{app} rolled back from revision {undone['from']} to {undone['to']} "
-        f"({undone['image']}): {why}"
-    )
-    report = f"# Rollback of `{app}` in `{namespace}`\n\n{summary}\n\nHealth: {health or '-'}"
-    create_markdown_artifact(report, key=f"rollback-{app}")
+    lock = lock_name(app, namespace)  # the same lock as releases: never interleave with one
+    ensure_limit(lock)
+    with concurrency(lock, occupy=1, strict=True, timeout_seconds=1800, lease_duration=60):
+        found = load_history(cluster, namespace, app)
+        lay = _layout(cluster, namespace, app, found)
+        history = found or History()
+        state = observe_app(cluster, lay)
+        rec, reused = decide(
+            lay, history, state, to_revision, at=now_iso(), by=flow_run.get_name() or "a run"
+        )
+        if not reused:  # recorded before any write: a retry or re-run carries on with it
+            history = history.decided(rec)
+            save_history(cluster, namespace, app, history)
+        journal: list[dict] = []
+        try:
+            for i, step in enumerate(plan(lay, rec, state), 1):
+                started = time.monotonic()
+                entry = {"step": i, "action": step.action.describe(), "from": step.before}
+                journal.append({**entry, "to": step.after, "seconds": 0.0, "note": ""})
+                journal[-1]["note"] = _perform(cluster, lay, step)
+                journal[-1]["seconds"] = round(time.monotonic() - started, 2)
+            health = _verify_health(health_url) if health_url else None
+        except PipelineError as exc:
+            _publish(lay, rec, journal, f"FAILED at step {len(journal)}: {exc}")
+            raise
+        save_history(cluster, namespace, app, history.finished(now_iso()))
+    old, new = _ends(lay, rec)
+    summary = f"{app} rolled back from {rec.from_image} ({old}) to {rec.image} ({new})"
+    if reused:
+        summary += f"; target kept from {rec.decided_by} ({rec.decided_at}): never further back"
+    _publish(lay, rec, journal, summary + (f"; health: {health['status']}" if health else ""))
     log.info(summary)
-    return {**undone, "summary": summary, "health": health}
+    return {
+        "app": app,
+        "namespace": namespace,
+        "strategy": str(lay.kind),
+        "from": old,
+        "to": new,
+        "image": rec.image,
+        "from_image": rec.from_image,
+        "reused": reused,
+        "steps": journal,
+        "summary": summary,
+        "health": health,
+    }
