@@ -135,7 +135,8 @@ def deliver_to(
     log, app, stage = get_run_logger(), opts.app, _stage(env, image, opts)
     cluster, spec = stage.cluster, stage.placed.spec
     template, others = stage.placed.template, stage.placed.others
-    if drift := check_namespaces(cluster, stage.placed.namespaces):
+    declared = stage.placed.namespaces  # an Environment's: only read, never written
+    if declared and (drift := check_namespaces(cluster, declared)):
         raise DeliveryFailed(
             f"{env}: {'; '.join(drift)}: the pipeline does not change Namespaces, an "
             "administrator applies the overlay's namespace.yaml",

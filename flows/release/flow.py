@@ -234,7 +234,7 @@ def release_in(
         placed = place(env, app, image)
     else:
         placed = Placement(check_spec(env, spec, app, image))
-    if drift := check_namespaces(cluster, placed.namespaces):
+    if placed.namespaces and (drift := check_namespaces(cluster, placed.namespaces)):
         raise ConfigError(
             f"{'; '.join(drift)}: the pipeline does not change Namespaces, an administrator "
             "applies the overlay's namespace.yaml",
