@@ -8,11 +8,12 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import urllib3
 import yaml
 from kubernetes import config as kube_config
-from kubernetes.client import ApiClient, Configuration, VersionApi
+from kubernetes.client import ApiClient, Configuration, VersionApi, rest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from prefect.blocks.core import Block
@@ -24,6 +25,7 @@ from core.names import is_dns_label
 logger = logging.getLogger(__name__)
 
 _WHOLE = "paste a whole kubeconfig, e.g. the output of `kubectl config view --raw --flatten`"
+CONNECT_TIMEOUT = 10.0  # seconds to open a connection to the API server
 _FILE_KEYS = ("certificate-authority", "client-certificate", "client-key")  # -> "<key>-data"
 
 
@@ -92,6 +94,53 @@ def _redact(text: str, data: dict[str, Any] | None) -> str:
     return text[:300]
 
 
+class ApiTimeout(TransientError):
+    """The API server accepted a call and did not answer it in time (retried as transient)."""
+
+
+class TimedRESTClient(rest.RESTClientObject):
+    """The client's REST layer with a timeout on every call that did not set its own.
+
+    The kubernetes client waits forever by default: a server that accepts the connection and never
+    answers would hold a release, and its lock, for good.
+    """
+
+    def __init__(self, configuration: Configuration, timeout: float) -> None:
+        """Wrap the REST layer of one configuration; `timeout` is the read timeout in seconds."""
+        super().__init__(configuration)
+        self.timeout = timeout
+        self.server = configuration.host
+
+    def _default(self, url: str) -> tuple[float, float]:
+        query = parse_qs(urlsplit(url).query)
+        read = self.timeout
+        if query.get("watch") in (["true"], ["1"]):  # a watch is quiet until its own timeout
+            read += float((query.get("timeoutSeconds") or ["1800"])[0])
+        return (min(self.timeout, CONNECT_TIMEOUT), read)
+
+    def request(  # noqa: D102 (the client's own signature and docs)
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        post_params: Any = None,
+        _request_timeout: Any = None,
+    ) -> Any:
+        timeout = _request_timeout or self._default(url)
+        try:
+            return super().request(method, url, headers, body, post_params, timeout)
+        except urllib3.exceptions.HTTPError as exc:
+            reason = getattr(exc, "reason", None) or exc
+            if not isinstance(reason, urllib3.exceptions.TimeoutError):
+                raise
+            seconds = timeout[1] if isinstance(timeout, tuple) else timeout
+            raise ApiTimeout(
+                f"Kubernetes API server {self.server} did not answer {method} "
+                f"{urlsplit(url).path} within {seconds:g}s ({type(reason).__name__})"
+            ) from None
+
+
 class KubernetesCluster(Block):
     """A Kubernetes cluster: kubeconfig (secret) or in-cluster service account, plus namespace."""
 
@@ -125,6 +174,13 @@ class KubernetesCluster(Block):
         default=None, description="The kubeconfig context to use; default: its current-context."
     )
     namespace: str = Field(default="default", description="The namespace to work in.")
+    request_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Seconds one API call may wait for the server's answer (a watch: its own "
+        "timeout plus this); a server that accepts and never answers fails the call then.",
+    )
 
     @field_validator("kubeconfig")
     @classmethod
@@ -210,31 +266,42 @@ class KubernetesCluster(Block):
             return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
         return str(_select(self._parsed(), self.context)[1]["server"]).rstrip("/")
 
-    def api_client(self) -> ApiClient:
+    def api_client(self, pool_size: int | None = None) -> ApiClient:
         """Build a new ApiClient in memory (use it with `with`); the global config is untouched.
+
+        Every call it makes has a timeout (`request_timeout`) unless the caller gives its own.
+
+        Args:
+            pool_size: Connections kept open to the server (default: the client's own).
 
         Raises:
             ConfigError: The kubeconfig or the in-cluster service account cannot be loaded.
         """
-        return self._client(Configuration())
+        configuration = Configuration()
+        if pool_size:
+            configuration.connection_pool_maxsize = pool_size
+        return self._client(configuration)
 
     def _client(self, configuration: Configuration) -> ApiClient:
         data = None if self.in_cluster else self._parsed()
         try:
             if data is None:
                 kube_config.load_incluster_config(client_configuration=configuration)
-                return ApiClient(configuration)
-            return kube_config.new_client_from_config_dict(
-                config_dict=data,
-                context=_select(data, self.context)[0],
-                persist_config=False,
-                client_configuration=configuration,
-            )
+                api = ApiClient(configuration)
+            else:
+                api = kube_config.new_client_from_config_dict(
+                    config_dict=data,
+                    context=_select(data, self.context)[0],
+                    persist_config=False,
+                    client_configuration=configuration,
+                )
         except (ConfigException, OSError, ValueError, TypeError) as exc:
             raise ConfigError(
                 f"cannot build a Kubernetes client from block {self._label()}: "
                 f"{_redact(str(exc), data)}; fix the kubeconfig or in_cluster setting"
             ) from None
+        api.rest_client = TimedRESTClient(api.configuration, self.request_timeout)
+        return api
 
     def check(self, timeout: float = 10.0) -> str:
         """Call the version API of the cluster.

@@ -10,11 +10,17 @@ import httpx
 from prefect.blocks.core import Block
 from prometheus_api_client import PrometheusConnect
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from urllib3.util.retry import Retry
 
 from blocks._http import probe
 from core.errors import ConfigError, CredentialsError, TransientError
 
 logger = logging.getLogger(__name__)
+
+# A refused connection or a 5xx is retried briefly; a query that timed out is not (the analysis
+# measures again at its next interval): the library's default retried it 3 times, so a server
+# that never answered held one measurement for four timeouts.
+_RETRY = Retry(total=2, read=False, backoff_factor=0.5, status_forcelist=(429, 502, 503, 504))
 
 
 class PrometheusServer(Block):
@@ -97,14 +103,21 @@ class PrometheusServer(Block):
             return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
         return {}
 
-    def connect(self) -> PrometheusConnect:
+    def connect(self, timeout: float = 30.0) -> PrometheusConnect:
         """Return a prometheus-api-client connection with this block's auth and TLS setting.
+
+        Args:
+            timeout: Seconds each query (instant or range) may wait for the server's answer.
 
         Returns:
             A PrometheusConnect (close it, or use it as a context manager, when done).
         """
         return PrometheusConnect(
-            url=self.url, headers=self.headers(), disable_ssl=not self.verify_tls
+            url=self.url,
+            headers=self.headers(),
+            disable_ssl=not self.verify_tls,
+            timeout=timeout,
+            retry=_RETRY,
         )
 
     def check(self, timeout: float = 10.0) -> str:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from kubernetes import client, watch
-from kubernetes.client import ApiClient, rest
+from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from prefect import task
@@ -31,11 +31,11 @@ _clients: dict[str, ApiClient] = {}
 def api_for(cluster: KubernetesCluster) -> ApiClient:
     """One ApiClient per cluster configuration for this process (built from the block in memory)."""
     secret = cluster.kubeconfig.get_secret_value() if cluster.kubeconfig else "in-cluster"
-    key = hashlib.sha256(f"{secret}\0{cluster.context}".encode()).hexdigest()
+    key = hashlib.sha256(
+        f"{secret}\0{cluster.context}\0{cluster.request_timeout}".encode()
+    ).hexdigest()
     if key not in _clients:
-        api = cluster.api_client()
-        api.configuration.connection_pool_maxsize = POOL_SIZE
-        api.rest_client = rest.RESTClientObject(api.configuration)  # no connection made yet
+        api = cluster.api_client(pool_size=POOL_SIZE)
         _clients[key] = api
     return _clients[key]
 

@@ -103,7 +103,7 @@ class PrometheusRunner:
             return Verdict(Outcome.ERROR, f"analysis cannot run: {exc}")
         started = self.clock()
         analysis = AnalysisRun.start(prepared.metrics, prepared.thresholds, started)
-        conn = self.prometheus.connect()
+        conn = self.prometheus.connect(timeout=QUERY_TIMEOUT_SECONDS)
         verdict = self._measure_until_done(conn, analysis, prepared)
         outcome, reason, judged = verdict.outcome, verdict.reason, None
         if self.judge is not None and str(phase) in ("step", "background"):
@@ -137,8 +137,16 @@ class PrometheusRunner:
             )
         except PrometheusApiClientException as exc:
             return Measurement(None, f"query rejected: {str(exc)[:200]}", at)
-        except requests.RequestException as exc:  # the message may hold the URL; the type won't
-            return Measurement(None, f"Prometheus unreachable ({type(exc).__name__})", at)
+        except requests.Timeout:
+            return Measurement(
+                None,
+                f"Prometheus {self.prometheus.url} did not answer within {QUERY_TIMEOUT_SECONDS}s",
+                at,
+            )
+        except requests.RequestException as exc:  # the message may hold the query; the type won't
+            return Measurement(
+                None, f"Prometheus {self.prometheus.url} unreachable ({type(exc).__name__})", at
+            )
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return Measurement(None, f"unusable result: {exc}", at)
 
@@ -163,7 +171,9 @@ class PrometheusRunner:
         """One series' values over [start, end]; none on any failure (the judge then abstains)."""
         self.queries += 1
         try:
-            result = conn.custom_query_range(query, start, end, f"{self.judge_step_seconds:g}s")
+            result = conn.custom_query_range(
+                query, start, end, f"{self.judge_step_seconds:g}s", timeout=QUERY_TIMEOUT_SECONDS
+            )
         except (PrometheusApiClientException, requests.RequestException):
             return []
         if len(result) != 1:

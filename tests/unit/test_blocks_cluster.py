@@ -211,3 +211,14 @@ def test_from_kubeconfig_file_errors(tmp_path: Path) -> None:
     (tmp_path / "config").write_text(make_kubeconfig())
     with pytest.raises(ValidationError, match="'sbx', 'other'"):
         KubernetesCluster.from_kubeconfig_file(tmp_path / "config", context="prod")
+
+
+def test_every_call_gets_the_block_timeout_and_a_watch_its_own_plus_that() -> None:
+    block = KubernetesCluster(kubeconfig=make_kubeconfig(), request_timeout=7)
+    rest = block.api_client().rest_client
+    base = "https://127.0.0.1:6443/api/v1/namespaces/x/configmaps"
+    assert rest._default(base) == (7, 7)
+    assert rest._default(f"{base}?watch=true&timeoutSeconds=60") == (7, 67)
+    assert rest._default(f"{base}?watch=true") == (7, 1807)  # the apiserver's longest watch
+    with pytest.raises(ValidationError, match="request_timeout"):
+        KubernetesCluster(kubeconfig=make_kubeconfig(), request_timeout=0)
