@@ -20,6 +20,7 @@ from sandbox.components.s3store import S3Store
 from sandbox.components.s3tls import S3TlsStore
 from sandbox.components.token_registry import TokenRegistry
 from sandbox.components.velero import Velero
+from sandbox.install import exclusive
 from sandbox.settings import Settings
 from sandbox.tools import tool_env
 
@@ -95,9 +96,15 @@ class Platform:
         return [c for c in self.components if c.name in only]
 
     def up(self, only: list[str] | None = None, say: Callable[[str], None] = print) -> Timings:
-        """Install and start the components (all, or those named), then save the blocks."""
+        """Install and start the components (all, or those named), then save the blocks.
+
+        One `up` at a time per state folder: a second one waits, then finds the first one's work.
+        """
+        with exclusive(self.settings.home / "up.lock"):
+            return self._up(self._pick(only), not only, say)
+
+    def _up(self, picked: list[Component], everything: bool, say: Callable[[str], None]) -> Timings:
         timings = Timings()
-        picked = self._pick(only)
         for comp in picked:
             for phase, step in (("install", comp.install), ("start", comp.up)):
                 started = time.monotonic()
@@ -107,7 +114,7 @@ class Platform:
         for comp in picked:  # Go builds, when install had to build (a new machine)
             for name, secs in getattr(comp, "build_seconds", {}).items():
                 timings.add(name, "build", secs)
-        if not only:
+        if everything:
             started = time.monotonic()
             self.save_blocks()
             timings.add("blocks", "save", time.monotonic() - started)
