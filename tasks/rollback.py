@@ -16,7 +16,7 @@ from core.delivery.checks import count_ready
 from core.release import layout
 from core.release.errors import RollbackFailed
 from core.release.observed import WorkloadView
-from core.release.revisions import history
+from core.release.revisions import Revision, current_revision, history, rollback_target, undo_patch
 from core.release.rollback import AppLayout, AppState, VerifyServing, foreign_pods, labels
 from tasks import RETRIES, kube
 
@@ -67,6 +67,41 @@ def restore_template(
     apps.patch_namespaced_deployment(
         name, namespace, patch, _content_type="application/json-patch+json"
     )
+
+
+@task(name="k8s-undo-target", cache_policy=NO_CACHE, **RETRIES)
+def undo_target(
+    cluster: KubernetesCluster, namespace: str, name: str, to_revision: int = 0
+) -> tuple[int, Revision]:
+    """(current revision, the revision to go back to) of a Deployment, read once.
+
+    Raises:
+        ConfigError: no earlier revision, or to_revision is unknown or the current one.
+    """
+    api = kube.api_for(cluster)
+    apps = client.AppsV1Api(api)
+    dep = kube.to_dict(api, apps.read_namespaced_deployment(name, namespace))
+    selector = labels(dep["spec"]["selector"]["matchLabels"])
+    sets = apps.list_namespaced_replica_set(namespace, label_selector=selector).items
+    current = current_revision(dep)
+    revisions = history(dep, [kube.to_dict(api, s) for s in sets])
+    return current, rollback_target(revisions, current, to_revision)
+
+
+def undo_once(
+    cluster: KubernetesCluster, namespace: str, name: str, to_revision: int = 0
+) -> dict[str, Any]:
+    """`kubectl rollout undo` with the target decided once, outside the retried write.
+
+    A write whose answer was lost is retried with the same template, so the retry never decides
+    "the previous revision" again (which, once the first write applied, is the bad one).
+
+    Returns:
+        {"from": revision, "to": revision, "image": image restored}.
+    """
+    current, target = undo_target(cluster, namespace, name, to_revision)
+    restore_template(cluster, namespace, name, undo_patch(target)[0]["value"])
+    return {"from": current, "to": target.number, "image": target.image}
 
 
 def _verdict(pods: dict[str, Any], check: VerifyServing, container: str) -> tuple[bool, str]:

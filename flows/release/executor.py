@@ -46,6 +46,7 @@ from tasks.release import (
     save_record,
     timed_pause,
 )
+from tasks.rollback import undo_once
 
 Asker = Callable[[Pause, ReleaseSpec], Decision]
 MAX_ACTIONS = 500  # a release that needs more actions than this is stuck in a loop: fail it
@@ -170,7 +171,7 @@ class Executor:
             entry.note = f"already off {spec.image}: nothing to undo"
             return True
         try:
-            undone = kube.undo(self.cluster, spec.namespace, spec.app)
+            undone = undo_once(self.cluster, spec.namespace, spec.app)
         except ConfigError as exc:  # first release: there is nothing to go back to
             entry.note = str(exc)
             if spec.first_deploy.on_failure == "scaleToZero":

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster
 from core.errors import ConfigError
 from core.release.history import History
+from core.release.status import RolloutState
 from flows.rollback import rollback
 from tasks import kube
+from tasks.rollback import undo_once
 from tests.integration.release_helpers import (
     V1,
     V2,
+    V3,
     Scripted,
     deployments,
     release_flow,
@@ -124,3 +128,28 @@ def test_nothing_to_roll_back_to_fails_and_changes_nothing(cluster, namespace, k
     assert history(cluster, namespace) == recorded and recorded.rollback is None
     with pytest.raises(ConfigError, match="no release of 'nope' is recorded"):
         rollback("nope", namespace)
+
+
+def test_undo_whose_answer_was_lost_stays_on_the_decided_revision(
+    cluster, namespace, monkeypatch
+) -> None:
+    """The automatic undo of a failed rolling release, when its write's answer is lost."""
+    for image in (V1, V2, V3):
+        assert release_flow(spec(namespace, image, STRATEGIES["rolling"]), Scripted()).ok
+    real = client.AppsV1Api.patch_namespaced_deployment
+    lost: list[str] = []
+
+    def answer_lost(self, name, namespace, body, **kw):  # the write applies, its answer is lost
+        live = real(self, name, namespace, body, **kw)
+        if not lost:
+            lost.append(name)
+            raise ApiException(status=503, reason="answer lost after the write applied")
+        return live
+
+    monkeypatch.setattr(client.AppsV1Api, "patch_namespaced_deployment", answer_lost)
+    undone = undo_once(cluster, namespace, "web")  # the write is retried (503 is transient)
+    monkeypatch.undo()
+    assert lost == ["web"]
+    assert undone == {"from": 3, "to": 2, "image": V2}
+    assert kube.wait_rollout(cluster, namespace, "web", 120)[0] is RolloutState.COMPLETE
+    assert deployments(cluster, namespace) == {"web": (V2, 3, 3)}  # not back on V3
