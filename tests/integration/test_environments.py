@@ -219,4 +219,3 @@ def test_delivery_to_the_staging_environment_runs_with_staging_s_own_block(platf
     image = state.result()["image"]
     assert deployments(staging.cluster, "kyb-staging")[APP][0] == image
     assert rbac.whoami(staging.cluster).endswith(":kyb-pipeline-staging")
-
