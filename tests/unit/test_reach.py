@@ -8,6 +8,7 @@ from core.delivery.reach import (
     LOOPBACK_ONLY,
     CheckAccess,
     EgressAllowlist,
+    apiserver_refusal,
     cluster_dns_url,
     served_by,
     service_proxy_path,
@@ -127,3 +128,12 @@ def test_require_says_what_to_fix() -> None:
 
 def test_access_modes_are_the_documented_strings() -> None:
     assert [m.value for m in CheckAccess] == ["service-proxy", "url", "cluster-dns"]
+
+
+def test_apiserver_refusal_is_told_apart_from_the_service_s_answer() -> None:
+    status = '{"kind":"Status","apiVersion":"v1","status":"Failure","message":"no endpoints\\n x"}'
+    told = apiserver_refusal(503, status)
+    assert told == "the apiserver answered HTTP 503 itself: no endpoints x"
+    assert apiserver_refusal(503, '{"status": "unhealthy", "checks": {}}') is None  # the Service
+    assert apiserver_refusal(200, "ok") is None
+    assert apiserver_refusal(404, '{"kind": "Status", "apiVersion": "v2"}') is None
