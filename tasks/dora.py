@@ -62,7 +62,8 @@ def fact_from_run(
 ) -> RunFact | None:
     """The fact one finished run stands for, from its flow name and parameters.
 
-    A `release` run names its app, namespace and image in `spec`; a `rollback` run names `app`
+    A `release` run names its app, namespace and image in `spec` (or `app`, `image` and
+    `environment`, the form of a release into a saved environment); a `rollback` run names `app`
     and `namespace`; a `delivery` run names `app`, `environment` (or `namespace`) and `image`.
     The commit and its time come from the run's own `commit`/`commit_time` parameters, or from
     `delivery`: the parameters of the delivery run the release ran inside.
@@ -71,8 +72,9 @@ def fact_from_run(
         The fact, or None when the parameters name no app or no namespace/environment.
     """
     spec = parameters.get("spec") if flow == "release" else parameters
-    spec = spec if isinstance(spec, Mapping) else {}
-    where = spec.get("namespace") or spec.get("environment")
+    # A release named by app, image and environment (no spec) reads like a delivery.
+    spec = spec if isinstance(spec, Mapping) and spec else parameters
+    where = spec.get("namespace") or spec.get("environment") or parameters.get("environment")
     if not spec.get("app") or not where:
         return None
     lent = {

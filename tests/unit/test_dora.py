@@ -253,6 +253,9 @@ def test_runs_map_to_facts_from_their_parameters() -> None:
     own = fact_from_run("delivery", {**delivery, "environment": "staging"}, OK, T0, T0)
     assert (own.kind, own.environment, own.commit) == (Kind.RELEASE, "staging", "abc")
     assert fact_from_run("release", {"spec": {"app": "kyb"}}, OK, T0, T0) is None
+    named = {"spec": None, "app": "kyb", "image": "reg/kyb@sha256:cd", "environment": "production"}
+    into = fact_from_run("release", named, OK, T0, T0)  # a release into a saved environment
+    assert (into.app, into.environment, into.image) == ("kyb", "production", "reg/kyb@sha256:cd")
     assert fact_from_run("rollback", {"namespace": "production"}, OK, T0, T0) is None
     assert parse_time("2025-01-01T00:00:00") == T0  # naive: UTC
     assert parse_time("2025-01-01T01:00:00+01:00") == T0
