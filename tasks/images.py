@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,13 +11,12 @@ from typing import Any
 
 import docker
 import docker.errors
-import httpx
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks import ContainerRegistry
-from blocks.registry_auth import read_limited, registry_auth, transport_failure
+from blocks.registry_manifests import manifest_digest
 from core.ci import (
     BuildFailed,
     BuildLog,
@@ -31,19 +29,9 @@ from core.ci import (
     looks_transient,
     oci_labels,
 )
-from core.ci.challenge import repository_scope
 from core.errors import ConfigError, CredentialsError, PipelineError, TransientError
 from tasks import RETRIES
 from tasks.quality import run_tool
-
-MANIFEST_TYPES = ", ".join(
-    [
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    ]
-)
 
 
 @task(name="prepare-image-context", cache_policy=NO_CACHE, **RETRIES)
@@ -80,64 +68,6 @@ def prepare_context(
         error = TransientError if looks_transient(text) else BuildFailed
         raise error(f"{script} failed (exit {proc.returncode}): {text}", context=str(out))
     return str(out)
-
-
-MANIFEST_LIMIT = 4 * 1024 * 1024  # bytes: distribution refuses manifests larger than 4 MiB
-
-
-def manifest_digest(
-    registry: ContainerRegistry, repository: str, reference: str, timeout: float = 30
-) -> str | None:
-    """The digest of a manifest, read through the registry's v2 API with the block's credentials.
-
-    HEAD with the OCI and Docker manifest types in Accept; a registry that answers HEAD without
-    Docker-Content-Digest is asked with GET and the digest is the sha256 of the body. A 401 is
-    answered with Basic auth or a token for `repository:<repository>:pull` (RegistryAuth).
-
-    Args:
-        registry: The registry block.
-        repository: The repository, e.g. "kyb/api".
-        reference: A tag or a digest.
-        timeout: Seconds for each request (the registry's and its token service's).
-
-    Returns:
-        The digest ("sha256:..."), or None when the registry has no such tag.
-
-    Raises:
-        CredentialsError: Credentials refused, missing, or without pull access to the repository.
-        TransientError: 429/5xx, or no answer (refused, timed out).
-        ConfigError: TLS failed, or another answer.
-    """
-    url = f"{registry.url}/v2/{repository}/manifests/{reference}"
-    what = f"registry {registry.address}"
-    auth = registry_auth(registry, repository_scope(repository), timeout)
-    headers = {"Accept": MANIFEST_TYPES}
-    try:
-        with httpx.Client(verify=registry.verify_tls, timeout=timeout, auth=auth) as client:
-            resp = client.head(url, headers=headers)
-            digest = resp.headers.get("Docker-Content-Digest", "")
-            if resp.status_code == 200 and not digest.startswith("sha256:"):
-                with client.stream("GET", url, headers=headers) as resp:
-                    body = read_limited(resp, MANIFEST_LIMIT, f"{what} (manifest)")
-                digest = resp.headers.get("Docker-Content-Digest", "")
-                if not digest.startswith("sha256:"):
-                    digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
-    except httpx.TransportError as exc:
-        fix = f"set insecure=True if it serves plain HTTP, or verify_tls=False, in {auth.where}"
-        raise transport_failure(exc, what, fix) from None
-    status = resp.status_code
-    if status == 200:
-        return digest
-    if status == 404:
-        return None
-    if status in (401, 403):
-        raise CredentialsError(
-            f"registry {registry.address} refused user {registry.username!r} (HTTP {status}) "
-            f"reading {repository}:{reference}: check the credentials in {auth.where}"
-        )
-    if status == 429 or status >= 500:
-        raise TransientError(f"registry {registry.address} answered HTTP {status}", url=url)
-    raise ConfigError(f"registry {registry.address} answered HTTP {status} without a digest")
 
 
 def _client(docker_host: str | None, timeout: float) -> docker.DockerClient:

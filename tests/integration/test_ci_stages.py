@@ -27,6 +27,7 @@ from prefect.client.orchestration import get_client
 from pydantic import SecretStr
 
 from blocks import ContainerRegistry
+from blocks.registry_manifests import MANIFEST_TYPES, manifest_digest
 from core.ci import (
     BuildFailed,
     CompileFailed,
@@ -127,7 +128,7 @@ def _manifest(registry: ContainerRegistry, tag: str) -> str:
     resp = httpx.head(
         f"{registry.url}/v2/{REPO}/manifests/{tag}",
         auth=(user, password),
-        headers={"Accept": images.MANIFEST_TYPES},
+        headers={"Accept": MANIFEST_TYPES},
     )
     assert resp.status_code == 200, resp
     return resp.headers["Docker-Content-Digest"]
@@ -466,4 +467,4 @@ def test_pipeline_with_a_failing_test_pushes_nothing(platform, example, docker_c
     assert "TestPlantedFailure" in str(error) and "planted failure: want 1, got 2" in str(error)
     assert built.labels["org.opencontainers.image.revision"] == ref.sha
     for tag in tags:  # neither the commit tag nor the branch tag reached the registry
-        assert images.manifest_digest(registry, REPO, tag) is None, tag
+        assert manifest_digest(registry, REPO, tag) is None, tag

@@ -22,6 +22,7 @@ import pytest
 from pydantic import SecretStr
 
 from blocks import ContainerRegistry
+from blocks.registry_manifests import manifest_digest
 from core.ci import GitRef, image_tags
 from core.errors import CredentialsError, TransientError
 from sandbox.components.token_registry import READER
@@ -87,7 +88,7 @@ def test_check_passes_with_the_blocks_credentials(registry, reader) -> None:
 
 def test_wrong_password_names_the_block_and_hides_the_secret(registry) -> None:
     wrong = _as(registry, password=SecretStr("not-the-pipeline-password"))
-    for call in (wrong.check, lambda: images.manifest_digest(wrong, "kyb/api", "v1")):
+    for call in (wrong.check, lambda: manifest_digest(wrong, "kyb/api", "v1")):
         with pytest.raises(CredentialsError) as info:
             call()
         text = str(info.value)
@@ -99,7 +100,7 @@ def test_wrong_password_names_the_block_and_hides_the_secret(registry) -> None:
 
 def test_anonymous_is_told_to_set_credentials(registry) -> None:
     anonymous = _as(registry, username=None, password=None)
-    for call in (anonymous.check, lambda: images.manifest_digest(anonymous, "kyb/api", "v1")):
+    for call in (anonymous.check, lambda: manifest_digest(anonymous, "kyb/api", "v1")):
         with pytest.raises(CredentialsError) as info:
             call()
         assert "requires credentials" in str(info.value), info.value
@@ -109,10 +110,10 @@ def test_anonymous_is_told_to_set_credentials(registry) -> None:
 def test_pushed_digest_is_read_through_the_bearer_flow(registry, docker_client) -> None:
     repository = f"token-test/app-{secrets.token_hex(3)}"
     tag, digest = _pushed(docker_client, registry, repository).split("@")
-    assert images.manifest_digest(registry, repository, tag) == digest
-    assert images.manifest_digest(registry, repository, digest) == digest  # by digest too
-    assert images.manifest_digest(registry, repository, "absent-tag") is None
-    assert images.manifest_digest(registry, "token-test/never-pushed", "v1") is None
+    assert manifest_digest(registry, repository, tag) == digest
+    assert manifest_digest(registry, repository, digest) == digest  # by digest too
+    assert manifest_digest(registry, repository, "absent-tag") is None
+    assert manifest_digest(registry, "token-test/never-pushed", "v1") is None
 
 
 def test_a_token_without_the_repositorys_scope_is_refused_naming_it(
@@ -120,10 +121,10 @@ def test_a_token_without_the_repositorys_scope_is_refused_naming_it(
 ) -> None:
     shared = f"shared/app-{secrets.token_hex(3)}"
     tag, digest = _pushed(docker_client, registry, shared).split("@")
-    assert images.manifest_digest(reader, shared, tag) == digest  # granted: pull on shared/*
+    assert manifest_digest(reader, shared, tag) == digest  # granted: pull on shared/*
     private = f"token-test/private-{secrets.token_hex(3)}"
     with pytest.raises(CredentialsError) as info:
-        images.manifest_digest(reader, private, "v1")
+        manifest_digest(reader, private, "v1")
     text = str(info.value)
     assert f"refused user 'reader' the scope repository:{private}:pull" in text, text
     assert WHERE in text and reader.password.get_secret_value() not in text
@@ -140,7 +141,7 @@ def test_build_and_push_end_to_end(registry, docker_client, tmp_path: Path) -> N
         assert not result.reused
         assert result.reference == f"{registry.address}/{repository}@{result.digest}"
         for tag in tags:
-            assert images.manifest_digest(registry, repository, tag) == result.digest
+            assert manifest_digest(registry, repository, tag) == result.digest
         again = images.build_and_push(registry, repository, tmp_path, ref, "https://x/y")
         assert again.reused and again.digest == result.digest  # found through a token
     finally:
@@ -173,7 +174,7 @@ def test_token_service_down_or_hung_is_transient_in_bounded_time(platform, regis
         assert "ReadTimeout" in str(info.value)
         repository = f"token-test/hung-{secrets.token_hex(3)}"  # a scope no token is cached for
         with pytest.raises(TransientError, match="cannot reach the token service"):
-            images.manifest_digest(registry, repository, "v1", timeout=2)
+            manifest_digest(registry, repository, "v1", timeout=2)
         assert time.monotonic() - started < 15
     platform.token_registry.issuer.stop()
     try:
