@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks import VeleroInstall
-from core.errors import ConfigError
+from core.errors import ConfigError, PipelineError
 from core.recovery.backups import (
     DEFAULT_EXCLUDED,
     DEFAULT_NAMESPACES,
@@ -137,7 +137,12 @@ def backup(
     create_backup(install, manifest)
     info = BackupInfo.from_object(wait_backup(install, name, timeout_seconds))
     ok, reason = backup_verdict(info)
-    found = velero.results(install, "BackupResults", name)
+    try:
+        found = velero.results(install, "BackupResults", name)
+    except PipelineError as exc:  # a failed backup's results may be unreadable: its failure first
+        if ok:
+            raise
+        found, reason = {}, f"{reason} (its errors cannot be read: {exc})"
     problems = velero.messages(found, "errors") + velero.messages(found, "warnings")
     if not ok:
         create_markdown_artifact(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +16,7 @@ from core.recovery.drill import DrillResult, check_restore, scratch_mapping
 from core.recovery.errors import DrillFailed, RestoreFailed
 from core.recovery.resource_list import missing_from, parse_resource_list
 from core.recovery.selection import recovery_times
+from core.recovery.stored import gunzip_json
 from flows.hooks import on_backup_failure
 from tasks import RETRIES, restore, velero
 
@@ -28,7 +27,8 @@ ARTIFACT = "dr-drill-report"
 def resource_list(install: VeleroInstall, backup: str) -> list:
     """What Velero recorded as backed up (its resource list), parsed."""
     data = velero.download(install, "BackupResourceList", backup)
-    return parse_resource_list(json.loads(gzip.decompress(data)))
+    what = f"BackupResourceList of {backup}"
+    return parse_resource_list(gunzip_json(data, install.max_download_bytes, what))
 
 
 def _report(

@@ -10,7 +10,12 @@ from datetime import UTC, datetime
 from kubernetes import client, watch
 from prefect import flow, resume_flow_run
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 
 from blocks import KubernetesCluster
 from core.analysis.verdict import Verdict
@@ -120,16 +125,23 @@ def selector(cluster: KubernetesCluster, ns: str, service: str) -> dict[str, str
     return dict(core.read_namespaced_service(service, ns).spec.selector)
 
 
-def resume_when_paused(answers: list[dict], timeout: float = 120) -> threading.Thread:
-    """Answer each pause of flow runs started from now on, in turn (another thread, as a human)."""
+def resume_when_paused(
+    answers: list[dict], timeout: float = 120, flow_name: str | None = None
+) -> threading.Thread:
+    """Answer each pause of flow runs started from now on, in turn (another thread, as a human).
+
+    `flow_name` limits it to runs of that flow, so a pause of another test's run (another session
+    on the same server) is never answered with this test's input.
+    """
     since = datetime.now(UTC)
+    only = FlowFilter(name=FlowFilterName(any_=[flow_name])) if flow_name else None
 
     def work() -> None:
         deadline = time.monotonic() + timeout
         pending = list(answers)
         with get_client(sync_client=True) as c:
             while pending and time.monotonic() < deadline:
-                runs = c.read_flow_runs(limit=20, sort="START_TIME_DESC")
+                runs = c.read_flow_runs(flow_filter=only, limit=20, sort="START_TIME_DESC")
                 paused = [
                     r
                     for r in runs

@@ -225,7 +225,8 @@ def test_drill_fails_on_a_backup_that_lost_an_object(local, dr, app_ns) -> None:
 def test_dr_into_the_second_cluster_waits_for_the_dns_step(local, dr, app_ns) -> None:
     name = backup(namespaces=[app_ns], velero_block="local")["name"]
     velero.wait_for(dr, "backups", name, velero.phase_in("Completed"), 90, "sync")
-    resumer = resume_when_paused([{"dns_updated": True, "confirmed_by": "alice", "note": "ttl 60"}])
+    answer = {"dns_updated": True, "confirmed_by": "alice", "note": "ttl 60"}
+    resumer = resume_when_paused([answer], flow_name="disaster-recovery")
     out = disaster_recovery(
         backup="latest",
         namespaces=[app_ns],
