@@ -12,12 +12,14 @@ from typing import Any, Protocol
 from kubernetes.client.exceptions import ApiException
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from blocks import ContainerRegistry, Environment, KubernetesCluster, PrometheusServer
 from blocks.endpoint import ServiceEndpoint
 from core.analysis.templates import AnalysisTemplate
 from core.analysis.verdict import AnalysisRunner
 from core.ci import GitRef
+from core.delivery.approval import check_auto_approve
 from core.delivery.branches import environments_for
 from core.delivery.checklist import Checklist, human_items
 from core.delivery.checks import SmokeRequest
@@ -76,8 +78,22 @@ def _why(checklist: Checklist) -> str:
     return "; ".join(bad)
 
 
+class _Modes(BaseSettings):
+    """The worker's modes, from KYB_ variables: demo mode is set by the local platform only."""
+
+    model_config = SettingsConfigDict(env_prefix="KYB_", extra="ignore")
+
+    demo_mode: bool = False
+
+
 def _resolve(app_dir: str) -> Path:
-    path = Path(app_dir) if Path(app_dir).is_absolute() else ROOT / app_dir
+    path = (ROOT / app_dir).resolve()
+    if Path(app_dir).is_absolute() or not path.is_relative_to(ROOT.resolve()):
+        raise ConfigError(
+            f"app_dir {app_dir!r} leaves the checkout: give a folder inside it, e.g. "
+            "examples/kyb-platform",
+            app_dir=app_dir,
+        )
     if not (path / "deploy").is_dir():
         raise ConfigError(
             f"{path} has no deploy/ folder with kustomize overlays: give the app's directory",
@@ -305,7 +321,9 @@ def delivery(
         production_strategy: a ReleaseSpec strategy for production (default: blue-green with a
             manual promotion gate). A post-deploy monitoring analysis is added where none is set.
         templates: analysis templates beside the built-ins.
-        auto_approve: demo mode: approve promotion gates and human checklist items at once.
+        auto_approve: demo mode: approve promotion gates and human checklist items at once;
+            refused for a branch that reaches production unless KYB_DEMO_MODE=true (the local
+            platform's demo sets it).
         approval_timeout: seconds a human gate waits; no answer declines.
         service_urls: environment -> base URL where the pipeline reaches the released Service
             (loopback: e.g. `kubectl port-forward svc/kyb-platform 8080:80` on a real cluster);
@@ -326,6 +344,8 @@ def delivery(
             Empty: the parameters above, for every environment the branch deploys to.
     """
     envs = environments_for(branch)  # a branch that deploys nowhere fails before any work
+    check_auto_approve(auto_approve, envs, _Modes().demo_mode)
+    app_path = _resolve(app_dir)
     urls = dict(service_urls or {})
     unknown = sorted(set(urls) - set(envs))
     if unknown:
@@ -336,7 +356,7 @@ def delivery(
     for block in blocks.values():  # explicit blocks must be the environments' own
         cluster_of(block, cluster_block)
         prometheus_of(block, prometheus_block)
-    log, app_path = get_run_logger(), _resolve(app_dir)
+    log = get_run_logger()
     registry = ContainerRegistry.load(registry_block)
     ci = run_ci_stages(
         registry,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from core.delivery.approval import DEMO_SETTING
 from core.delivery.reach import EGRESS_SETTING, LOOPBACK_ONLY
 from sandbox.components import Component, Status
 from sandbox.components.cluster import Cluster
@@ -224,4 +225,5 @@ class Platform:
         for comp in self.components:
             merged.update(comp.env())
         merged[EGRESS_SETTING] = LOOPBACK_ONLY  # the network rule: checks stay on loopback
+        merged[DEMO_SETTING] = "true"  # the local platform is a demo: auto_approve may be used
         return merged

@@ -29,6 +29,7 @@ from core.ci import (
     looks_transient,
     oci_labels,
 )
+from core.ci.toolenv import check_version
 from core.errors import ConfigError, CredentialsError, PipelineError, TransientError
 from tasks import RETRIES
 from tasks.quality import run_tool
@@ -59,10 +60,15 @@ def prepare_context(
 
     Raises:
         BuildFailed: the script failed (e.g. the Go build), with its output.
+        ConfigError: the version is not a plain word, or the script is outside the project.
     """
+    check_version(version)  # data for the script, never a flag
+    source = Path(source_dir).resolve()
+    program = (source / script).resolve()
+    if not program.is_relative_to(source):
+        raise ConfigError(f"script {script!r} is outside {source}: give a path inside the project")
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="kyb-context-"))
-    argv = [str(Path(source_dir).resolve() / script), str(out)]
-    proc = run_tool(argv, source_dir, timeout, env={"VERSION": version})
+    proc = run_tool([str(program), str(out)], source, timeout, env={"VERSION": version})
     if proc.returncode != 0:
         text = f"{proc.stderr}\n{proc.stdout}".strip()[-3000:]
         error = TransientError if looks_transient(text) else BuildFailed

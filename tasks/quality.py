@@ -31,6 +31,7 @@ from core.ci import (
     parse_junit,
     parse_staticcheck,
 )
+from core.ci.toolenv import tool_environment
 from core.errors import ConfigError, TransientError
 from tasks import RETRIES
 
@@ -45,6 +46,9 @@ def run_tool(
 ) -> subprocess.CompletedProcess[str]:
     """Run a tool to completion, bounded in time; its exit code is for the caller to judge.
 
+    The tool gets the allowlisted environment of core.ci.toolenv plus `env`: code from the
+    repository under test (its tests, its build script) never sees the pipeline's credentials.
+
     Raises:
         StageFailed: it did not finish within `timeout` seconds (a hang is not retried).
         ToolUnavailable: it cannot be started.
@@ -57,7 +61,7 @@ def run_tool(
             text=True,
             timeout=timeout,
             check=False,
-            env={**os.environ, **(env or {})},
+            env=tool_environment(os.environ, env),  # no credentials for the repo's code
         )
     except subprocess.TimeoutExpired:
         raise StageFailed(f"`{' '.join(argv[:3])} ...` ran longer than {timeout:.0f}s") from None

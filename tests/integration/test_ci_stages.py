@@ -38,7 +38,7 @@ from core.ci import (
     ToolUnavailable,
     image_tags,
 )
-from core.errors import CredentialsError
+from core.errors import ConfigError, CredentialsError
 from flows.ci import STAGES, CIResult, run_ci_stages
 from sandbox.platform import BLOCK_NAME
 from tasks import images, quality, security
@@ -468,3 +468,54 @@ def test_pipeline_with_a_failing_test_pushes_nothing(platform, example, docker_c
     assert built.labels["org.opencontainers.image.revision"] == ref.sha
     for tag in tags:  # neither the commit tag nor the branch tag reached the registry
         assert manifest_digest(registry, REPO, tag) is None, tag
+
+
+ENV_DUMP = """package main
+
+import (
+\t"os"
+\t"strings"
+\t"testing"
+)
+
+// A test from the repository under test that tries to read the pipeline's credentials.
+func TestDumpEnvironment(t *testing.T) {
+\tdump := []byte(strings.Join(os.Environ(), "\\n"))
+\tif err := os.WriteFile("environment.txt", dump, 0o600); err != nil {
+\t\tt.Fatal(err)
+\t}
+}
+"""
+SECRETS = {
+    "PREFECT_API_KEY": "pnu_planted0secret",
+    "PREFECT_API_AUTH_STRING": "admin:planted1secret",
+    "KYB_REGISTRY_PASSWORD": "planted2secret",
+    "AWS_SECRET_ACCESS_KEY": "planted3secret",
+    "GITHUB_TOKEN": "ghp_planted4secret",
+    "DOCKER_AUTH_CONFIG": '{"auths":{"r":{"auth":"planted5secret"}}}',
+}
+
+
+def test_code_under_test_sees_no_credential_of_the_pipeline(
+    platform, example: Path, monkeypatch
+) -> None:
+    """The repository's own tests run with the builds' variables only, not the worker's secrets."""
+    for key, value in SECRETS.items():
+        monkeypatch.setenv(key, value)
+    (example / "envdump_test.go").write_text(ENV_DUMP)
+    report = quality.run_tests(example, "kyb-env", race=False, use_test_cache=False)
+    assert report.packages and not any(p.failed for p in report.packages)
+    seen = dict(
+        line.split("=", 1) for line in (example / "environment.txt").read_text().splitlines()
+    )
+    leaked = [k for k, v in SECRETS.items() if k in seen or any(v in s for s in seen.values())]
+    assert leaked == []
+    assert not [k for k in seen if k.startswith(("PREFECT_", "KYB_", "AWS_"))], sorted(seen)
+    assert "PATH" in seen and "HOME" in seen  # what a build needs is still there
+
+
+def test_a_version_that_could_carry_flags_is_refused_before_the_build(example: Path) -> None:
+    with pytest.raises(ConfigError, match="not a plain version"):
+        images.prepare_context.fn(example, version="1.0 -X main.admin=true")
+    with pytest.raises(ConfigError, match="outside"):
+        images.prepare_context.fn(example, script="../../../bin/sh")

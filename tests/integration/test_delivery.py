@@ -133,6 +133,17 @@ def test_a_branch_that_deploys_nowhere_fails_before_any_work() -> None:
         delivery(commit=_sha(), branch="feature/x")
 
 
+def test_inputs_that_would_leave_the_checkout_or_skip_production_gates_fail_first(
+    monkeypatch,
+) -> None:
+    for app_dir in ("/etc", "../../outside", "examples/../../outside"):
+        with pytest.raises(ConfigError, match="leaves the checkout"):
+            delivery(commit=_sha(), branch="develop", app_dir=app_dir)
+    monkeypatch.setenv("KYB_DEMO_MODE", "false")  # a team's worker: not the platform's demo
+    with pytest.raises(ConfigError, match="auto_approve would approve production"):
+        delivery(commit=_sha(), branch="main", auto_approve=True)
+
+
 def test_service_urls_point_the_checks_at_the_released_service(cluster) -> None:
     """Outside the sandbox the pipeline reaches the Service itself (here.
 
