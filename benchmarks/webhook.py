@@ -23,6 +23,7 @@ from deployments.webhook import PATH, create_app
 from deployments.webhook_github import parse_push, run_parameters
 from deployments.webhook_settings import WebhookSettings
 from tests.integration.test_webhook import (
+    REPOS,
     SECRET,
     drop_deployment,
     make_deployment,
@@ -78,7 +79,7 @@ def bench(requests: int, concurrency: int, deadline_s: float, baseline: int) -> 
     """Send the requests (stopping at the deadline) and print the latency figures."""
     httpx.get(f"{os.environ['PREFECT_API_URL']}/health", timeout=10).raise_for_status()
     deployment = make_deployment()
-    settings = WebhookSettings(secret=SecretStr(SECRET), deployment=deployment)
+    settings = WebhookSettings(secret=SecretStr(SECRET), repositories=REPOS, deployment=deployment)
     latencies: list[float] = []
     run_ids: list[str] = []
     failures: list[str] = []

@@ -18,8 +18,10 @@ from deployments.webhook_github import (
     DELIVERY_ID,
     BadPayload,
     ReplayGuard,
+    body_digest,
     environment_for,
     parse_push,
+    repository_allowed,
     run_parameters,
     signature_ok,
 )
@@ -61,10 +63,10 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 @dataclass
 class Seen:
-    """What one request revealed so far: its delivery id, whether it claimed it, the branch."""
+    """What one request revealed so far: its delivery id, the push it claimed, the branch."""
 
     delivery: str
-    claimed: bool = False
+    claimed: str = ""  # the body digest claimed in the replay guard
     branch: str = ""
 
 
@@ -86,17 +88,20 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
         event      X-GitHub-Event missing 400; `ping` 200 pong; not `push`   422 (authentic, but not
                                                                               an event we handle)
         delivery   X-GitHub-Delivery missing or not a GUID                   400
-                   seen before by this process (ReplayGuard)                 409
         payload    not JSON, no ref, no 40-hex `after`                       400
+        repository not in settings.repositories (full name or clone URL)     403
+        replay     the same signed body seen before by this process          409
+                   (ReplayGuard on the body's SHA-256; new delivery ids do not make it new)
         branch     a tag, a deleted branch or a branch without environment   202 ignored, nothing
         run start      flow run created (or event sent for a trigger)            202 with
         flow_run_id
                    Prefect API unreachable, failing or too slow              503 (redeliver it)
                    the API refused (no such deployment, bad parameters)      500
 
-    A delivery id is remembered only when its answer is 2xx, so a redelivery (GitHub keeps the id;
-    it never retries on its own) after a 4xx/5xx is handled afresh. GET /healthz answers 200. Logs
-    carry the delivery id, event, branch and outcome; never the secret or the signature.
+    A push is remembered only when its answer is 2xx (a failure, or an exception, releases it),
+    so a redelivery after a 4xx/5xx is handled afresh; the run's idempotency key is the body's
+    digest too, so even after a restart a replay starts no second run. GET /healthz answers 200.
+    Logs carry the delivery id, event, branch and outcome; never the secret or the signature.
 
     Args:
         settings: secret, limits, branch map and the deployment to start.
@@ -112,9 +117,12 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
     async def github(request: Request) -> JSONResponse:
         seen = Seen(request.headers.get("x-github-delivery", ""))
         event = request.headers.get("x-github-event", "")
-        response = await _handle(request, event, seen)
-        if seen.claimed and response.status_code >= 300:
-            replays.release(seen.delivery)  # this delivery failed: let its redelivery in
+        response = None
+        try:
+            response = await _handle(request, event, seen)
+        finally:  # failed, refused or crashed: let GitHub's redelivery of this push in
+            if seen.claimed and (response is None or response.status_code >= 300):
+                replays.release(seen.claimed)
         delivery = seen.delivery if DELIVERY_ID.match(seen.delivery) else "<invalid>"
         shown = event if EVENT_NAME.match(event) else "<invalid>" if event else "<none>"
         log.info(
@@ -144,20 +152,24 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
             return _answer(422, f"event {event[:40]!r} is not handled: only push (and ping)")
         if not DELIVERY_ID.match(delivery):
             return _answer(400, "missing or malformed X-GitHub-Delivery")
-        if not replays.claim(delivery):
-            return _answer(409, "delivery already received: nothing started", delivery=delivery)
-        seen.claimed = True
         try:
             push = parse_push(body)
         except BadPayload as exc:
             return _answer(400, str(exc), delivery=delivery)
         seen.branch = push.branch or push.ref
+        if not repository_allowed(push, settings.repositories):
+            shown = push.repository[:100] or push.clone_url[:100] or "an unnamed repository"
+            return _answer(403, f"pushes from {shown} may not deploy here", delivery=delivery)
+        digest = body_digest(body)
+        if not replays.claim(digest):
+            return _answer(409, "push already received: nothing started", delivery=delivery)
+        seen.claimed = digest
         environment, reason = environment_for(push, settings.branches)
         if environment is None:
             return _answer(202, f"ignored: {reason}", delivery=delivery)
         params = run_parameters(push, environment, settings.image_repository)
         try:
-            started = await runs.start(RunRequest(delivery, settings.deployment, params))
+            started = await runs.start(RunRequest(delivery, settings.deployment, params, digest))
         except TransientError as exc:
             log.warning("delivery=%s: Prefect unavailable: %s", delivery, exc)
             return _answer(503, "Prefect is unavailable: redeliver later", delivery=delivery)

@@ -95,6 +95,7 @@ class Push:
     pushed_by: str
     source: str = ""
     commit_time: str = ""
+    clone_url: str = ""
 
     @property
     def branch(self) -> str | None:
@@ -131,7 +132,54 @@ def parse_push(body: bytes) -> Push:
         pushed_by=str(pusher.get("name") or sender.get("login") or ""),
         source=str(repo.get("html_url") or ""),
         commit_time=str(head.get("timestamp") or ""),
+        clone_url=str(repo.get("clone_url") or ""),
     )
+
+
+def body_digest(body: bytes) -> str:
+    """What replay protection keys on: the SHA-256 of the signed body (delivery ids are unsigned).
+
+    A replay of a captured push under new X-GitHub-Delivery ids is the same body, so the same key.
+    """
+    return hashlib.sha256(body).hexdigest()
+
+
+def repository_key(name_or_url: str) -> str:
+    """A repository's comparable name: "acme/kyb-platform" from a full name or a clone/web URL.
+
+    "" when it names no owner/name pair.
+    """
+    text = name_or_url.strip().lower().removesuffix("/").removesuffix(".git")
+    if "://" in text:
+        text = text.split("://", 1)[1].split("/", 1)[1] if "/" in text.split("://", 1)[1] else ""
+    elif text.startswith("git@") and ":" in text:
+        text = text.split(":", 1)[1]
+    parts = [p for p in text.split("/") if p]
+    return "/".join(parts[-2:]) if len(parts) >= 2 else ""
+
+
+def repository_allowed(push: Push, allowed: Sequence[str]) -> bool:
+    """Whether the push comes from an allowed repository (its full name or its URLs).
+
+    A URL in the allowlist must match the push's URL host too, so a same-named repository on
+    another git host is not let in.
+    """
+    names = {repository_key(push.repository)} - {""}
+    urls = [u for u in (push.clone_url, push.source) if u]
+    for entry in allowed:
+        if "://" in entry or entry.startswith("git@"):
+            host = _host(entry)
+            if any(_host(u) == host and repository_key(u) == repository_key(entry) for u in urls):
+                return True
+        elif repository_key(entry) in names:
+            return True
+    return False
+
+
+def _host(url: str) -> str:
+    if url.startswith("git@"):
+        return url[4:].split(":", 1)[0].lower()
+    return url.split("://", 1)[-1].split("/", 1)[0].split("@")[-1].lower()
 
 
 def environment_for(push: Push, branches: Mapping[str, Sequence[str]]) -> tuple[str | None, str]:

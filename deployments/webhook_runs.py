@@ -34,11 +34,16 @@ class RunRequest:
     delivery: str
     deployment: str  # "<flow>/<deployment>"
     parameters: dict[str, str]
+    digest: str = ""  # SHA-256 of the signed body (webhook_github.body_digest)
 
     @property
     def idempotency_key(self) -> str:
-        """Prefect returns the existing run for a key it has seen: one run per delivery."""
-        return f"github-delivery-{self.delivery}"
+        """Prefect returns the existing run for a key it has seen: one run per signed push.
+
+        Keyed on the signed body, not on the unsigned delivery id: a replay under new ids is
+        the same push.
+        """
+        return f"github-push-{self.digest or self.delivery}"
 
     @property
     def run_name(self) -> str:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from core.delivery.branches import BRANCH_ENVIRONMENTS, parse_branch_map
 from core.errors import ConfigError
+from deployments.webhook_github import repository_key
 
 DEFAULT_PORT = 8090
 SECRET_BLOCK = "kyb-webhook-secret"
@@ -19,6 +20,9 @@ class WebhookSettings(BaseModel):
 
     Attributes:
         secret: the webhook's shared secret (the same text as in GitHub's webhook settings).
+        repositories: the repositories whose pushes may deploy, each as GitHub's full name
+            (acme/kyb-platform) or a clone/web URL; a correctly signed push from any other
+            repository is refused (403). Required: a shared secret is often reused across repos.
         host: the address uvicorn binds (loopback by default; put a TLS proxy in front).
         port: the port uvicorn binds.
         max_body_bytes: larger requests get 413 before their signature is even checked.
@@ -28,7 +32,9 @@ class WebhookSettings(BaseModel):
         image_repository: registry/repository of the application image; the run's
             `tagged_image` parameter is this plus the commit's tag (the digest only exists
             after the build).
-        replay_window: how many delivery ids this process remembers to refuse replays.
+        replay_window: how many pushes (by the digest of their signed body) this process
+            remembers to refuse replays early; Prefect's idempotency key, the same digest, keeps
+            a replay from starting a second run after a restart too.
         start_runs: True: the receiver creates the flow run through the Prefect API. False: it
             only emits the `kyb.webhook.push` event and a deployment trigger starts the run
             (deployments.webhook_runs.push_trigger).
@@ -38,6 +44,7 @@ class WebhookSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     secret: SecretStr
+    repositories: tuple[str, ...] = Field(min_length=1)
     host: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PORT, gt=0, lt=65536)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
@@ -47,6 +54,17 @@ class WebhookSettings(BaseModel):
     replay_window: int = Field(default=10_000, gt=0)
     start_runs: bool = True
     api_timeout_seconds: float = Field(default=8.0, gt=0)
+
+    @field_validator("repositories")
+    @classmethod
+    def _repositories_named(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [r for r in value if not repository_key(r)]
+        if bad:
+            raise ValueError(
+                f"repositories {bad!r}: give owner/name or a clone URL such as "
+                "https://github.com/acme/kyb-platform.git"
+            )
+        return value
 
     @field_validator("secret")
     @classmethod
@@ -62,6 +80,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
     the secret from KYB_WEBHOOK_SECRET (local use) or else from the Prefect Secret block named by
     KYB_WEBHOOK_SECRET_BLOCK (kyb-webhook-secret).
 
+    KYB_WEBHOOK_REPOSITORIES (required): "acme/kyb-platform,https://github.com/acme/other.git".
     Other variables: KYB_WEBHOOK_HOST, KYB_WEBHOOK_PORT, KYB_WEBHOOK_MAX_BODY_BYTES,
     KYB_WEBHOOK_BRANCHES ("develop=staging,main=staging>production"), KYB_WEBHOOK_DEPLOYMENT,
     KYB_WEBHOOK_IMAGE_REPOSITORY, KYB_WEBHOOK_REPLAY_WINDOW, KYB_WEBHOOK_START_RUNS (true/false).
@@ -82,6 +101,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
     )
     names = {field: f"KYB_WEBHOOK_{field.upper()}" for field in fields}
     values: dict[str, object] = {field: env[var] for field, var in names.items() if var in env}
+    if "KYB_WEBHOOK_REPOSITORIES" in env:
+        values["repositories"] = tuple(
+            r.strip() for r in env["KYB_WEBHOOK_REPOSITORIES"].split(",") if r.strip()
+        )
     if "KYB_WEBHOOK_BRANCHES" in env:
         values["branches"] = parse_branch_map(env["KYB_WEBHOOK_BRANCHES"])
     secret = env.get("KYB_WEBHOOK_SECRET") or _block_secret(

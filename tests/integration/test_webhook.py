@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
 from deployments.webhook import create_app
-from deployments.webhook_github import sign
+from deployments.webhook_github import body_digest, sign
 from deployments.webhook_runs import EVENT, PrefectRunStarter, push_trigger
 from deployments.webhook_settings import WebhookSettings
 from sandbox.platform import Platform
@@ -38,6 +38,7 @@ with warnings.catch_warnings():  # Starlette 1.x prefers httpx2; Prefect's httpx
     from starlette.testclient import TestClient
 
 SECRET = "integration-webhook-secret"
+REPOS = ("acme/kyb",)
 TIME = "2026-05-01T12:00:00+02:00"
 
 
@@ -148,7 +149,9 @@ def deployment(platform: Platform) -> Iterator[str]:
 
 @pytest.fixture
 def client(deployment: str) -> Iterator[TestClient]:
-    settings = WebhookSettings(secret=SecretStr(SECRET), deployment=deployment, max_body_bytes=8192)
+    settings = WebhookSettings(
+        secret=SecretStr(SECRET), repositories=REPOS, deployment=deployment, max_body_bytes=8192
+    )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
 
@@ -176,7 +179,7 @@ def test_good_push_creates_one_run_with_the_push_parameters(client, deployment) 
         "pushed_by": "dev",
     }
     delivery_id = headers["X-GitHub-Delivery"]
-    assert run.idempotency_key == f"github-delivery-{delivery_id}"
+    assert run.idempotency_key == f"github-push-{body_digest(body)}"  # the signed body
     assert run.name.endswith(delivery_id)
     assert run.state.is_scheduled()
 
@@ -222,11 +225,14 @@ def test_replays_start_nothing_even_after_a_restart(client, deployment) -> None:
     assert post(client, body, headers).status_code == 409
     assert len(flow_runs(deployment)) == before + 1
     # A new process has forgotten the id; Prefect's idempotency key still yields the same run.
-    settings = WebhookSettings(secret=SecretStr(SECRET), deployment=deployment)
+    settings = WebhookSettings(secret=SecretStr(SECRET), repositories=REPOS, deployment=deployment)
     with TestClient(create_app(settings)) as restarted:
         again = post(restarted, body, headers)
+        # the same signed body under a new (unsigned) delivery id is the same push
+        renamed = post(restarted, body, {**headers, "X-GitHub-Delivery": str(uuid.uuid4())})
     assert again.status_code == 202
     assert again.json()["flow_run_id"] == first.json()["flow_run_id"]
+    assert renamed.status_code == 409
     assert len(flow_runs(deployment)) == before + 1
 
 
@@ -235,7 +241,7 @@ def test_unreachable_prefect_is_503_and_starts_nothing(deployment) -> None:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
     before = len(flow_runs(deployment))
-    settings = WebhookSettings(secret=SecretStr(SECRET), deployment=deployment)
+    settings = WebhookSettings(secret=SecretStr(SECRET), repositories=REPOS, deployment=deployment)
     app = create_app(settings, PrefectRunStarter(timeout=5, api_url=dead))
     body, headers = signed_push()
     with TestClient(app) as client:
@@ -248,7 +254,9 @@ def test_unreachable_prefect_is_503_and_starts_nothing(deployment) -> None:
 def test_parameters_the_flow_lacks_are_not_sent(platform: Platform) -> None:
     deployment = make_deployment(stand_in=narrow_delivery)
     try:
-        settings = WebhookSettings(secret=SecretStr(SECRET), deployment=deployment)
+        settings = WebhookSettings(
+            secret=SecretStr(SECRET), repositories=REPOS, deployment=deployment
+        )
         body, headers = signed_push("main")
         with TestClient(create_app(settings)) as client:
             assert post(client, body, headers).status_code == 202
@@ -265,13 +273,15 @@ def test_parameters_the_flow_lacks_are_not_sent(platform: Platform) -> None:
 
 
 def test_unknown_deployment_is_500(platform: Platform) -> None:
-    settings = WebhookSettings(secret=SecretStr(SECRET), deployment="delivery/no-such-thing")
+    settings = WebhookSettings(
+        secret=SecretStr(SECRET), repositories=REPOS, deployment="delivery/no-such-thing"
+    )
     with TestClient(create_app(settings)) as client:
         assert post(client, *signed_push()).status_code == 500
 
 
 def test_real_server_path_and_the_push_event(deployment: str) -> None:
-    settings = WebhookSettings(secret=SecretStr(SECRET), deployment=deployment)
+    settings = WebhookSettings(secret=SecretStr(SECRET), repositories=REPOS, deployment=deployment)
     body, headers = signed_push("main")
     with serving(create_app(settings)) as url:
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
@@ -296,7 +306,7 @@ def test_a_deployment_trigger_can_start_the_run_instead(platform: Platform) -> N
     deployment = make_deployment(trigger=True)
     try:
         settings = WebhookSettings(
-            secret=SecretStr(SECRET), deployment=deployment, start_runs=False
+            secret=SecretStr(SECRET), repositories=REPOS, deployment=deployment, start_runs=False
         )
         body, headers = signed_push("develop")
         with TestClient(create_app(settings)) as client:

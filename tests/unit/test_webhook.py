@@ -21,9 +21,11 @@ from deployments.webhook import create_app
 from deployments.webhook_github import (
     BadPayload,
     ReplayGuard,
+    body_digest,
     environment_for,
     parse_push,
     registry_repository,
+    repository_allowed,
     run_parameters,
     sign,
     signature_ok,
@@ -33,6 +35,8 @@ from deployments.webhook_settings import WebhookSettings, load_settings
 
 SECRET = "s3cret-for-tests"
 SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
+SHA2 = "2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e"
+REPOS = ("acme/kyb-platform",)
 TIME = "2026-05-01T12:00:00+02:00"
 
 
@@ -77,7 +81,9 @@ def starter() -> FakeStarter:
 
 @pytest.fixture
 def client(starter: FakeStarter) -> TestClient:
-    settings = WebhookSettings(secret=SecretStr(SECRET), max_body_bytes=4096, replay_window=3)
+    settings = WebhookSettings(
+        secret=SecretStr(SECRET), repositories=REPOS, max_body_bytes=4096, replay_window=3
+    )
     return TestClient(create_app(settings, starter))
 
 
@@ -220,6 +226,7 @@ def test_malformed_pushes_are_refused(body: bytes) -> None:
 def test_settings_from_environment_without_a_block() -> None:
     env = {
         "KYB_WEBHOOK_SECRET": SECRET,
+        "KYB_WEBHOOK_REPOSITORIES": "acme/kyb-platform, https://git.example.com/acme/x.git",
         "KYB_WEBHOOK_PORT": "9001",
         "KYB_WEBHOOK_BRANCHES": "main=staging>production, release=staging",
     }
@@ -227,6 +234,7 @@ def test_settings_from_environment_without_a_block() -> None:
     assert settings.port == 9001
     assert settings.branches == {"main": ("staging", "production"), "release": ("staging",)}
     assert settings.deployment == "delivery/delivery"
+    assert settings.repositories == ("acme/kyb-platform", "https://git.example.com/acme/x.git")
     assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
 
 
@@ -236,7 +244,7 @@ def test_bad_settings_are_refused_without_echoing_the_secret() -> None:
     with pytest.raises(ValidationError):
         WebhookSettings(secret=SecretStr(""))
     with pytest.raises(ValidationError) as err:
-        WebhookSettings(secret=SecretStr(SECRET), deployment="no-slash")
+        WebhookSettings(secret=SecretStr(SECRET), repositories=REPOS, deployment="no-slash")
     assert SECRET not in str(err.value)
 
 
@@ -256,7 +264,7 @@ def test_good_push_starts_one_run(client: TestClient, starter: FakeStarter) -> N
     assert answer.json()["flow_run_id"] == "run-1"
     assert answer.json()["environment"] == "staging"
     [request] = starter.started
-    assert request.idempotency_key == "github-delivery-d-1"
+    assert request.idempotency_key == f"github-push-{body_digest(push_body())}"
     assert request.deployment == "delivery/delivery"
 
 
@@ -333,7 +341,7 @@ def test_unavailable_prefect_is_503_and_the_delivery_can_come_again(client, star
     assert post(client, push_body(), delivery="d-5").status_code == 503
     assert post(client, push_body(), delivery="d-5").status_code == 202
     starter.fail = ConfigError("no such deployment")
-    assert post(client, push_body(), delivery="d-6").status_code == 500
+    assert post(client, push_body(after=SHA2), delivery="d-6").status_code == 500
     assert len(starter.started) == 1
 
 
@@ -351,3 +359,58 @@ def test_logs_name_the_delivery_never_the_secret(client, caplog) -> None:
     assert "delivery=d-7" in text and "branch=main" in text and "-> 202" in text
     assert "delivery=d-8" in text and "-> 401" in text
     assert SECRET not in text and "sha256=" not in text
+
+
+def test_settings_name_the_repositories_that_may_deploy() -> None:
+    with pytest.raises(ValidationError, match="repositories"):
+        WebhookSettings(secret=SecretStr(SECRET))  # none: a reused secret would let any repo in
+    with pytest.raises(ValidationError, match="owner/name or a clone URL"):
+        WebhookSettings(secret=SecretStr(SECRET), repositories=("kyb-platform",))
+
+
+@pytest.mark.parametrize(
+    ("allowed", "ok"),
+    [
+        (("acme/kyb-platform",), True),
+        (("ACME/KYB-Platform",), True),
+        (("https://github.com/acme/kyb-platform.git",), True),
+        (("git@github.com:acme/kyb-platform.git",), True),
+        (("https://gitlab.com/acme/kyb-platform.git",), False),  # same name, another host
+        (("acme/other", "evil/kyb-platform"), False),
+    ],
+)
+def test_repository_allowlist(allowed: tuple[str, ...], ok: bool) -> None:
+    push = parse_push(
+        push_body(
+            repository={
+                "full_name": "acme/kyb-platform",
+                "html_url": "https://github.com/acme/kyb-platform",
+                "clone_url": "https://github.com/acme/kyb-platform.git",
+            }
+        )
+    )
+    assert repository_allowed(push, allowed) is ok
+
+
+def test_a_signed_push_from_another_repository_starts_nothing(client, starter) -> None:
+    other = {"full_name": "mallory/fork", "html_url": "https://github.com/mallory/fork"}
+    answer = post(client, push_body(ref="refs/heads/main", repository=other))
+    assert answer.status_code == 403 and "mallory/fork" in answer.json()["message"]
+    assert starter.started == []
+
+
+def test_the_same_signed_push_under_new_delivery_ids_starts_one_run(client, starter) -> None:
+    body = push_body(ref="refs/heads/main")
+    answers = [post(client, body, delivery=f"d-{n}").status_code for n in range(3)]
+    assert answers == [202, 409, 409]
+    assert len(starter.started) == 1
+    assert starter.started[0].idempotency_key == f"github-push-{body_digest(body)}"
+
+
+def test_a_crash_while_starting_lets_the_redelivery_in(starter) -> None:
+    settings = WebhookSettings(secret=SecretStr(SECRET), repositories=REPOS)
+    client = TestClient(create_app(settings, starter), raise_server_exceptions=False)
+    starter.fail = RuntimeError("unexpected")
+    assert post(client, push_body(), delivery="d-9").status_code == 500
+    assert post(client, push_body(), delivery="d-9").status_code == 202  # GitHub's redelivery
+    assert len(starter.started) == 1
