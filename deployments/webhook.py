@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from deployments.webhook_github import (
     signature_ok,
 )
 from deployments.webhook_runs import PrefectRunStarter, RunRequest, RunStarter
+from deployments.webhook_server import server_config
 from deployments.webhook_settings import WebhookSettings, load_settings
 
 log = logging.getLogger("kyb.webhook")
@@ -81,6 +83,7 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
 
     POST /webhooks/github checks, in this order, and nothing is started unless all pass:
 
+        time       headers late: connection closed; body late                408
         size       Content-Length or the body read so far > max_body_bytes  413 (before anything
         else) signature  X-Hub-Signature-256 missing, malformed or wrong           401 (both: the
         request
@@ -137,7 +140,10 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
     async def _handle(request: Request, event: str, seen: Seen) -> JSONResponse:
         delivery = seen.delivery
         try:
-            body = await read_body(request, settings.max_body_bytes)
+            async with asyncio.timeout(settings.body_timeout_seconds):
+                body = await read_body(request, settings.max_body_bytes)
+        except TimeoutError:
+            return _answer(408, f"body not received within {settings.body_timeout_seconds:g}s")
         except TooLarge:
             return _answer(413, f"body over {settings.max_body_bytes} bytes")
         except ValueError as exc:
@@ -216,7 +222,7 @@ def main() -> None:
     if not get_current_settings().api.url:
         raise ConfigError("set PREFECT_API_URL to the Prefect server the runs go to")
     settings = load_settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.Server(server_config(create_app(settings), settings, log_level="info")).run()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from core.delivery.branches import BRANCH_ENVIRONMENTS, parse_branch_map
 from core.errors import ConfigError
@@ -23,7 +23,7 @@ class WebhookSettings(BaseModel):
         repositories: the repositories whose pushes may deploy, each as GitHub's full name
             (acme/kyb-platform) or a clone/web URL; a correctly signed push from any other
             repository is refused (403). Required: a shared secret is often reused across repos.
-        host: the address uvicorn binds (loopback by default; put a TLS proxy in front).
+        host: the address uvicorn binds (loopback by default).
         port: the port uvicorn binds.
         max_body_bytes: larger requests get 413 before their signature is even checked.
         branches: branch name -> the environments it deploys to, in order (the delivery's own
@@ -39,6 +39,12 @@ class WebhookSettings(BaseModel):
             only emits the `kyb.webhook.push` event and a deployment trigger starts the run
             (deployments.webhook_runs.push_trigger).
         api_timeout_seconds: time allowed for the Prefect API per request (GitHub waits 10 s).
+        header_timeout_seconds: a request's headers must be complete this long after the
+            connection opened (or the last response); else the connection is closed.
+        body_timeout_seconds: the body must be complete this long after the headers; else 408.
+        max_connections: connections served at once; more get 503 (uvicorn's limit).
+        shutdown_seconds: on SIGTERM, requests in flight get this long, then the process ends.
+        tls_certfile, tls_keyfile: serve HTTPS with this certificate (PEM) and key.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -54,6 +60,22 @@ class WebhookSettings(BaseModel):
     replay_window: int = Field(default=10_000, gt=0)
     start_runs: bool = True
     api_timeout_seconds: float = Field(default=8.0, gt=0)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int = Field(default=64, gt=0)
+    shutdown_seconds: int = Field(default=10, ge=0, le=300)
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebhookSettings:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("tls_certfile / tls_keyfile: set both (HTTPS) or neither (HTTP)")
+        for field in ("tls_certfile", "tls_keyfile"):
+            path = getattr(self, field)
+            if path and not os.path.isfile(path):
+                raise ValueError(f"{field} {path!r} is not a file")
+        return self
 
     @field_validator("repositories")
     @classmethod
@@ -83,7 +105,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
     KYB_WEBHOOK_REPOSITORIES (required): "acme/kyb-platform,https://github.com/acme/other.git".
     Other variables: KYB_WEBHOOK_HOST, KYB_WEBHOOK_PORT, KYB_WEBHOOK_MAX_BODY_BYTES,
     KYB_WEBHOOK_BRANCHES ("develop=staging,main=staging>production"), KYB_WEBHOOK_DEPLOYMENT,
-    KYB_WEBHOOK_IMAGE_REPOSITORY, KYB_WEBHOOK_REPLAY_WINDOW, KYB_WEBHOOK_START_RUNS (true/false).
+    KYB_WEBHOOK_IMAGE_REPOSITORY, KYB_WEBHOOK_REPLAY_WINDOW, KYB_WEBHOOK_START_RUNS (true/false),
+    KYB_WEBHOOK_HEADER_TIMEOUT_SECONDS, KYB_WEBHOOK_BODY_TIMEOUT_SECONDS,
+    KYB_WEBHOOK_MAX_CONNECTIONS, KYB_WEBHOOK_SHUTDOWN_SECONDS, KYB_WEBHOOK_TLS_CERTFILE and
+    KYB_WEBHOOK_TLS_KEYFILE.
 
     Raises:
         ConfigError: the secret block cannot be loaded or does not hold text.
@@ -98,6 +123,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
         "image_repository",
         "replay_window",
         "start_runs",
+        "header_timeout_seconds",
+        "body_timeout_seconds",
+        "max_connections",
+        "shutdown_seconds",
+        "tls_certfile",
+        "tls_keyfile",
     )
     names = {field: f"KYB_WEBHOOK_{field.upper()}" for field in fields}
     values: dict[str, object] = {field: env[var] for field, var in names.items() if var in env}
