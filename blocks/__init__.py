@@ -1,7 +1,8 @@
-"""Configuration: Prefect blocks for clusters, registries, Prometheus, backups and environments."""
+"""Configuration: Prefect blocks of clusters, registries, Prometheus, backups, git, environments."""
 
 from blocks.cluster import KubernetesCluster
 from blocks.environment import Environment
+from blocks.git import GitRepository
 from blocks.prometheus import PrometheusServer
 from blocks.registry import ContainerRegistry
 from blocks.velero import ObjectStore, VeleroInstall
@@ -9,6 +10,7 @@ from blocks.velero import ObjectStore, VeleroInstall
 __all__ = [
     "ContainerRegistry",
     "Environment",
+    "GitRepository",
     "KubernetesCluster",
     "ObjectStore",
     "PrometheusServer",

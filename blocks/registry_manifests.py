@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import httpx
 
@@ -77,3 +78,65 @@ def manifest_digest(
     if status == 429 or status >= 500:
         raise TransientError(f"registry {registry.address} answered HTTP {status}", url=url)
     raise ConfigError(f"registry {registry.address} answered HTTP {status} without a digest")
+
+
+_INDEXES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+def image_labels(
+    registry: ContainerRegistry, repository: str, reference: str, timeout: float = 30
+) -> dict[str, str] | None:
+    """The labels of an image in the registry (its config's Labels), or None when it is absent.
+
+    Reads the manifest (the first platform's, for an index), then the config blob it names;
+    a blob redirect (to the registry's storage) is followed without the credentials.
+
+    Raises:
+        CredentialsError, TransientError, ConfigError: as manifest_digest.
+    """
+    base = f"{registry.url}/v2/{repository}"
+    what = f"registry {registry.address}"
+    auth = registry_auth(registry, repository_scope(repository), timeout)
+    try:
+        with httpx.Client(
+            verify=registry.verify_tls, timeout=timeout, auth=auth, follow_redirects=True
+        ) as client:
+            manifest = _json(client, f"{base}/manifests/{reference}", what, auth.where)
+            if manifest is None:
+                return None
+            if manifest.get("mediaType") in _INDEXES or "manifests" in manifest:
+                first = (manifest.get("manifests") or [{}])[0].get("digest", "")
+                manifest = _json(client, f"{base}/manifests/{first}", what, auth.where) or {}
+            config_digest = (manifest.get("config") or {}).get("digest", "")
+            config = _json(client, f"{base}/blobs/{config_digest}", what, auth.where) or {}
+    except httpx.TransportError as exc:
+        fix = f"set insecure=True if it serves plain HTTP, or verify_tls=False, in {auth.where}"
+        raise transport_failure(exc, what, fix) from None
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return {str(k): str(v) for k, v in labels.items()}
+
+
+def _json(client: httpx.Client, url: str, what: str, where: str) -> dict | None:
+    """GET a manifest or blob as JSON (bounded); None on 404."""
+    with client.stream("GET", url, headers={"Accept": MANIFEST_TYPES}) as resp:
+        if resp.status_code == 404:
+            return None
+        if resp.status_code in (401, 403):
+            raise CredentialsError(
+                f"{what} refused the credentials (HTTP {resp.status_code}) in {where}"
+            )
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise TransientError(f"{what} answered HTTP {resp.status_code}")
+        if resp.status_code != 200:
+            raise ConfigError(
+                f"{what} answered HTTP {resp.status_code} for {url.rsplit('/v2/', 1)[-1]}"
+            )
+        body = read_limited(resp, MANIFEST_LIMIT, what)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ConfigError(f"{what} answered {url.rsplit('/v2/', 1)[-1]} with no JSON") from None
+    return data if isinstance(data, dict) else None

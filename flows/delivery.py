@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -14,7 +15,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from blocks import ContainerRegistry, Environment, KubernetesCluster, PrometheusServer
+from blocks import (
+    ContainerRegistry,
+    Environment,
+    GitRepository,
+    KubernetesCluster,
+    PrometheusServer,
+)
 from blocks.endpoint import ServiceEndpoint
 from core.analysis.templates import AnalysisTemplate
 from core.analysis.verdict import AnalysisRunner
@@ -60,6 +67,7 @@ from tasks.gates import (
     render_overlay,
 )
 from tasks.health import endpoint_of, smoke_test
+from tasks.source import fetch_source
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDPOINTS_GROUP = "kyb_pipeline.endpoints"
@@ -86,14 +94,22 @@ class _Modes(BaseSettings):
     demo_mode: bool = False
 
 
-def _resolve(app_dir: str) -> Path:
-    path = (ROOT / app_dir).resolve()
-    if Path(app_dir).is_absolute() or not path.is_relative_to(ROOT.resolve()):
+def _inside(app_dir: str) -> str:
+    """app_dir, refused when it could leave the checkout (absolute, or climbing out with ..)."""
+    normal = os.path.normpath(app_dir)
+    if os.path.isabs(app_dir) or normal == ".." or normal.startswith("../"):
         raise ConfigError(
             f"app_dir {app_dir!r} leaves the checkout: give a folder inside it, e.g. "
             "examples/kyb-platform",
             app_dir=app_dir,
         )
+    return normal
+
+
+def _resolve(app_dir: str, root: Path = ROOT) -> Path:
+    path = (root / _inside(app_dir)).resolve()
+    if not path.is_relative_to(root.resolve()):  # a symlink out of the checkout
+        raise ConfigError(f"app_dir {app_dir!r} leaves the checkout through a link")
     if not (path / "deploy").is_dir():
         raise ConfigError(
             f"{path} has no deploy/ folder with kustomize overlays: give the app's directory",
@@ -300,6 +316,7 @@ def delivery(
     cluster_block: str = "",
     prometheus_block: str | None = None,
     environment: str = "",
+    git_block: str = "",
 ) -> dict[str, Any]:
     """Deliver one commit: CI, then each environment its branch deploys to.
 
@@ -342,10 +359,17 @@ def delivery(
             environments up to it are released with their own blocks (cluster and credentials,
             namespace, overlay, default strategy, approval, analysis templates, check access).
             Empty: the parameters above, for every environment the branch deploys to.
+        git_block: the KYB Git Repository block to fetch `commit` from (a clean working
+            directory of its own, exactly that commit; app_dir is relative to the repository).
+            Empty: the worker's own checkout is built, and `commit` only names it.
     """
     envs = environments_for(branch)  # a branch that deploys nowhere fails before any work
     check_auto_approve(auto_approve, envs, _Modes().demo_mode)
-    app_path = _resolve(app_dir)
+    if git_block:  # build exactly the pushed commit, not whatever the worker has checked out
+        _inside(app_dir)  # a bad app_dir fails before the fetch
+        app_path = _resolve(app_dir, Path(fetch_source(GitRepository.load(git_block), commit)))
+    else:
+        app_path = _resolve(app_dir)
     urls = dict(service_urls or {})
     unknown = sorted(set(urls) - set(envs))
     if unknown:

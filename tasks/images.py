@@ -16,8 +16,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks import ContainerRegistry
-from blocks.registry_manifests import manifest_digest
+from blocks.registry_manifests import image_labels, manifest_digest
 from core.ci import (
+    REVISION,
     BuildFailed,
     BuildLog,
     BuiltImage,
@@ -133,11 +134,25 @@ def _publish(result: ImageResult, app: str) -> None:
 
 
 def _found(registry: ContainerRegistry, repository: str, ref: GitRef, app: str) -> BuiltImage:
-    """The image to build: its name and tags, and the commit tag's digest if the registry has it."""
+    """The image to build: its name and tags, and the digest to reuse, if any.
+
+    The commit tag's image is reused only when it was built from exactly this commit: its
+    org.opencontainers.image.revision label is the full SHA (the tag holds only 7 characters).
+    """
     tags, commit_tag = image_tags(ref)
     name = registry.image(repository, commit_tag).rsplit(":", 1)[0]  # validates the names
     existing = manifest_digest(registry, repository, commit_tag) or ""
     if existing:
+        revision = (image_labels(registry, repository, commit_tag) or {}).get(REVISION, "")
+        if revision != ref.sha:  # the tag holds 7 characters of the commit: not proof enough
+            get_run_logger().info(
+                "%s:%s exists but was built from %s, not %s: building anew",
+                name,
+                commit_tag,
+                revision or "an unlabelled commit",
+                ref.sha,
+            )
+            return BuiltImage(name=name, repository=repository, tags=tags, app=app)
         get_run_logger().info(
             "reusing %s:%s = %s: already in the registry, no build and no push",
             name,

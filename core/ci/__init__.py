@@ -23,6 +23,7 @@ from core.ci.findings import (
     parse_staticcheck,
 )
 from core.ci.images import (
+    REVISION,
     BuildLog,
     BuiltImage,
     GitRef,
@@ -44,6 +45,7 @@ from core.ci.reports import (
 
 __all__ = [
     "OUTPUT_LINES",
+    "REVISION",
     "BuildFailed",
     "BuildLog",
     "BuiltImage",

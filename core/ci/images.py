@@ -83,6 +83,9 @@ def image_tags(ref: GitRef) -> tuple[list[str], str]:
     return [head, commit], commit
 
 
+REVISION = "org.opencontainers.image.revision"  # the full commit SHA an image was built from
+
+
 def oci_labels(
     source: str, revision: str, created: datetime | None = None, version: str = "", title: str = ""
 ) -> dict[str, str]:

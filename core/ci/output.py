@@ -9,7 +9,9 @@ OUTPUT_LINES = 10  # lines of a failing test's (or build's) output kept in repor
 _NOISE = re.compile(r"^\s*(=== (RUN|PAUSE|CONT|NAME)|--- (FAIL|PASS|SKIP):)")
 _TRANSIENT = re.compile(
     r"(?i)\b(50[234]|429)\b|service unavailable|bad gateway|gateway time-?out|too many requests|"
-    r"connection (reset|refused)|broken pipe|i/o timeout|tls handshake timeout|unexpected eof"
+    r"connection (reset|refused|timed out)|broken pipe|i/o timeout|tls handshake timeout|"
+    r"unexpected eof|could not resolve host|temporary failure in name resolution|"
+    r"remote end hung up unexpectedly|operation timed out"
 )
 
 

@@ -27,8 +27,9 @@ from prefect.client.orchestration import get_client
 from pydantic import SecretStr
 
 from blocks import ContainerRegistry
-from blocks.registry_manifests import MANIFEST_TYPES, manifest_digest
+from blocks.registry_manifests import MANIFEST_TYPES, image_labels, manifest_digest
 from core.ci import (
+    REVISION,
     BuildFailed,
     CompileFailed,
     GateFailed,
@@ -262,6 +263,14 @@ def test_build_push_tags_labels_digest_and_reuse(platform, context, docker_clien
         monkeypatch.setattr(images, "_build", no_build)
         again = images.build_and_push(registry, REPO, context, ref, SOURCE, app="kyb-platform")
         assert again.reused and again.digest == result.digest and again.tags == [commit_tag]
+        assert image_labels(registry, REPO, commit_tag)[REVISION] == ref.sha
+        monkeypatch.undo()
+        # Another commit whose first 7 characters are the same has the same tag: never reused.
+        twin = ref.model_copy(update={"sha": ref.sha[:7] + "f" * 33})
+        assert image_tags(twin)[1] == commit_tag
+        other = images.build_and_push(registry, REPO, context, twin, SOURCE, app="kyb-platform")
+        assert not other.reused
+        assert image_labels(registry, REPO, commit_tag)[REVISION] == twin.sha
     finally:
         _drop_local(docker_client, registry, tags)
         with contextlib.suppress(docker.errors.ImageNotFound):

@@ -28,6 +28,7 @@ import blocks
 from blocks import (
     ContainerRegistry,
     Environment,
+    GitRepository,
     KubernetesCluster,
     ObjectStore,
     PrometheusServer,
@@ -167,7 +168,7 @@ class TestVeleroInstallStandard(_OfflineSuite):
 # --- registration -------------------------------------------------------------------------------
 
 
-def test_package_exports_exactly_the_six_blocks_with_fixed_slugs() -> None:
+def test_package_exports_exactly_the_seven_blocks_with_fixed_slugs() -> None:
     found = {
         cls.get_block_type_slug(): cls.get_block_type_name()
         for _, cls in inspect.getmembers(blocks)
@@ -180,6 +181,7 @@ def test_package_exports_exactly_the_six_blocks_with_fixed_slugs() -> None:
         "kyb-object-store": "KYB Object Store",
         "kyb-velero": "KYB Velero",
         "kyb-environment": "KYB Environment",
+        "kyb-git-repository": "KYB Git Repository",
     }
 
 
@@ -188,6 +190,7 @@ def test_package_exports_exactly_the_six_blocks_with_fixed_slugs() -> None:
     [
         (KubernetesCluster, ["kubeconfig"]),
         (ContainerRegistry, ["password"]),
+        (GitRepository, ["token"]),
         (PrometheusServer, ["bearer_token", "password"]),
         (ObjectStore, ["access_key_id", "secret_access_key"]),
         (VeleroInstall, ["cluster.kubeconfig"]),
@@ -207,6 +210,7 @@ def _secret_blocks() -> list[tuple[Block, str]]:
     return [
         (KubernetesCluster(kubeconfig=make_kubeconfig()), TOKEN),
         (ContainerRegistry(address=CLOSED, username="ci", password=PASSWORD), PASSWORD),
+        (GitRepository(url="https://git.example.com/a/b.git", token=PASSWORD), PASSWORD),
         (PrometheusServer(url=f"http://{CLOSED}", bearer_token=TOKEN), TOKEN),
         (PrometheusServer(url=f"http://{CLOSED}", username="ci", password=PASSWORD), PASSWORD),
         (
@@ -342,3 +346,18 @@ def test_secrets_absent_from_errors_and_logs(
     sent = json.dumps(stub.requests)
     assert TOKEN in sent and "Basic " in sent
     assert TOKEN not in caplog.text and PASSWORD not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fix"),
+    [
+        ({"url": "github.com/acme/kyb"}, "is not a clone URL"),
+        ({"url": "https://bot:tok@github.com/acme/kyb.git"}, "set username and token"),
+        ({"url": "https:///acme/kyb.git"}, "has no host"),
+        ({"url": "git@github.com:acme/kyb.git", "token": "t"}, "over HTTPS only"),
+    ],
+)
+def test_git_repository_input_names_the_fix(kwargs: dict, fix: str) -> None:
+    with pytest.raises(ValidationError, match=fix) as caught:
+        GitRepository(**kwargs)
+    assert "bot:tok" not in str(caught.value)  # the token is never echoed
