@@ -16,7 +16,6 @@ from prefect.cache_policies import NO_CACHE
 from blocks import KubernetesCluster
 from core.errors import ConfigError
 from core.release.errors import RolloutTimeout
-from core.release.revisions import current_revision, history, rollback_target, undo_patch
 from core.release.status import RolloutState, rollout_state
 from tasks import RETRIES
 
@@ -170,23 +169,3 @@ def wait_rollout(
 ) -> tuple[RolloutState, str]:
     """Task form of wait_for_rollout (a dropped watch or apiserver restart is retried)."""
     return wait_for_rollout(api_for(cluster), namespace, name, timeout)
-
-
-@task(name="k8s-undo", cache_policy=NO_CACHE, **RETRIES)
-def undo(cluster: KubernetesCluster, namespace: str, name: str, to_revision: int = 0) -> dict:
-    """Restore an earlier revision's pod template, as `kubectl rollout undo [--to-revision]`.
-
-    Returns:
-        {"from": revision, "to": revision, "image": image restored}.
-    """
-    api = api_for(cluster)
-    apps = client.AppsV1Api(api)
-    dep = to_dict(api, apps.read_namespaced_deployment(name, namespace))
-    selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
-    sets = apps.list_namespaced_replica_set(namespace, label_selector=selector).items
-    current = current_revision(dep)
-    target = rollback_target(history(dep, [to_dict(api, s) for s in sets]), current, to_revision)
-    apps.patch_namespaced_deployment(
-        name, namespace, undo_patch(target), _content_type="application/json-patch+json"
-    )
-    return {"from": current, "to": target.number, "image": target.image}

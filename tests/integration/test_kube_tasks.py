@@ -10,6 +10,7 @@ from core.errors import ConfigError
 from core.release.status import RolloutState
 from sandbox.platform import BLOCK_NAME
 from tasks import kube
+from tasks.rollback import undo_once
 
 DIGEST = "127.0.0.1:5001/kyb-platform@sha256:"
 
@@ -70,11 +71,11 @@ def test_undo_to_previous_and_named_revision(cluster, namespace) -> None:
         kube.apply(cluster, deployment(namespace, DIGEST + ch * 64))
         assert kube.wait_rollout(cluster, namespace, "api", timeout=120)[0] is RolloutState.COMPLETE
 
-    assert kube.undo(cluster, namespace, "api") == {"from": 3, "to": 2, "image": DIGEST + "b" * 64}
+    assert undo_once(cluster, namespace, "api") == {"from": 3, "to": 2, "image": DIGEST + "b" * 64}
     kube.wait_rollout(cluster, namespace, "api", timeout=120)
     live = kube.read_deployment(cluster, namespace, "api")
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == DIGEST + "b" * 64
 
     with pytest.raises(ConfigError, match="does not exist: choose one of 1, 3, 4"):
-        kube.undo.fn(cluster, namespace, "api", to_revision=9)
-    assert kube.undo(cluster, namespace, "api", to_revision=1)["image"] == DIGEST + "a" * 64
+        undo_once(cluster, namespace, "api", to_revision=9)
+    assert undo_once(cluster, namespace, "api", to_revision=1)["image"] == DIGEST + "a" * 64
