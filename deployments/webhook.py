@@ -173,7 +173,7 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
         environment, reason = environment_for(push, settings.branches)
         if environment is None:
             return _answer(202, f"ignored: {reason}", delivery=delivery)
-        params = run_parameters(push, environment, settings.image_repository)
+        params = run_parameters(push, environment, settings.image_repository, settings.git_block)
         try:
             started = await runs.start(RunRequest(delivery, settings.deployment, params, digest))
         except TransientError as exc:

@@ -215,10 +215,13 @@ def registry_repository(image_repository: str) -> str:
     return rest if is_registry else image_repository
 
 
-def run_parameters(push: Push, environment: str, image_repository: str) -> dict[str, str]:
+def run_parameters(
+    push: Push, environment: str, image_repository: str, git_block: str = ""
+) -> dict[str, str]:
     """The delivery deployment's parameters for one push (the names flows/delivery.py uses.
 
-    `repository` is the registry repository, `source` the GitHub repository's URL).
+    `repository` is the registry repository, `source` the GitHub repository's URL, `git_block`
+    the repository block the delivery fetches the commit from, "" for the worker's checkout).
     """
     return {
         "commit": push.commit,
@@ -229,4 +232,5 @@ def run_parameters(push: Push, environment: str, image_repository: str) -> dict[
         "source": push.source,
         "commit_time": push.commit_time,
         "pushed_by": push.pushed_by,
+        "git_block": git_block,
     }

@@ -23,6 +23,7 @@ PARAMETERS = (
     "source",
     "commit_time",
     "pushed_by",
+    "git_block",
 )
 log = logging.getLogger("kyb.webhook")
 

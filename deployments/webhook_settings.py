@@ -45,6 +45,8 @@ class WebhookSettings(BaseModel):
         max_connections: connections served at once; more get 503 (uvicorn's limit).
         shutdown_seconds: on SIGTERM, requests in flight get this long, then the process ends.
         tls_certfile, tls_keyfile: serve HTTPS with this certificate (PEM) and key.
+        git_block: the KYB Git Repository block the delivery fetches the pushed commit from;
+            empty: the worker's own checkout is built.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -66,6 +68,7 @@ class WebhookSettings(BaseModel):
     shutdown_seconds: int = Field(default=10, ge=0, le=300)
     tls_certfile: str = ""
     tls_keyfile: str = ""
+    git_block: str = ""
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebhookSettings:
@@ -108,7 +111,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
     KYB_WEBHOOK_IMAGE_REPOSITORY, KYB_WEBHOOK_REPLAY_WINDOW, KYB_WEBHOOK_START_RUNS (true/false),
     KYB_WEBHOOK_HEADER_TIMEOUT_SECONDS, KYB_WEBHOOK_BODY_TIMEOUT_SECONDS,
     KYB_WEBHOOK_MAX_CONNECTIONS, KYB_WEBHOOK_SHUTDOWN_SECONDS, KYB_WEBHOOK_TLS_CERTFILE and
-    KYB_WEBHOOK_TLS_KEYFILE.
+    KYB_WEBHOOK_TLS_KEYFILE, KYB_WEBHOOK_GIT_BLOCK.
 
     Raises:
         ConfigError: the secret block cannot be loaded or does not hold text.
@@ -129,6 +132,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
         "shutdown_seconds",
         "tls_certfile",
         "tls_keyfile",
+        "git_block",
     )
     names = {field: f"KYB_WEBHOOK_{field.upper()}" for field in fields}
     values: dict[str, object] = {field: env[var] for field, var in names.items() if var in env}

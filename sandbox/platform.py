@@ -13,6 +13,7 @@ from core.delivery.reach import EGRESS_SETTING, LOOPBACK_ONLY
 from sandbox.components import Component, Status
 from sandbox.components.cluster import Cluster
 from sandbox.components.docker import Docker
+from sandbox.components.git_server import GitServer
 from sandbox.components.postgres import Postgres
 from sandbox.components.prefect_server import PrefectServer
 from sandbox.components.prometheus import SCRAPE_INTERVAL, Prometheus
@@ -61,6 +62,7 @@ class Platform:
         self.token_registry = TokenRegistry(s)  # Bearer challenges, like GHCR or Harbor
         self.s3 = S3Store(s)
         self.s3_tls = S3TlsStore(s)  # the S3 store over TLS by host name
+        self.git = GitServer(s)  # a git host: repositories fetched by commit, a push webhook
         self.prometheus = Prometheus(s)
         self.postgres = Postgres(s)
         database = os.environ.get("KYB_PREFECT_DB", "sqlite")
@@ -78,6 +80,7 @@ class Platform:
             self.s3,
             self.s3_tls,
             self.token_registry,
+            self.git,
             self.prometheus,
             *([self.postgres] if pg else []),
             self.prefect,

@@ -6,6 +6,7 @@ brings it to the disaster-recovery cluster.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -174,11 +175,11 @@ def test_store_keeps_objects_across_a_restart(platform, tmp_path, monkeypatch) -
 def _listening(pid: int) -> set[tuple[str, int]]:
     """(hex address, port) of every TCP socket the process listens on, from /proc."""
     fd_dir = Path(f"/proc/{pid}/fd")
-    inodes = {
-        os.readlink(fd_dir / fd)[len("socket:[") : -1]
-        for fd in os.listdir(fd_dir)
-        if os.readlink(fd_dir / fd).startswith("socket:[")
-    }
+    links = []
+    for fd in os.listdir(fd_dir):
+        with contextlib.suppress(FileNotFoundError):  # closed between listing and reading
+            links.append(os.readlink(fd_dir / fd))
+    inodes = {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
     found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:

@@ -52,6 +52,7 @@ def delivery(
     source: str,
     commit_time: str,
     pushed_by: str,
+    git_block: str = "",
 ) -> None:
     """Stands in for the delivery flow, taking every parameter the receiver sends.
 
@@ -177,6 +178,7 @@ def test_good_push_creates_one_run_with_the_push_parameters(client, deployment) 
         "source": "https://github.com/acme/kyb",
         "commit_time": TIME,
         "pushed_by": "dev",
+        "git_block": "",
     }
     delivery_id = headers["X-GitHub-Delivery"]
     assert run.idempotency_key == f"github-push-{body_digest(body)}"  # the signed body

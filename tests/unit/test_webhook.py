@@ -180,6 +180,7 @@ def test_parameters_carry_the_commit_tagged_image() -> None:
         "source": "https://github.com/acme/kyb-platform",
         "commit_time": TIME,
         "pushed_by": "dev",
+        "git_block": "",
     }
     assert set(params) == set(PARAMETERS)
 
