@@ -343,7 +343,7 @@ def delivery(
             platform's demo sets it).
         approval_timeout: seconds a human gate waits; no answer declines.
         service_urls: environment -> base URL where the pipeline reaches the released Service
-            (loopback: e.g. `kubectl port-forward svc/kyb-platform 8080:80` on a real cluster);
+            (e.g. an ingress, or `kubectl port-forward svc/kyb-platform 8080:80`);
             staging's smoke requests and every environment's health check go there.
         endpoints: an endpoint provider (entry-point group `kyb_pipeline.endpoints`) that opens
             the Service's URL where service_urls has none; the local platform's is

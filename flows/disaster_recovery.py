@@ -144,7 +144,7 @@ def disaster_recovery(
             (keep them) or "update".
         dns_service: "namespace/name" of the Service whose address DNS must point at.
         dns_name: the record to switch, shown in the pause form.
-        health_url: a loopback base URL whose /health must be healthy (empty: not checked).
+        health_url: a base URL whose /health must be healthy (empty: not checked).
         confirm_dns_as: skip the pause and record this name (demo and tests only).
         dns_timeout_seconds: how long the pause waits for the DNS confirmation.
         timeout_seconds: for the restore, and again for the Deployments to become available.

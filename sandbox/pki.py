@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import ipaddress
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from sandbox.files import write_file
 from sandbox.settings import Settings
 
 CA_DAYS = 3650
@@ -37,15 +37,6 @@ class ServerCert:
     cert: Path
     key: Path
     ca: Path
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write atomically (a reader never sees half a file), with the given mode from the start."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -63,6 +54,44 @@ def _name(common_name: str) -> x509.Name:
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
+
+
+def self_signed(common_name: str, days: int, path_length: int | None = None) -> tuple[bytes, bytes]:
+    """A new EC P-256 key and its self-signed CA certificate (PEM each), e.g. a root or a signer.
+
+    The certificate may sign (keyCertSign) and verify signatures (digitalSignature): the platform's
+    CA, and the token issuer's signing certificate a registry trusts as its root, both use it.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    subject = _name(common_name)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(key, hashes.SHA256())
+    )
+    return _key_pem(key), cert.public_bytes(serialization.Encoding.PEM)
 
 
 class PlatformCA:
@@ -111,37 +140,9 @@ class PlatformCA:
             yield
 
     def _make_ca(self) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
-        subject = _name("kyb-sandbox local CA")
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=CA_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA256())
-        )
-        _write(self.key, _key_pem(key), 0o600)
-        _write(self.cert, cert.public_bytes(serialization.Encoding.PEM))
+        key_pem, cert_pem = self_signed("kyb-sandbox local CA", CA_DAYS, path_length=0)
+        write_file(self.key, key_pem)
+        write_file(self.cert, cert_pem, 0o644)
 
     def _current(self, out: ServerCert, hosts: list[str]) -> bool:
         """Whether out's certificate exists, names exactly `hosts`, is ours and not near its end."""
@@ -180,8 +181,8 @@ class PlatformCA:
             )
             .sign(ca_key, hashes.SHA256())
         )
-        _write(out.key, _key_pem(key), 0o600)
-        _write(out.cert, cert.public_bytes(serialization.Encoding.PEM))
+        write_file(out.key, _key_pem(key))
+        write_file(out.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _general_name(host: str) -> x509.GeneralName:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.delivery.approval import DEMO_SETTING
-from core.delivery.reach import EGRESS_SETTING, LOOPBACK_ONLY
+from core.delivery.reach import EGRESS_SETTING
 from sandbox.components import Component, Status
 from sandbox.components.cluster import Cluster
 from sandbox.components.docker import Docker
@@ -23,7 +23,7 @@ from sandbox.components.s3tls import S3TlsStore
 from sandbox.components.token_registry import TokenRegistry
 from sandbox.components.velero import Velero
 from sandbox.install import exclusive
-from sandbox.settings import Settings
+from sandbox.settings import LOOPBACK_ONLY, Settings
 from sandbox.tools import tool_env
 
 if TYPE_CHECKING:

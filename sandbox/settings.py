@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HOST = "127.0.0.1"
+# The network rule as configuration: what the platform sets in KYB_EGRESS_ALLOW for its checks.
+LOOPBACK_ONLY = "127.0.0.0/8,localhost"
 K8S_VERSION = "1.34.4"  # built from Go modules by sandbox/cluster (see gen_gomod.py)
 KWOK_VERSION = "0.8.0"
 CLUSTER_NAME = "kyb"

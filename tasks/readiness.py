@@ -30,8 +30,7 @@ def endpoints_ready(
     """(Ready pods, pods) matching the selector, terminating pods left out.
 
     Readiness of the new version's endpoints is read from its pods' Ready condition, which is
-    what puts a pod into a Service's EndpointSlices. (In the local sandbox EndpointSlices never
-    get endpoints: the apiserver rejects the pods' loopback IPs.)
+    what puts a pod into a Service's EndpointSlices.
     """
     api = api_for(cluster)
     pods = client.CoreV1Api(api).list_namespaced_pod(

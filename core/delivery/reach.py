@@ -7,9 +7,8 @@ Three ways, chosen by the environment (`check_access`):
 - `cluster-dns`: `http://NAME.NS.svc:PORT`, when the pipeline itself runs in the cluster.
 
 The egress allowlist (setting `KYB_EGRESS_ALLOW`) is open when unset: product code reaches whatever
-the user configures. A platform that must keep traffic somewhere (the local sandbox and CI:
-loopback only) sets it to CIDRs and host names; then a check to any other host is refused before
-it is sent.
+the user configures. A platform that must keep traffic somewhere sets it to CIDRs and host
+names; then a check to any other host is refused before it is sent.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from core.names import is_dns_1035_label, is_dns_label, label_error
 from core.release.spec import ReleaseSpec
 
 EGRESS_SETTING = "KYB_EGRESS_ALLOW"
-LOOPBACK_ONLY = "127.0.0.0/8,localhost"  # what the sandbox and CI set (the network rule)
 
 
 class CheckAccess(StrEnum):

@@ -8,13 +8,13 @@ signed push event (sandbox/git_hook.py).
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from sandbox.components import Status
+from sandbox.files import write_file
 from sandbox.install import ensure_debian, which
 from sandbox.procs import Daemon
 from sandbox.settings import HOST, Settings
@@ -59,17 +59,13 @@ class GitServer:
         config_path = path / "kyb-hook.json"
         hook = path / "hooks" / "post-receive"
         if receiver_url:
-            fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(
-                    {
-                        "receiver_url": receiver_url,
-                        "secret": secret,
-                        "full_name": f"local/{name}",
-                        "clone_url": self.url(name),
-                    },
-                    fh,
-                )
+            config = {
+                "receiver_url": receiver_url,
+                "secret": secret,
+                "full_name": f"local/{name}",
+                "clone_url": self.url(name),
+            }
+            write_file(config_path, json.dumps(config))
             hook.write_text(
                 HOOK.format(python=sys.executable, root=str(ROOT), config=str(config_path))
             )

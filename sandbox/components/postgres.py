@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from sandbox.components import Status
 from sandbox.errors import PlatformError
+from sandbox.files import write_file
 from sandbox.install import ensure_debian
 from sandbox.procs import Daemon, port_open, run
 from sandbox.settings import HOST, Settings
@@ -51,9 +52,7 @@ class Postgres:
         """The database password, generated once and kept in a 0600 file."""
         path = self.state / "password"
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(24))
+            write_file(path, secrets.token_urlsafe(24))
         return SecretStr(path.read_text().strip())
 
     def url(self) -> SecretStr:
@@ -73,9 +72,7 @@ class Postgres:
         owner = self._owner()
         self.root.mkdir(parents=True, exist_ok=True)
         pwfile = self.root / "pwfile"
-        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.password().get_secret_value())
+        write_file(pwfile, self.password().get_secret_value())
         for path in (self.root, pwfile):
             os.chown(path, owner.pw_uid, owner.pw_gid)
         try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import subprocess
 
@@ -13,6 +11,7 @@ from pydantic import SecretStr
 
 from sandbox.components import Status
 from sandbox.errors import PlatformError
+from sandbox.files import generated_once
 from sandbox.install import ensure_debian, which
 from sandbox.procs import Daemon
 from sandbox.settings import HOST, Settings
@@ -34,12 +33,10 @@ class Registry:
 
     def credentials(self) -> tuple[str, SecretStr]:
         """Return (username, password), generating and storing them (mode 0600) on first use."""
-        path = self.state / "credentials.json"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"username": USERNAME, "password": secrets.token_urlsafe(24)}, fh)
-        data = json.loads(path.read_text())
+        data = generated_once(
+            self.state / "credentials.json",
+            lambda: {"username": USERNAME, "password": secrets.token_urlsafe(24)},
+        )
         return data["username"], SecretStr(data["password"])
 
     def _write_config(self) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import httpx
 from pydantic import SecretStr
 
 from sandbox.components import Status
+from sandbox.files import generated_once
 from sandbox.install import go_build
 from sandbox.procs import Daemon
 from sandbox.settings import GOFAKES3_VERSION, HOST, Settings
@@ -42,14 +41,13 @@ class S3Store:
 
     def credentials(self) -> tuple[SecretStr, SecretStr]:
         """Return (access key id, secret access key), generated and stored 0600 on first use."""
-        path = self.state / "credentials.json"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                key_id = "KYB" + secrets.token_hex(8).upper()  # the shape of an AWS key id
-                key = secrets.token_urlsafe(30)
-                json.dump({"access_key_id": key_id, "secret_access_key": key}, fh)
-        data = json.loads(path.read_text())
+        data = generated_once(
+            self.state / "credentials.json",
+            lambda: {
+                "access_key_id": "KYB" + secrets.token_hex(8).upper(),  # an AWS key id's shape
+                "secret_access_key": secrets.token_urlsafe(30),
+            },
+        )
         return SecretStr(data["access_key_id"]), SecretStr(data["secret_access_key"])
 
     def install(self) -> None:

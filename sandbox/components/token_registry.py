@@ -8,22 +8,18 @@ GHCR, Docker Hub or Harbor do. Users (generated once, stored 0600 under the stat
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
 import secrets
 import sys
 
 import httpx
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from sandbox.components import Status
+from sandbox.files import generated_once, write_file
 from sandbox.install import ensure_debian, which
+from sandbox.pki import self_signed
 from sandbox.procs import Daemon
 from sandbox.settings import HOST, Settings
 from sandbox.token_issuer import hash_password
@@ -52,41 +48,19 @@ class TokenRegistry:
 
     def credentials(self, user: str = USERNAME) -> tuple[str, SecretStr]:
         """Return (user, password) of `pipeline` or `reader`, generated (0600) on first use."""
-        path = self.state / "credentials.json"
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump({name: secrets.token_urlsafe(24) for name in GRANTS}, fh)
-        return user, SecretStr(json.loads(path.read_text())[user])
+        made = generated_once(
+            self.state / "credentials.json",
+            lambda: {name: secrets.token_urlsafe(24) for name in GRANTS},
+        )
+        return user, SecretStr(made[user])
 
     def _signing_pair(self) -> tuple[str, str]:
         """The issuer's ES256 key (0600) and its self-signed certificate, made once."""
         key_path, cert_path = self.state / "signing-key.pem", self.state / "signing-cert.pem"
-        if key_path.exists() and cert_path.exists():
-            return str(key_path), str(cert_path)
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if not (key_path.exists() and cert_path.exists()):
+            key_pem, cert_pem = self_signed(ISSUER, 3650)
+            write_file(key_path, key_pem)
+            write_file(cert_path, cert_pem, 0o644)
         return str(key_path), str(cert_path)
 
     def _issuer_config(self) -> str:
@@ -99,9 +73,7 @@ class TokenRegistry:
             users[name]["grants"] = grants
         config = {"issuer": ISSUER, "service": SERVICE, "key": key, "cert": cert, "users": users}
         path = self.state / "issuer.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({**config, "expires_in": 300}, fh)
+        write_file(path, json.dumps({**config, "expires_in": 300}))
         return str(path)
 
     def _registry_config(self) -> str:

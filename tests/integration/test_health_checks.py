@@ -20,10 +20,11 @@ from prefect.artifacts import Artifact
 from blocks import KubernetesCluster
 from core.delivery.checks import SmokeRequest
 from core.delivery.errors import ChecksFailed, EndpointsNotReady
-from core.delivery.reach import EGRESS_SETTING, LOOPBACK_ONLY
+from core.delivery.reach import EGRESS_SETTING
 from core.errors import ConfigError
 from sandbox import example
 from sandbox.platform import BLOCK_NAME
+from sandbox.settings import LOOPBACK_ONLY
 from tasks import health, kube
 from tasks.health import check_health, smoke_test, verify
 from tasks.readiness import endpoints_ready, wait_endpoints_ready

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from core.delivery.reach import (
-    LOOPBACK_ONLY,
     CheckAccess,
     EgressAllowlist,
     apiserver_refusal,
@@ -15,6 +14,7 @@ from core.delivery.reach import (
 )
 from core.errors import ConfigError
 from core.release.spec import ReleaseSpec
+from sandbox.settings import LOOPBACK_ONLY
 
 
 def test_service_proxy_path_names_namespace_service_and_port() -> None:
