@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kubernetes import client, watch
 from kubernetes.client import ApiClient
@@ -25,6 +26,7 @@ APPLY = "application/apply-patch+yaml"
 # 5 per CPU, 10 here): with 20 releases at once it discarded connections and redid TLS handshakes.
 POOL_SIZE = 32
 _clients: dict[str, ApiClient] = {}
+T = TypeVar("T")
 
 
 def api_for(cluster: KubernetesCluster) -> ApiClient:
@@ -114,6 +116,49 @@ def read_deployment(cluster: KubernetesCluster, namespace: str, name: str) -> di
         if exc.status == 404:
             return None
         raise
+
+
+def watch_pods(
+    cluster: KubernetesCluster,
+    namespace: str,
+    selector: str,
+    judge: Callable[[dict[str, dict[str, Any]]], tuple[bool, T]],
+    timeout: float,
+) -> tuple[bool, T]:
+    """List the pods `selector` matches, then watch them until `judge(pods)` says done.
+
+    `pods` maps names to API JSON; the last judgement is returned when `timeout` runs out. An
+    expired resourceVersion (410) lists again.
+    """
+    api = api_for(cluster)
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + timeout
+    verdict = judge({})
+    while (left := deadline - time.monotonic()) > 0:
+        listed = core.list_namespaced_pod(namespace, label_selector=selector)
+        pods = {p.metadata.name: to_dict(api, p) for p in listed.items}
+        if (verdict := judge(pods))[0]:
+            return verdict
+        stream = watch.Watch().stream(
+            core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=max(1, int(min(left, 60))),
+        )
+        try:
+            for event in stream:
+                pod = to_dict(api, event["object"])
+                if event["type"] == "DELETED":
+                    pods.pop(pod["metadata"]["name"], None)
+                else:
+                    pods[pod["metadata"]["name"]] = pod
+                if (verdict := judge(pods))[0] or time.monotonic() >= deadline:
+                    return verdict
+        except ApiException as exc:
+            if exc.status != 410:  # 410 Gone: the resourceVersion expired; list again
+                raise
+    return verdict
 
 
 def wait_for_rollout(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -14,7 +11,7 @@ from core.delivery.checks import count_ready
 from core.delivery.errors import EndpointsNotReady
 from core.errors import ConfigError
 from tasks import RETRIES
-from tasks.kube import api_for, to_dict
+from tasks.kube import api_for, to_dict, watch_pods
 
 
 def _label_selector(selector: dict[str, str]) -> str:
@@ -68,38 +65,15 @@ def wait_endpoints_ready(
     labels = _label_selector(selector)
     if want < 0 or not timeout_seconds > 0:
         raise ConfigError(f"want >= 0 and timeout_seconds > 0, not {want} and {timeout_seconds}")
-    api = api_for(cluster)
-    pods_api = client.CoreV1Api(api)
-    deadline = time.monotonic() + timeout_seconds
-    ready = total = 0
-    while (left := deadline - time.monotonic()) > 0:
-        listed = pods_api.list_namespaced_pod(namespace, label_selector=labels)
-        pods = {p.metadata.name: to_dict(api, p) for p in listed.items}
-        ready, total = count_ready(pods.values())
-        if ready >= want:
-            return ready, total
-        stream = watch.Watch().stream(
-            pods_api.list_namespaced_pod,
-            namespace,
-            label_selector=labels,
-            resource_version=listed.metadata.resource_version,
-            timeout_seconds=max(1, int(min(left, 60))),
-        )
-        try:
-            for event in stream:
-                pod = to_dict(api, event["object"])
-                if event["type"] == "DELETED":
-                    pods.pop(pod["metadata"]["name"], None)
-                else:
-                    pods[pod["metadata"]["name"]] = pod
-                ready, total = count_ready(pods.values())
-                if ready >= want:
-                    return ready, total
-                if time.monotonic() >= deadline:
-                    break
-        except ApiException as exc:
-            if exc.status != 410:  # 410 Gone: our resourceVersion expired; list again and re-watch
-                raise
+    ok, (ready, total) = watch_pods(
+        cluster,
+        namespace,
+        labels,
+        lambda pods: ((counted := count_ready(pods.values()))[0] >= want, counted),
+        timeout_seconds,
+    )
+    if ok:
+        return ready, total
     raise EndpointsNotReady(
         f"only {ready} of the {want} wanted pods are Ready after {timeout_seconds:.0f}s "
         f"({total} pods match): see the pods' events and readiness probes",

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -137,34 +136,11 @@ def verify_serving(
             raise RollbackFailed(
                 f"Service {check.service} selects {labels(live)}, not {labels(check.selector)}"
             )
-    selector, deadline = labels(check.selector), time.monotonic() + timeout
-    text = "no pods listed yet"
-    while (left := deadline - time.monotonic()) > 0:
-        listed = core.list_namespaced_pod(namespace, label_selector=selector)
-        pods = {p.metadata.name: kube.to_dict(api, p) for p in listed.items}
-        ok, text = _verdict(pods, check, container)
-        if ok:
-            return text
-        stream = watch.Watch().stream(
-            core.list_namespaced_pod,
-            namespace,
-            label_selector=selector,
-            resource_version=listed.metadata.resource_version,
-            timeout_seconds=max(1, int(min(left, 60))),
-        )
-        try:
-            for event in stream:
-                pod = kube.to_dict(api, event["object"])
-                name = pod["metadata"]["name"]
-                if event["type"] == "DELETED":
-                    pods.pop(name, None)
-                else:
-                    pods[name] = pod
-                ok, text = _verdict(pods, check, container)
-                if ok:
-                    return text
-        except ApiException as exc:
-            if exc.status != 410:  # 410 Gone: the resourceVersion expired; list again
-                raise
+    selector = labels(check.selector)
+    ok, text = kube.watch_pods(
+        cluster, namespace, selector, lambda pods: _verdict(pods, check, container), timeout
+    )
+    if ok:
+        return text
     where = f"Service {check.service}" if check.service else f"selector {selector}"
     raise RollbackFailed(f"{where} does not select only ready pods of {check.image}: {text}")
