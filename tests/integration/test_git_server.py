@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -13,24 +12,20 @@ from deployments.webhook import PATH, create_app
 from deployments.webhook_settings import WebhookSettings
 from sandbox.platform import Platform
 from tasks.source import fetch_source
+from tests.integration.gitrepo import git
 from tests.integration.test_webhook import drop_deployment, flow_runs, make_deployment, serving
 
 SECRET = "s3cret-for-git-tests"
 
 
-def _git(cwd: Path, *args: str) -> str:
-    env = {
-        "PATH": "/usr/bin:/bin:/usr/local/bin",
-        "HOME": str(cwd),
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True, timeout=60
-    )
-    return (done.stdout + done.stderr).strip()
+def _push(folder: Path, url: str, branch: str, text: str) -> tuple[str, str]:
+    """A new repository in `folder` with one commit on `branch`, pushed: (its SHA, git's output)."""
+    folder.mkdir()
+    git(folder, "init", "-q", "-b", branch)
+    (folder / "README").write_text(text)
+    git(folder, "add", ".")
+    git(folder, "commit", "-qm", "first")
+    return git(folder, "rev-parse", "HEAD"), git(folder, "push", url, branch)
 
 
 def test_a_push_starts_a_delivery_of_exactly_the_pushed_commit(platform: Platform, tmp_path):
@@ -45,14 +40,7 @@ def test_a_push_starts_a_delivery_of_exactly_the_pushed_commit(platform: Platfor
         )
         with serving(create_app(settings)) as base:
             url = platform.git.ensure_repository(name, f"{base}{PATH}", SECRET)
-            work = tmp_path / "work"
-            work.mkdir()
-            _git(work, "init", "-q", "-b", "develop")
-            (work / "README").write_text("first\n")
-            _git(work, "add", ".")
-            _git(work, "commit", "-qm", "first")
-            sha = _git(work, "rev-parse", "HEAD")
-            pushed = _git(work, "push", url, "develop")
+            sha, pushed = _push(tmp_path / "work", url, "develop", "first\n")
         assert "webhook: HTTP 202" in pushed, pushed  # the hook's answer, shown by git push
         [run] = flow_runs(deployment)
         assert run.parameters["commit"] == sha
@@ -74,13 +62,7 @@ def test_a_push_from_a_repository_not_allowed_starts_nothing(platform: Platform,
         )
         with serving(create_app(settings)) as base:
             url = platform.git.ensure_repository(name, f"{base}{PATH}", SECRET)
-            work = tmp_path / "work"
-            work.mkdir()
-            _git(work, "init", "-q", "-b", "main")
-            (work / "README").write_text("x\n")
-            _git(work, "add", ".")
-            _git(work, "commit", "-qm", "x")
-            pushed = _git(work, "push", url, "main")
+            _, pushed = _push(tmp_path / "work", url, "main", "x\n")
         assert "webhook: HTTP 403" in pushed, pushed
         assert flow_runs(deployment) == []
     finally:

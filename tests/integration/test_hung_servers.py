@@ -107,12 +107,17 @@ def _release(s, cluster: KubernetesCluster):
     return perform_release(s, cluster, Scripted(), lock_timeout=30)
 
 
-def _wait_for_canary(cluster: KubernetesCluster, ns: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        canary = deployments(cluster, ns).get("web-canary")
-        if canary and canary[1] > 0:
+def _wait_for_canary(cluster: KubernetesCluster, ns: str, seconds: int) -> None:
+    """Watch until the release has scaled its canary up (the Deployment may not exist yet)."""
+    apps = client.AppsV1Api(kube.api_for(cluster))
+    for event in watch.Watch().stream(
+        apps.list_namespaced_deployment,
+        ns,
+        field_selector="metadata.name=web-canary",
+        timeout_seconds=seconds,
+    ):
+        if (event["object"].spec.replicas or 0) > 0:
             return
-        time.sleep(0.5)  # bounded by the deadline
     raise AssertionError("the release never scaled its canary up")
 
 
@@ -125,9 +130,8 @@ def test_a_release_whose_apiserver_wedges_fails_frees_its_lock_and_resumes(clust
     _release(spec(namespace, V1, CANARY, replicas=5), cluster)
     with relay(_apiserver(cluster)) as r:
         wedged = _through(cluster, r.address, timeout=2)
-        deadline = time.monotonic() + 120
         waiter = threading.Thread(
-            target=lambda: (_wait_for_canary(cluster, namespace, deadline), r.hang())
+            target=lambda: (_wait_for_canary(cluster, namespace, 120), r.hang())
         )
         waiter.start()
         started = time.monotonic()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from blocks import GitRepository
 from core.errors import ConfigError
 from flows.delivery import delivery
 from tasks.source import fetch_source
+from tests.integration.gitrepo import git
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
 PLANTED = """package main
@@ -22,21 +22,6 @@ func TestPlantedOnlyInTheMiddleCommit(t *testing.T) { t.Fatal("this commit's own
 """
 
 
-def _git(cwd: Path, *args: str) -> str:
-    env = {
-        "PATH": "/usr/bin:/bin:/usr/local/bin",
-        "HOME": str(cwd),
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True, timeout=60
-    )
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def repository(tmp_path: Path) -> tuple[str, list[str]]:
     """A bare repository of the example service: its file:// URL and three commits' SHAs.
@@ -45,16 +30,16 @@ def repository(tmp_path: Path) -> tuple[str, list[str]]:
     """
     work = tmp_path / "work"
     shutil.copytree(EXAMPLE, work / "svc", ignore=shutil.ignore_patterns("build"))
-    _git(work, "init", "-q", "-b", "main")
-    _git(work, "add", ".")
-    _git(work, "commit", "-qm", "clean")
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "clean")
     (work / "svc" / "planted_test.go").write_text(PLANTED)
-    _git(work, "add", ".")
-    _git(work, "commit", "-qm", "plant a failing test")
-    _git(work, "rm", "-q", "svc/planted_test.go")
-    _git(work, "commit", "-qm", "remove it")
-    shas = _git(work, "rev-list", "--reverse", "HEAD").split()
-    _git(tmp_path, "clone", "-q", "--bare", str(work), "repo.git")
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "plant a failing test")
+    git(work, "rm", "-q", "svc/planted_test.go")
+    git(work, "commit", "-qm", "remove it")
+    shas = git(work, "rev-list", "--reverse", "HEAD").split()
+    git(tmp_path, "clone", "-q", "--bare", str(work), "repo.git")
     return f"file://{tmp_path / 'repo.git'}", shas
 
 
@@ -62,7 +47,7 @@ def test_fetch_checks_out_exactly_the_commit_asked_for(platform, repository) -> 
     url, (_, middle, head) = repository
     tree = Path(fetch_source(GitRepository(url=url), middle))
     assert (tree / "svc" / "planted_test.go").read_text() == PLANTED  # the middle commit's tree
-    assert _git(tree, "rev-parse", "HEAD") == middle != head
+    assert git(tree, "rev-parse", "HEAD") == middle != head
     with pytest.raises(ConfigError, match="is not in"):
         fetch_source(GitRepository(url=url), "0123456789" * 4)
     with pytest.raises(ConfigError, match="full 40-character SHA"):

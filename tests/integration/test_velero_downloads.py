@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 from blocks import VeleroInstall
 from core.errors import ConfigError
@@ -46,11 +46,21 @@ def _tls_install(local: VeleroInstall, location: str, **kwargs: object) -> Veler
 def _put_location(local: VeleroInstall, body: dict) -> None:
     """(Re)create a storage location and wait until Velero validated it Available."""
     name = body["metadata"]["name"]
-    velero.delete(local, "backupstoragelocations", name)  # one a crashed run left
-    deadline = time.monotonic() + 30
-    while velero.get(local, "backupstoragelocations", name) is not None:
-        assert time.monotonic() < deadline, f"storage location {name} not deleted in 30s"
-        time.sleep(0.2)  # bounded by the deadline: a deletion the apiserver finishes at once
+    left = velero.get(local, "backupstoragelocations", name)  # one a crashed run left
+    if left is not None:
+        velero.delete(local, "backupstoragelocations", name)
+        objects = client.CustomObjectsApi(api_for(local.cluster))
+        events = watch.Watch().stream(
+            objects.list_namespaced_custom_object,
+            velero.GROUP,
+            velero.VERSION,
+            local.namespace,
+            "backupstoragelocations",
+            field_selector=f"metadata.name={name}",
+            resource_version=left["metadata"]["resourceVersion"],
+            timeout_seconds=30,
+        )
+        assert any(e["type"] == "DELETED" for e in events), f"{name} not deleted in 30s"
     velero.create(local, "backupstoragelocations", body)
     velero.storage_location.fn(_tls_install(local, name), wait_seconds=90)
 
