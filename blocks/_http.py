@@ -10,13 +10,20 @@ import httpx
 from core.errors import ConfigError, TransientError
 
 
+def tls_cause(exc: BaseException | None) -> ssl.SSLError | None:
+    """The ssl error under an httpx transport error (httpx wraps httpcore, which wraps ssl)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ssl.SSLError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _is_tls_error(exc: BaseException | None) -> bool:
     """Whether an httpx transport error was caused by TLS (a setting to fix, not a retry)."""
-    while exc is not None:
-        if isinstance(exc, ssl.SSLError):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return tls_cause(exc) is not None
 
 
 def probe(url: str, *, verify: bool, timeout: float, what: str, tls_fix: str, **kw: Any):

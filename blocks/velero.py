@@ -11,6 +11,7 @@ import httpx
 from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
+from blocks._http import tls_cause
 from blocks.cluster import KubernetesCluster
 from core.errors import ConfigError, TransientError
 from core.names import is_dns_label, is_dns_subdomain
@@ -248,7 +249,7 @@ class VeleroInstall(Block):
         except (httpx.UnsupportedProtocol, httpx.InvalidURL):
             raise ConfigError(f"Velero gave no http(s) URL for {what} (host {host})") from None
         except httpx.TransportError as exc:
-            err = _ssl_cause(exc)
+            err = tls_cause(exc)
             if err is not None:
                 verify = isinstance(err, ssl.SSLCertVerificationError)
                 reason = (err.verify_message if verify else err.reason) or str(err)
@@ -260,15 +261,3 @@ class VeleroInstall(Block):
                 f"the object store {host} did not answer for {what}: {name}"
             ) from None
         return b"".join(chunks)
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    """The ssl error under an httpx transport error (httpx wraps httpcore, which wraps ssl)."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, ssl.SSLError):
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return None
