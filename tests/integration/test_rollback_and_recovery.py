@@ -27,6 +27,7 @@ from tests.integration.release_helpers import (
     deployments,
     release_flow,
     resume_when_paused,
+    settle,
     spec,
 )
 
@@ -115,10 +116,12 @@ def test_crashed_release_is_finished_by_a_rerun(cluster, namespace, platform) ->
         os.killpg(proc.pid, signal.SIGKILL)  # a crash: no cleanup, the lock lease is left behind
         proc.wait(10)
 
-    resume_when_paused([{"choice": "promote", "decided_by": "ana"}], timeout=300)
+    answer = {"choice": "promote", "decided_by": "ana"}
+    resume_when_paused([answer], timeout=300, flow_name="release-under-test")
     rerun = release_flow(spec(namespace, V2, CANARY, replicas=5), Scripted())
     assert rerun.ok, rerun.summary
     actions = [e.action for e in rerun.journal]
     assert not any(a.startswith("apply canary") for a in actions)  # step 1 was not redone
-    assert deployments(cluster, namespace) == {"web": (V2, 5, 5), "web-canary": (V2, 0, 0)}
+    want = {"web": (V2, 5, 5), "web-canary": (V2, 0, 0)}
+    assert settle(cluster, namespace, want) == want  # readyReplicas follows the pods' end
     assert _record(cluster, namespace) is None  # the finished release forgot its record
