@@ -83,23 +83,26 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
 
     POST /webhooks/github checks, in this order, and nothing is started unless all pass:
 
-        time       headers late: connection closed; body late                408
-        size       Content-Length or the body read so far > max_body_bytes  413 (before anything
-        else) signature  X-Hub-Signature-256 missing, malformed or wrong           401 (both: the
-        request
-                   (HMAC-SHA256 of the body, hmac.compare_digest)                proves no secret)
-        event      X-GitHub-Event missing 400; `ping` 200 pong; not `push`   422 (authentic, but not
-                                                                              an event we handle)
-        delivery   X-GitHub-Delivery missing or not a GUID                   400
-        payload    not JSON, no ref, no 40-hex `after`                       400
-        repository not in settings.repositories (full name or clone URL)     403
-        replay     the same signed body seen before by this process          409
-                   (ReplayGuard on the body's SHA-256; new delivery ids do not make it new)
-        branch     a tag, a deleted branch or a branch without environment   202 ignored, nothing
-        run start      flow run created (or event sent for a trigger)            202 with
-        flow_run_id
-                   Prefect API unreachable, failing or too slow              503 (redeliver it)
-                   the API refused (no such deployment, bad parameters)      500
+        time        headers late: connection closed; body late                     408
+        size        Content-Length or the body read so far > max_body_bytes        413
+                    (before anything else: the request proves no secret yet)
+        signature   X-Hub-Signature-256 missing, malformed or wrong                401
+                    (HMAC-SHA256 of the body, hmac.compare_digest)
+        event       X-GitHub-Event missing 400; `ping` 200 pong; not `push`        422
+        delivery    X-GitHub-Delivery missing or not a GUID                        400
+        payload     not JSON, no ref, no 40-hex `after`                            400
+        repository  not allowed by the pushed branch's rule (its own repositories, 403
+                    else settings.repositories; full name or clone/web URL); the
+                    message names the branch. A tag or a branch without a rule:
+                    refused only when neither a rule nor settings.repositories
+                    allows the repository
+        replay      the same signed body seen before by this process               409
+                    (ReplayGuard on the body's SHA-256; new delivery ids do not
+                    make it new)
+        branch      a tag, a deleted branch or a branch without a rule             202 ignored
+        run         flow run created (or event sent for a trigger)                 202 flow_run_id
+                    Prefect API unreachable, failing or too slow                   503 redeliver
+                    the API refused (no such deployment, bad parameters)           500
 
     A push is remembered only when its answer is 2xx (a failure, or an exception, releases it),
     so a redelivery after a 4xx/5xx is handled afresh; the run's idempotency key is the body's
@@ -107,7 +110,7 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
     Logs carry the delivery id, event, branch and outcome; never the secret or the signature.
 
     Args:
-        settings: secret, limits, branch map and the deployment to start.
+        settings: secret, limits, branch rules and the deployment to start.
         starter: what starts runs (default: PrefectRunStarter on PREFECT_API_URL); tests of
             the HTTP answers pass a fake.
 
@@ -163,9 +166,10 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
         except BadPayload as exc:
             return _answer(400, str(exc), delivery=delivery)
         seen.branch = push.branch or push.ref
-        if not repository_allowed(push, settings.repositories):
+        if not repository_allowed(push, settings.allowed_repositories(push.branch)):
             shown = push.repository[:100] or push.clone_url[:100] or "an unnamed repository"
-            return _answer(403, f"pushes from {shown} may not deploy here", delivery=delivery)
+            where = f"branch {push.branch[:100]}" if push.branch in settings.branches else "here"
+            return _answer(403, f"pushes from {shown} may not deploy {where}", delivery=delivery)
         digest = body_digest(body)
         if not replays.claim(digest):
             return _answer(409, "push already received: nothing started", delivery=delivery)

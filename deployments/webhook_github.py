@@ -1,4 +1,4 @@
-"""GitHub push webhooks, the pure part: signatures, replay memory, reading a push, branch map."""
+"""GitHub push webhooks, the pure part: signatures, replay memory, reading a push, branch rules."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from core.ci.images import GitRef, image_tags
+from core.delivery.branches import BranchRule
 
 SIGNATURE_PREFIX = "sha256="
 # GitHub sends a GUID; anything else is refused before it is remembered or logged.
@@ -182,13 +183,14 @@ def _host(url: str) -> str:
     return url.split("://", 1)[-1].split("/", 1)[0].split("@")[-1].lower()
 
 
-def environment_for(push: Push, branches: Mapping[str, Sequence[str]]) -> tuple[str | None, str]:
-    """The environment a push ends in (the last its branch deploys to), or None and why not."""
+def environment_for(push: Push, branches: Mapping[str, BranchRule]) -> tuple[str | None, str]:
+    """The environment a push ends in (the last its branch's rule deploys to), or None and why."""
     if push.branch is None:
         return None, f"not a branch push ({push.ref})"
     if push.deleted:
         return None, f"branch {push.branch} was deleted"
-    chain = tuple(branches.get(push.branch) or ())
+    rule = branches.get(push.branch)
+    chain = rule.environments if rule else ()
     if not chain:
         return None, f"no environment for branch {push.branch}"
     return chain[-1], f"branch {push.branch} deploys to {' -> '.join(chain)}"

@@ -7,12 +7,17 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from core.delivery.branches import BRANCH_ENVIRONMENTS, parse_branch_map
+from core.delivery.branches import BRANCH_ENVIRONMENTS, BranchRule, parse_branch_map
 from core.errors import ConfigError
 from deployments.webhook_github import repository_key
 
 DEFAULT_PORT = 8090
 SECRET_BLOCK = "kyb-webhook-secret"
+URL_EXAMPLE = "https://github.com/acme/kyb-platform.git"
+
+
+def _default_rules() -> dict[str, BranchRule]:
+    return {b: BranchRule(b, envs) for b, envs in BRANCH_ENVIRONMENTS.items()}
 
 
 class WebhookSettings(BaseModel):
@@ -21,13 +26,16 @@ class WebhookSettings(BaseModel):
     Attributes:
         secret: the webhook's shared secret (the same text as in GitHub's webhook settings).
         repositories: the repositories whose pushes may deploy, each as GitHub's full name
-            (acme/kyb-platform) or a clone/web URL; a correctly signed push from any other
-            repository is refused (403). Required: a shared secret is often reused across repos.
+            (acme/kyb-platform) or a clone/web URL, for every branch rule that names none of its
+            own; a correctly signed push from any other repository is refused (403). Every rule
+            needs repositories from here or its own: a shared secret is often reused across repos.
         host: the address uvicorn binds (loopback by default).
         port: the port uvicorn binds.
         max_body_bytes: larger requests get 413 before their signature is even checked.
-        branches: branch name -> the environments it deploys to, in order (the delivery's own
-            map by default); pushes to other branches are ignored (202).
+        branches: branch name -> its rule: the environments it deploys to, in order (the
+            delivery's own map by default), and the repositories allowed to trigger it (its own
+            list replaces `repositories` for that branch); pushes to other branches are ignored
+            (202).
         deployment: the deployment started per push, as "<flow>/<deployment>".
         image_repository: registry/repository of the application image; the run's
             `tagged_image` parameter is this plus the commit's tag (the digest only exists
@@ -52,11 +60,11 @@ class WebhookSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     secret: SecretStr
-    repositories: tuple[str, ...] = Field(min_length=1)
+    repositories: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PORT, gt=0, lt=65536)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
-    branches: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(BRANCH_ENVIRONMENTS))
+    branches: dict[str, BranchRule] = Field(default_factory=_default_rules)
     deployment: str = Field(default="delivery/delivery", pattern=r"^[^/]+/[^/]+$")
     image_repository: str = "127.0.0.1:5001/kyb-platform"
     replay_window: int = Field(default=10_000, gt=0)
@@ -86,10 +94,49 @@ class WebhookSettings(BaseModel):
         bad = [r for r in value if not repository_key(r)]
         if bad:
             raise ValueError(
-                f"repositories {bad!r}: give owner/name or a clone URL such as "
-                "https://github.com/acme/kyb-platform.git"
+                f"repositories {bad!r}: give owner/name or a clone URL such as {URL_EXAMPLE}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _rules_complete(self) -> WebhookSettings:
+        problems = []
+        for key, rule in self.branches.items():
+            if rule.branch != key:
+                problems.append(f"branch {key!r}: its rule is for branch {rule.branch!r}")
+            if not rule.environments or not all(rule.environments):
+                problems.append(f"branch {key!r}: name the environments it deploys to")
+            bad = [r for r in rule.repositories if not repository_key(r)]
+            if bad:
+                problems.append(
+                    f"branch {key!r}: repositories {bad!r}: give owner/name or a clone URL such "
+                    f"as {URL_EXAMPLE}"
+                )
+            if not (rule.repositories or self.repositories):
+                example = f"{key}={'>'.join(rule.environments) or 'staging'}@acme/kyb-platform"
+                problems.append(
+                    f"branch {key!r} has no repositories allowed to trigger it: set "
+                    f"KYB_WEBHOOK_REPOSITORIES (for every branch) or name them in its rule in "
+                    f"KYB_WEBHOOK_BRANCHES ({example})"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def allowed_repositories(self, branch: str | None) -> tuple[str, ...]:
+        """The repositories whose pushes to `branch` may deploy: its rule's own, else the default.
+
+        For a branch without a rule, or a tag (None): every repository allowed anywhere, so a
+        push from a stranger is refused there too while an allowed one is ignored (202).
+        """
+        rule = self.branches.get(branch) if branch is not None else None
+        if rule is not None:
+            return rule.repositories or self.repositories
+        everywhere = (
+            *self.repositories,
+            *(r for x in self.branches.values() for r in x.repositories),
+        )
+        return tuple(dict.fromkeys(everywhere))
 
     @field_validator("secret")
     @classmethod
@@ -105,17 +152,32 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
     the secret from KYB_WEBHOOK_SECRET (local use) or else from the Prefect Secret block named by
     KYB_WEBHOOK_SECRET_BLOCK (kyb-webhook-secret).
 
-    KYB_WEBHOOK_REPOSITORIES (required): "acme/kyb-platform,https://github.com/acme/other.git".
+    Who may deploy where (every branch rule needs repositories from one of the two):
+
+    - KYB_WEBHOOK_REPOSITORIES: "acme/kyb-platform,https://github.com/acme/other.git", the
+      repositories (full name or clone/web URL) allowed for every branch whose rule names none.
+    - KYB_WEBHOOK_BRANCHES: the branch rules, comma-separated, each
+      branch=environment[>environment...][@repository[|repository...]]; default
+      "develop=staging,main=staging>production". A rule's own repositories replace
+      KYB_WEBHOOK_REPOSITORIES for that branch (whitespace around entries is ignored, so the
+      value may span lines). E.g. main only from acme/kyb-platform, develop also from a fork
+      trusted for staging:
+      "main=staging>production@acme/kyb-platform,
+      develop=staging@acme/kyb-platform|https://github.com/acme/kyb-platform-sandbox.git".
+
     Other variables: KYB_WEBHOOK_HOST, KYB_WEBHOOK_PORT, KYB_WEBHOOK_MAX_BODY_BYTES,
-    KYB_WEBHOOK_BRANCHES ("develop=staging,main=staging>production"), KYB_WEBHOOK_DEPLOYMENT,
-    KYB_WEBHOOK_IMAGE_REPOSITORY, KYB_WEBHOOK_REPLAY_WINDOW, KYB_WEBHOOK_START_RUNS (true/false),
+    KYB_WEBHOOK_DEPLOYMENT, KYB_WEBHOOK_IMAGE_REPOSITORY, KYB_WEBHOOK_REPLAY_WINDOW,
+    KYB_WEBHOOK_START_RUNS (true/false),
     KYB_WEBHOOK_HEADER_TIMEOUT_SECONDS, KYB_WEBHOOK_BODY_TIMEOUT_SECONDS,
     KYB_WEBHOOK_MAX_CONNECTIONS, KYB_WEBHOOK_SHUTDOWN_SECONDS, KYB_WEBHOOK_TLS_CERTFILE and
     KYB_WEBHOOK_TLS_KEYFILE, KYB_WEBHOOK_GIT_BLOCK.
 
     Raises:
-        ConfigError: the secret block cannot be loaded or does not hold text.
-        pydantic.ValidationError: a value is invalid (the message names it, never the secret).
+        ConfigError: the secret block cannot be loaded or does not hold text, or
+            KYB_WEBHOOK_BRANCHES has an entry that is not a rule (the message names it).
+        pydantic.ValidationError: a value is invalid, e.g. a branch rule with no repositories
+            (its own or KYB_WEBHOOK_REPOSITORIES) or an entry that names no owner/name (the
+            message names the branch and the entry, never the secret).
     """
     env = os.environ if environ is None else environ
     fields = (

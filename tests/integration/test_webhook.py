@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
+from core.delivery.branches import parse_branch_map
 from deployments.webhook import create_app
 from deployments.webhook_github import body_digest, sign
 from deployments.webhook_runs import EVENT, PrefectRunStarter, push_trigger
@@ -99,8 +100,8 @@ def flow_runs(name: str) -> list[Any]:
         return client.read_flow_runs(deployment_filter=ids)
 
 
-def signed_push(branch: str = "develop") -> tuple[bytes, dict[str, str]]:
-    """A push of a new commit, and GitHub's headers for it (a new delivery id, signed)."""
+def signed_push(branch: str = "develop", repo: str = "acme/kyb") -> tuple[bytes, dict[str, str]]:
+    """A push of a new commit from `repo`, and GitHub's headers (a new delivery id, signed)."""
     body = json.dumps(
         {
             "ref": f"refs/heads/{branch}",
@@ -108,7 +109,7 @@ def signed_push(branch: str = "develop") -> tuple[bytes, dict[str, str]]:
             "deleted": False,
             "pusher": {"name": "dev"},
             "head_commit": {"timestamp": TIME},
-            "repository": {"full_name": "acme/kyb", "html_url": "https://github.com/acme/kyb"},
+            "repository": {"full_name": repo, "html_url": f"https://github.com/{repo}"},
         }
     ).encode()
     headers = {
@@ -200,6 +201,32 @@ def test_other_branches_start_nothing(client, deployment) -> None:
     assert answer.status_code == 202
     assert "no environment for branch feature/x" in answer.json()["message"]
     assert len(flow_runs(deployment)) == before
+
+
+def test_branch_rules_decide_which_repository_deploys_which_branch(deployment: str) -> None:
+    # main only from acme/kyb; develop also from its fork; other branches use the global list
+    rules = parse_branch_map("main=staging>production@acme/kyb,develop=staging@acme/kyb|acme/fork")
+    settings = WebhookSettings(
+        secret=SecretStr(SECRET),
+        repositories=("acme/other",),
+        branches=rules,
+        deployment=deployment,
+    )
+    before = {run.id for run in flow_runs(deployment)}
+    with TestClient(create_app(settings)) as client:
+        refused = post(client, *signed_push("main", "acme/fork"))
+        global_only = post(client, *signed_push("main", "acme/other"))  # main names its own
+        develop = post(client, *signed_push("develop", "acme/fork"))
+        main = post(client, *signed_push("main", "acme/kyb"))
+    assert (refused.status_code, global_only.status_code) == (403, 403)
+    assert refused.json()["message"] == "pushes from acme/fork may not deploy branch main"
+    assert (develop.status_code, main.status_code) == (202, 202), (develop.text, main.text)
+    created = {str(r.id): r for r in flow_runs(deployment) if r.id not in before}
+    assert {run_id: run.parameters["environment"] for run_id, run in created.items()} == {
+        develop.json()["flow_run_id"]: "staging",
+        main.json()["flow_run_id"]: "production",
+    }
+    assert created[develop.json()["flow_run_id"]].parameters["source"].endswith("acme/fork")
 
 
 def test_refused_requests_start_nothing(client, deployment) -> None:

@@ -15,7 +15,7 @@ with warnings.catch_warnings():  # Starlette 1.x prefers httpx2; Prefect's httpx
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
-from core.delivery.branches import BRANCH_ENVIRONMENTS, parse_branch_map
+from core.delivery.branches import BRANCH_ENVIRONMENTS, BranchRule, parse_branch_map
 from core.errors import ConfigError, TransientError
 from deployments.webhook import create_app
 from deployments.webhook_github import (
@@ -163,7 +163,9 @@ def test_replay_guard_needs_room() -> None:
 )
 def test_branch_map(ref: str, after: str, deleted: bool, environment: str | None, reason: str):
     push = parse_push(push_body(ref, after, deleted=deleted))
-    found, why = environment_for(push, BRANCH_ENVIRONMENTS)  # the delivery's own map
+    rules = WebhookSettings(secret=SecretStr(SECRET), repositories=REPOS).branches
+    assert {b: r.environments for b, r in rules.items()} == BRANCH_ENVIRONMENTS  # the delivery's
+    found, why = environment_for(push, rules)
     assert found == environment
     assert reason in why
 
@@ -233,7 +235,10 @@ def test_settings_from_environment_without_a_block() -> None:
     }
     settings = load_settings(env)
     assert settings.port == 9001
-    assert settings.branches == {"main": ("staging", "production"), "release": ("staging",)}
+    assert settings.branches == {
+        "main": BranchRule("main", ("staging", "production")),
+        "release": BranchRule("release", ("staging",)),
+    }
     assert settings.deployment == "delivery/delivery"
     assert settings.repositories == ("acme/kyb-platform", "https://git.example.com/acme/x.git")
     assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
