@@ -10,9 +10,11 @@ import threading
 import time
 import uuid
 
+from sandbox.components.prefect_server import client_env
+
 # Before prefect is imported: every thread talks to the platform's server, nothing phones home.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+os.environ.update(client_env(os.environ))  # the platform's API and auth (0600 profiles)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from prefect import flow

@@ -12,12 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from sandbox.components.prefect_server import client_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
-from sandbox.settings import HOST, Ports  # noqa: E402
-
 # Prefect reads its settings at import time: point it at the platform's server first.
-os.environ.setdefault("PREFECT_API_URL", f"http://{HOST}:{Ports().prefect}/api")
+os.environ.update(client_env(os.environ))  # the platform's API and auth (0600 profiles)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 

@@ -9,9 +9,11 @@ import time
 import uuid
 from pathlib import Path
 
+from sandbox.components.prefect_server import client_env
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+os.environ.update(client_env(os.environ))  # the platform's API and auth (0600 profiles)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import httpx  # noqa: E402

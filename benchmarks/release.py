@@ -13,10 +13,12 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from sandbox.components.prefect_server import client_env
+
 # Before prefect is imported: every thread (not just this one) talks to the platform's server,
 # and nothing starts an ephemeral server or phones home.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+os.environ.update(client_env(os.environ))  # the platform's API and auth (0600 profiles)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from kubernetes import client

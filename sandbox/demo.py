@@ -9,12 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sandbox.settings import HOST, Settings
+from sandbox.components.prefect_server import client_env
+from sandbox.settings import Settings
 from sandbox.tools import ensure_gosec
 
 # Before prefect is imported (sandbox.platform imports it): every client in this process talks
-# to the platform's Prefect server, not a temporary one.
-os.environ["PREFECT_API_URL"] = f"http://{HOST}:{Settings().ports.prefect}/api"
+# to the platform's Prefect server, not a temporary one, with its auth (a 0600 profiles file).
+os.environ.update(client_env())
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 

@@ -137,13 +137,13 @@ class Platform:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import WorkPoolCreate
         from prefect.exceptions import ObjectAlreadyExists
-        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.settings import temporary_settings
 
         from blocks import ContainerRegistry, KubernetesCluster, PrometheusServer
         from sandbox.rbac import save_environments
 
         user, password = self.registry.credentials()
-        with temporary_settings({PREFECT_API_URL: self.prefect.api_url}):
+        with temporary_settings(self.prefect.client_settings()):
             local = KubernetesCluster.from_kubeconfig_file(self.settings.kubeconfig)
             local.save(BLOCK_NAME, overwrite=True)
             ContainerRegistry(

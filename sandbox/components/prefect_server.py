@@ -1,9 +1,19 @@
-"""The Prefect server (API and UI) on SQLite under the platform's state folder."""
+"""The Prefect server (API and UI) on SQLite under the platform's state folder, behind basic auth.
+
+The server requires HTTP basic auth (Prefect's PREFECT_SERVER_API_AUTH_STRING); its clients send
+PREFECT_API_AUTH_STRING. Neither travels in a process's environment: both sit in one 0600 profiles
+file in the server's state folder, the server reads its profile (`kyb-server`) and every client
+the platform starts (worker, receiver, CLI, tests) is pointed at the file with
+PREFECT_PROFILES_PATH (active profile `kyb-client`). Only /api/health and /api/ready answer
+without it.
+"""
 
 from __future__ import annotations
 
+import json
+import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -11,10 +21,14 @@ from pydantic import SecretStr
 
 from sandbox.components import Status
 from sandbox.errors import PlatformError
+from sandbox.files import generated_once, write_file
 from sandbox.procs import Daemon
 from sandbox.settings import HOST, Settings
 
 STARTUP_TIMEOUT = 240  # a cold start takes ~30-40 s on 2 busy cores (PREFECT-NOTES.md section 9)
+SERVER_PROFILE = "kyb-server"
+CLIENT_PROFILE = "kyb-client"
+API_USER = "kyb"
 
 
 class PrefectServer:
@@ -30,6 +44,40 @@ class PrefectServer:
         self.url = f"http://{HOST}:{self.port}"
         self.api_url = f"{self.url}/api"
         self.daemon = Daemon("prefect-server", self.state)
+        self.profiles = self.state / "profiles.toml"
+
+    def auth_string(self) -> SecretStr:
+        """The API's basic auth "user:password", generated once, kept 0600 in the state folder."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        made = generated_once(
+            self.state / "api-auth.json",
+            lambda: {"user": API_USER, "password": secrets.token_urlsafe(24)},
+        )
+        return SecretStr(f"{made['user']}:{made['password']}")
+
+    def write_profiles(self) -> Path:
+        """The 0600 profiles file: the server's auth setting and the clients' URL and auth."""
+        auth = json.dumps(self.auth_string().get_secret_value())  # a valid TOML basic string
+        text = (
+            f'active = "{CLIENT_PROFILE}"\n\n'
+            f"[profiles.{SERVER_PROFILE}]\nPREFECT_SERVER_API_AUTH_STRING = {auth}\n\n"
+            f"[profiles.{CLIENT_PROFILE}]\nPREFECT_API_URL = {json.dumps(self.api_url)}\n"
+            f"PREFECT_API_AUTH_STRING = {auth}\n"
+        )
+        if not self.profiles.exists() or self.profiles.read_text() != text:
+            write_file(self.profiles, text)
+        return self.profiles
+
+    def http(self, timeout: float = 10) -> httpx.Client:
+        """A plain HTTP client of the API (base URL /api), authenticated."""
+        user, _, password = self.auth_string().get_secret_value().partition(":")
+        return httpx.Client(base_url=self.api_url, auth=(user, password), timeout=timeout)
+
+    def client_settings(self) -> dict:
+        """Prefect settings for an in-process client: `temporary_settings(updates=...)`."""
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+
+        return {PREFECT_API_URL: self.api_url, PREFECT_API_AUTH_STRING: self.auth_string()}
 
     def _answers(self) -> bool:
         try:
@@ -50,10 +98,12 @@ class PrefectServer:
             database, kind = self.database().get_secret_value(), "postgres"
         else:
             database, kind = f"sqlite+aiosqlite:///{self.state / 'prefect.db'}", "sqlite"
+        kind += "+auth"  # a server started before it required auth is restarted too
         stamp = self.state / "database-kind"
         if self.daemon.pid() and (not stamp.exists() or stamp.read_text() != kind):
             self.daemon.stop(timeout=30)  # running on the other database: restart on this one
         stamp.write_text(kind)
+        profiles = self.write_profiles()
         env = {
             "PREFECT_HOME": str(self.state),
             "PREFECT_API_DATABASE_CONNECTION_URL": database,
@@ -63,6 +113,8 @@ class PrefectServer:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_API_URL": self.api_url,
             "PREFECT_API_URL": "",
+            "PREFECT_PROFILES_PATH": str(profiles),
+            "PREFECT_PROFILE": SERVER_PROFILE,
         }
         prefect = str(Path(sys.executable).parent / "prefect")
         self.daemon.ensure(
@@ -85,5 +137,20 @@ class PrefectServer:
         return Status(self.name, "running" if running else "stopped", self.url, "UI and API (/api)")
 
     def env(self) -> dict[str, str]:
-        """PREFECT_API_URL for flows, the CLI and the tests."""
-        return {"PREFECT_API_URL": self.api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        """Where clients find the API and its auth: the URL, and the profiles file (0600)."""
+        return {
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_PROFILES_PATH": str(self.write_profiles()),
+            "PREFECT_PROFILE": CLIENT_PROFILE,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+
+
+def client_env(already: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What makes a process (and its children) a client of the platform's Prefect server.
+
+    Use it before prefect is imported (Prefect reads its settings at import):
+    `os.environ.update(client_env(os.environ))` keeps what the caller already set.
+    """
+    given = already or {}
+    return {k: v for k, v in PrefectServer(Settings()).env().items() if k not in given}

@@ -21,7 +21,7 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def platform() -> Iterator[Platform]:
     """The running local platform, with Prefect pointed at its server for the whole session."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
     from core.delivery.approval import DEMO_SETTING
     from core.delivery.reach import EGRESS_SETTING
@@ -34,7 +34,7 @@ def platform() -> Iterator[Platform]:
     # the network rule as the platform sets it for its worker: checks may dial loopback only
     os.environ.setdefault(EGRESS_SETTING, plat.env()[EGRESS_SETTING])
     os.environ.setdefault(DEMO_SETTING, plat.env()[DEMO_SETTING])  # its demo mode too
-    with temporary_settings({PREFECT_API_URL: plat.prefect.api_url}):
+    with temporary_settings(plat.prefect.client_settings()):
         yield plat
 
 

@@ -53,14 +53,15 @@ def test_flow_with_retried_task_runs_on_server(platform: Platform) -> None:
         run, tasks = asyncio.run(_task_runs(state.state_details.flow_run_id))
     assert run.state.is_completed()
     assert [t.run_count for t in tasks] == [2]  # one task run, attempted twice
-    health = httpx.get(f"{platform.prefect.api_url}/health")
+    health = httpx.get(f"{platform.prefect.api_url}/health", timeout=10)  # open to probes
     assert health.status_code == 200
 
 
 def test_saved_block_secrets_are_masked_by_the_api(platform: Platform) -> None:
     _user, password = platform.registry.credentials()
-    resp = httpx.post(
-        f"{platform.prefect.api_url}/block_documents/filter",
+    api = platform.prefect.http()
+    resp = api.post(
+        "/block_documents/filter",
         json={
             "include_secrets": False,
             "block_types": {"slug": {"any_": ["kyb-container-registry"]}},
@@ -72,8 +73,8 @@ def test_saved_block_secrets_are_masked_by_the_api(platform: Platform) -> None:
     assert password.get_secret_value() not in resp.text
     assert all(d["data"]["password"] == "********" for d in docs)
 
-    clusters = httpx.post(
-        f"{platform.prefect.api_url}/block_documents/filter",
+    clusters = api.post(
+        "/block_documents/filter",
         json={
             "include_secrets": False,
             "block_types": {"slug": {"any_": ["kyb-kubernetes-cluster"]}},
@@ -109,8 +110,9 @@ def test_block_types_register_from_the_module(platform: Platform) -> None:
         "kyb-git-repository",
     )
     assert f"Successfully registered {len(slugs)} blocks" in done.stdout, done.stdout
+    api = platform.prefect.http()
     for slug in slugs:
-        resp = httpx.get(f"{platform.prefect.api_url}/block_types/slug/{slug}")
+        resp = api.get(f"/block_types/slug/{slug}")
         assert resp.status_code == 200, slug
 
 
@@ -131,6 +133,7 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     found = {}
+    api = platform.prefect.http()
     names = (
         "release/release",
         "rollback/rollback",
@@ -141,7 +144,7 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
         "dr-drill/dr-drill",
     )
     for name in names:
-        resp = httpx.get(f"{platform.prefect.api_url}/deployments/name/{name}")
+        resp = api.get(f"/deployments/name/{name}")
         assert resp.status_code == 200, name
         assert resp.json()["work_pool_name"] == "kyb-local"
         found[name] = resp.json()
@@ -156,13 +159,13 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
     assert crons("backup/backup") == ["0 2 * * *"]  # the seed's nightly backup
     assert crons("dr-drill/dr-drill") == ["0 4 * * 0"]
     assert crons("disaster-recovery/disaster-recovery") == []  # started by hand from the UI
-    resp = httpx.get(f"{platform.prefect.api_url}/deployments/name/release/release-in-cluster")
+    resp = api.get("/deployments/name/release/release-in-cluster")
     assert resp.status_code == 200
     in_cluster = resp.json()
     assert in_cluster["work_pool_name"] == "kyb-kubernetes"
     assert in_cluster["job_variables"]["service_account_name"] == "kyb-pipeline"
     assert in_cluster["job_variables"]["namespace"] == "kyb-system"
-    pool = httpx.get(f"{platform.prefect.api_url}/work_pools/kyb-kubernetes").json()
+    pool = api.get("/work_pools/kyb-kubernetes").json()
     assert pool["type"] == "kubernetes"
     assert "service_account_name" in pool["base_job_template"]["variables"]["properties"]
     dr_form = found["disaster-recovery/disaster-recovery"]["parameter_openapi_schema"]
