@@ -177,9 +177,15 @@ def create_app(settings: WebhookSettings, starter: RunStarter | None = None) -> 
         environment, reason = environment_for(push, settings.branches)
         if environment is None:
             return _answer(202, f"ignored: {reason}", delivery=delivery)
-        params = run_parameters(push, environment, settings.image_repository, settings.git_block)
+        params = {
+            **settings.parameters,
+            **run_parameters(push, environment, settings.image_repository, settings.git_block),
+        }
         try:
-            started = await runs.start(RunRequest(delivery, settings.deployment, params, digest))
+            request = RunRequest(
+                delivery, settings.deployment, params, digest, tuple(settings.parameters)
+            )
+            started = await runs.start(request)
         except TransientError as exc:
             log.warning("delivery=%s: Prefect unavailable: %s", delivery, exc)
             return _answer(503, "Prefect is unavailable: redeliver later", delivery=delivery)

@@ -34,8 +34,11 @@ class RunRequest:
 
     delivery: str
     deployment: str  # "<flow>/<deployment>"
-    parameters: dict[str, str]
+    parameters: dict[str, Any]
     digest: str = ""  # SHA-256 of the signed body (webhook_github.body_digest)
+    fixed: tuple[
+        str, ...
+    ] = ()  # names set by the receiver's settings: the deployment must take them
 
     @property
     def idempotency_key(self) -> str:
@@ -162,6 +165,12 @@ class PrefectRunStarter:
                     if names is not None and (extra := set(request.parameters) - names):
                         log.info("%s takes no %s: not sent", request.deployment, sorted(extra))
                 deployment_id, names = known
+                if names is not None and (unknown := sorted(set(request.fixed) - names)):
+                    raise ConfigError(
+                        f"KYB_WEBHOOK_PARAMETERS sets {unknown}, which the deployment does not "
+                        "take: remove them or deploy a flow that takes them",
+                        deployment=request.deployment,
+                    )
                 params = {
                     k: v for k, v in request.parameters.items() if names is None or k in names
                 }

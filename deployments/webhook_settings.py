@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from core.delivery.branches import BRANCH_ENVIRONMENTS, BranchRule, parse_branch_map
 from core.errors import ConfigError
 from deployments.webhook_github import repository_key
+from deployments.webhook_runs import PARAMETERS
 
 DEFAULT_PORT = 8090
 SECRET_BLOCK = "kyb-webhook-secret"
@@ -55,6 +58,9 @@ class WebhookSettings(BaseModel):
         tls_certfile, tls_keyfile: serve HTTPS with this certificate (PEM) and key.
         git_block: the KYB Git Repository block the delivery fetches the pushed commit from;
             empty: the worker's own checkout is built.
+        parameters: further parameters every run gets (e.g. production_strategy, templates);
+            the ones a push decides (commit, branch, ...) cannot be set here. Runs the receiver
+            starts only: with start_runs False the trigger's template decides the parameters.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -77,6 +83,22 @@ class WebhookSettings(BaseModel):
     tls_certfile: str = ""
     tls_keyfile: str = ""
     git_block: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _parameters_fixed(self) -> WebhookSettings:
+        taken = sorted(set(self.parameters) & set(PARAMETERS))
+        if taken:
+            raise ValueError(
+                f"parameters {taken}: these come from each push; leave them out of "
+                "KYB_WEBHOOK_PARAMETERS"
+            )
+        if self.parameters and not self.start_runs:
+            raise ValueError(
+                "parameters are set but KYB_WEBHOOK_START_RUNS is false: the trigger starts the "
+                "runs, so set them on the deployment instead (or let the receiver start runs)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebhookSettings:
@@ -170,7 +192,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
     KYB_WEBHOOK_START_RUNS (true/false),
     KYB_WEBHOOK_HEADER_TIMEOUT_SECONDS, KYB_WEBHOOK_BODY_TIMEOUT_SECONDS,
     KYB_WEBHOOK_MAX_CONNECTIONS, KYB_WEBHOOK_SHUTDOWN_SECONDS, KYB_WEBHOOK_TLS_CERTFILE and
-    KYB_WEBHOOK_TLS_KEYFILE, KYB_WEBHOOK_GIT_BLOCK.
+    KYB_WEBHOOK_TLS_KEYFILE, KYB_WEBHOOK_GIT_BLOCK, KYB_WEBHOOK_PARAMETERS (a JSON object:
+    '{"production_strategy": {"canary": {"steps": [{"setWeight": 20}]}}}').
 
     Raises:
         ConfigError: the secret block cannot be loaded or does not hold text, or
@@ -202,12 +225,25 @@ def load_settings(environ: Mapping[str, str] | None = None) -> WebhookSettings:
         values["repositories"] = tuple(
             r.strip() for r in env["KYB_WEBHOOK_REPOSITORIES"].split(",") if r.strip()
         )
+    if "KYB_WEBHOOK_PARAMETERS" in env:
+        values["parameters"] = _json_object("KYB_WEBHOOK_PARAMETERS", env["KYB_WEBHOOK_PARAMETERS"])
     if "KYB_WEBHOOK_BRANCHES" in env:
         values["branches"] = parse_branch_map(env["KYB_WEBHOOK_BRANCHES"])
     secret = env.get("KYB_WEBHOOK_SECRET") or _block_secret(
         env.get("KYB_WEBHOOK_SECRET_BLOCK", SECRET_BLOCK)
     )
     return WebhookSettings(secret=SecretStr(secret), **values)
+
+
+def _json_object(variable: str, text: str) -> dict[str, Any]:
+    """A JSON object from an environment variable, or a ConfigError that names the variable."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{variable} is not JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{variable} must be a JSON object of parameter names to values")
+    return value
 
 
 def _block_secret(name: str) -> str:

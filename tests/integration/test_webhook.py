@@ -66,6 +66,11 @@ def narrow_delivery(commit: str, branch: str, repository: str = "", commit_time:
     """A stand-in taking fewer parameters (like flows/delivery.py): the rest are not sent."""
 
 
+@flow(name="delivery")
+def tuned_delivery(commit: str, branch: str, production_strategy: dict | None = None) -> None:
+    """A stand-in taking a parameter the receiver's settings fix for every run."""
+
+
 def make_deployment(trigger: bool = False, stand_in: Any = delivery) -> str:
     """A fresh deployment of a stand-in flow (no work pool.
 
@@ -297,6 +302,28 @@ def test_parameters_the_flow_lacks_are_not_sent(platform: Platform) -> None:
             "repository": "kyb-platform",
             "commit_time": TIME,
         }
+    finally:
+        drop_deployment(deployment)
+
+
+def test_fixed_parameters_reach_the_run_and_unknown_ones_refuse_it(platform: Platform) -> None:
+    deployment = make_deployment(stand_in=tuned_delivery)
+    strategy = {"canary": {"steps": [{"setWeight": 20}]}}
+    try:
+        settings = WebhookSettings(
+            secret=SecretStr(SECRET),
+            repositories=REPOS,
+            deployment=deployment,
+            parameters={"production_strategy": strategy},
+        )
+        unknown = settings.model_copy(update={"parameters": {"no_such_parameter": 1}})
+        with TestClient(create_app(unknown)) as client:
+            assert post(client, *signed_push("main")).status_code == 500  # the flow lacks it
+        assert flow_runs(deployment) == []
+        with TestClient(create_app(settings)) as client:
+            assert post(client, *signed_push("main")).status_code == 202
+        [run] = flow_runs(deployment)
+        assert run.parameters["production_strategy"] == strategy
     finally:
         drop_deployment(deployment)
 

@@ -7,6 +7,8 @@ tests/integration/test_webhook.py starts real runs).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -14,7 +16,7 @@ from core.delivery.branches import BranchRule, parse_branch_map
 from core.errors import ConfigError
 from deployments.webhook import create_app
 from deployments.webhook_settings import WebhookSettings, load_settings
-from tests.unit.test_webhook import SECRET, FakeStarter, TestClient, post, push_body
+from tests.unit.test_webhook import SECRET, SHA, FakeStarter, TestClient, post, push_body
 
 PLATFORM = "acme/kyb-platform"
 FORK = "acme/kyb-platform-sandbox"
@@ -173,3 +175,29 @@ def test_a_rules_own_list_replaces_the_global_one_for_that_rule() -> None:
     assert push(client, "develop", PLATFORM).status_code == 202  # develop keeps the global one
     assert push(client, "develop", release).status_code == 403  # main's list stays main's
     assert [r.parameters["environment"] for r in starter.started] == ["production", "staging"]
+
+
+# --- parameters every run gets ----------------------------------------------------------------
+
+
+def test_fixed_parameters_join_each_run_and_cannot_override_the_push() -> None:
+    strategy = {"canary": {"steps": [{"setWeight": 20}]}}
+    env = {
+        "KYB_WEBHOOK_REPOSITORIES": PLATFORM,
+        "KYB_WEBHOOK_PARAMETERS": json.dumps({"production_strategy": strategy}),
+    }
+    client, starter = app_for(env)
+    answer = push(client, "main", PLATFORM)
+    assert answer.status_code == 202, answer.text
+    [request] = starter.started
+    assert request.parameters["production_strategy"] == strategy
+    assert request.parameters["commit"] == SHA and request.fixed == ("production_strategy",)
+    env["KYB_WEBHOOK_SECRET"] = SECRET
+    with pytest.raises(ValidationError, match="come from each push"):
+        load_settings({**env, "KYB_WEBHOOK_PARAMETERS": json.dumps({"commit": "0" * 40})})
+    with pytest.raises(ValidationError, match="START_RUNS is false"):
+        load_settings({**env, "KYB_WEBHOOK_START_RUNS": "false"})
+    with pytest.raises(ConfigError, match="KYB_WEBHOOK_PARAMETERS is not JSON"):
+        load_settings({**env, "KYB_WEBHOOK_PARAMETERS": "{production_strategy"})
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        load_settings({**env, "KYB_WEBHOOK_PARAMETERS": "[1]"})
