@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ os.environ.update(client_env())
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 
+from sandbox import demo_push
 from sandbox.errors import PlatformError
 from sandbox.platform import WORK_POOL, Platform
 from sandbox.procs import Daemon
@@ -30,21 +32,6 @@ FAST = {
     "min_samples": 2,
     "initial_delay_seconds": 6,
     "failure_limit": 0,
-}
-CANARY = {
-    "canary": {
-        "steps": [
-            {"setWeight": 20},
-            {"pause": {"duration": 2}},
-            {
-                "analysis": {
-                    "templates": [{"templateName": "error-rate"}, {"templateName": "latency-p95"}]
-                }
-            },
-            {"setWeight": 50},
-            {"pause": {}},
-        ]
-    }
 }
 
 
@@ -81,8 +68,13 @@ def worker(settings: Settings | None = None) -> Daemon:
     return Daemon("prefect-worker", (settings or Settings()).dir("worker"))
 
 
-def _start_worker(env: dict[str, str]) -> None:
+def _start_worker(env: dict[str, str], platform_env: dict[str, str]) -> None:
+    """Start the worker, or restart it when the platform's client settings changed since."""
     daemon = worker()
+    stamp = daemon.pidfile.with_name("settings.json")  # the platform's env (holds no secret)
+    if daemon.pid() and (not stamp.exists() or json.loads(stamp.read_text()) != platform_env):
+        daemon.stop()
+    stamp.write_text(json.dumps(platform_env))
     if daemon.pid() is None:
         prefect = str(Path(sys.executable).parent / "prefect")
         daemon.start([prefect, "worker", "start", "--pool", WORK_POOL, "--limit", "2"], env)
@@ -110,6 +102,19 @@ def _deliver(params: dict[str, Any], ui: str) -> Any:
     run = run_deployment("delivery/delivery", parameters=params, timeout=1800)
     _say(f"  {run.name}: {run.state.name}: {ui}/runs/flow-run/{run.id}")
     return run
+
+
+def _finished(run: Any, ui: str) -> Any:
+    _say(f"  {run.name}: {run.state.name}: {ui}/runs/flow-run/{run.id}")
+    return run
+
+
+def _hook_answer(pushed: str) -> str:
+    """The receiver's answer as git push showed it (the hook's `remote:` line)."""
+    lines = [line for line in pushed.splitlines() if "webhook" in line]
+    if not lines or "HTTP 202" not in lines[-1]:
+        raise PlatformError("demo", f"the push was not accepted: {pushed[-800:]}", "see above")
+    return lines[-1].removeprefix("remote: ")[:160]
 
 
 def _backup_and_drill(ui: str) -> tuple[Any, Any]:
@@ -169,34 +174,37 @@ def main() -> int:
     _prefect(env, "block", "register", "-m", "blocks")
     _prefect(env, "--no-prompt", "deploy", "--all")
     _say("blocks registered, deployments created from prefect.yaml")
-    _start_worker(env)
+    _start_worker(env, plat.env())
 
     from blocks import KubernetesCluster
 
     ui = env.get("PREFECT_UI_URL", plat.prefect.api_url.removesuffix("/api"))
-    sha, when = _git("rev-parse", "HEAD"), _git("show", "-s", "--format=%cI", "HEAD")
-    params = {
-        "commit": sha,
-        "branch": "main",
-        "commit_time": when,
-        "production_strategy": CANARY,
-        "templates": _templates(),
+    fixed = {  # what the receiver adds to every push's run (the push decides the rest)
+        "templates": _templates(),  # production's strategy is its Environment block's
         "auto_approve": True,
         "endpoints": "sandbox-stand-ins",
     }
-    _say(f"1/3 delivering {sha[:12]} (main) to staging and production")
-    good = _deliver(params, ui)
+    hook = demo_push.start_receiver(plat, env, fixed)
+    _say(f"webhook receiver at {hook}; the git server's {demo_push.REPOSITORY} posts to it")
+    head = _git("rev-parse", "HEAD")
+    _say(f"1/3 git push of the project at {head[:12]} to main: staging, then production")
+    sha, pushed = demo_push.push(plat, f"demo: kyb-platform at {head}")
+    _say(f"  pushed {sha[:12]}; the git server's hook: {_hook_answer(pushed)}")
+    good = _finished(demo_push.wait_for(demo_push.started_run(sha)), ui)
     cluster = KubernetesCluster.load("local")
     released = _production_image(cluster)
     _say("2/3 delivering a new version whose stand-ins fail 30% of requests")
-    # A new commit object on HEAD's tree (no branch or file changes): a new version to build.
-    fault = _git("commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", "demo: a faulty version")
-    made = _git("show", "-s", "--format=%cI", fault)
+    # The same tree as a new commit on a branch no rule deploys (the receiver ignores it), run by
+    # hand with the fault the stand-ins inject (issue 16 makes the fault a real code change).
+    fault, _ = demo_push.push(plat, "demo: a faulty version", branch="demo-faults")
     bad = _deliver(
         {
-            **params,
+            **fixed,
             "commit": fault,
-            "commit_time": made,
+            "branch": "main",
+            "commit_time": _git("show", "-s", "--format=%cI", fault),
+            "environment": "production",
+            "git_block": demo_push.GIT_BLOCK,
             "endpoint_options": {"fault_error_rate": 0.3},
         },
         ui,
@@ -226,6 +234,7 @@ def main() -> int:
 if __name__ == "__main__":
     if sys.argv[1:] == ["stop"]:
         _say("worker stopped" if worker().stop() else "no worker was running")
+        _say("receiver stopped" if demo_push.receiver().stop() else "no receiver was running")
         sys.exit(0)
     try:
         sys.exit(main())

@@ -53,6 +53,7 @@ class Ports:
     dr_kwok: int = field(default_factory=lambda: _port("KYB_DR_KWOK_PORT", 31248))
     s3: int = field(default_factory=lambda: _port("KYB_S3_PORT", 39000))
     git: int = field(default_factory=lambda: _port("KYB_GIT_PORT", 39418))
+    webhook: int = field(default_factory=lambda: _port("KYB_WEBHOOK_PORT", 8090))
     s3_tls: int = field(default_factory=lambda: _port("KYB_S3_TLS_PORT", 39443))
     velero_metrics: int = field(default_factory=lambda: _port("KYB_VELERO_METRICS_PORT", 38085))
     velero_profiler: int = field(default_factory=lambda: _port("KYB_VELERO_PROFILER_PORT", 36060))
