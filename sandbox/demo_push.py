@@ -33,7 +33,12 @@ def receiver(settings: Settings | None = None) -> Daemon:
     return Daemon("webhook-receiver", (settings or Settings()).dir("webhook"))
 
 
-def start_receiver(plat: Any, env: dict[str, str], parameters: dict[str, Any]) -> str:
+DELIVERY = "delivery/delivery"
+
+
+def start_receiver(
+    plat: Any, env: dict[str, str], parameters: dict[str, Any], deployment: str = DELIVERY
+) -> str:
     """Save the receiver's blocks, (re)start it with these settings; the URL the hook posts to.
 
     The secret reaches the receiver as a Prefect Secret block, never through its environment.
@@ -56,6 +61,7 @@ def start_receiver(plat: Any, env: dict[str, str], parameters: dict[str, Any]) -
         "KYB_WEBHOOK_GIT_BLOCK": GIT_BLOCK,
         "KYB_WEBHOOK_IMAGE_REPOSITORY": f"{plat.registry.address}/{REPOSITORY}",
         "KYB_WEBHOOK_PARAMETERS": json.dumps(parameters, sort_keys=True),
+        "KYB_WEBHOOK_DEPLOYMENT": deployment,
     }
     daemon = receiver(settings)
     stamp = settings.dir("webhook") / "settings.json"
@@ -112,7 +118,7 @@ def push(plat: Any, message: str, branch: str = "main") -> tuple[str, str]:
     return sha, out
 
 
-def started_run(commit: str, deployment: str = "delivery/delivery", timeout: float = 60) -> Any:
+def started_run(commit: str, deployment: str = DELIVERY, timeout: float = 60) -> Any:
     """The flow run the receiver created for `commit` (it answered the hook before git returned)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId

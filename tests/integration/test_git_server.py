@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from pathlib import Path
 
@@ -66,4 +68,30 @@ def test_a_push_from_a_repository_not_allowed_starts_nothing(platform: Platform,
         assert "webhook: HTTP 403" in pushed, pushed
         assert flow_runs(deployment) == []
     finally:
+        drop_deployment(deployment)
+
+
+def test_the_demo_receiver_delivers_a_pushed_commit_with_its_fixed_parameters(
+    platform: Platform,
+) -> None:
+    """The demo's wiring: its receiver daemon (secret from a block) and a push of the checkout."""
+    from sandbox import demo_push
+    from tests.integration.test_webhook import tuned_delivery
+
+    deployment = make_deployment(stand_in=tuned_delivery)
+    strategy = {"canary": {"steps": [{"setWeight": 20}]}}
+    try:
+        env = {**os.environ, **platform.env()}
+        demo_push.start_receiver(platform, env, {"production_strategy": strategy}, deployment)
+        sha, pushed = demo_push.push(platform, "test: a release", branch="main")
+        assert "webhook: HTTP 202" in pushed, pushed
+        run = demo_push.started_run(sha, deployment)
+        assert run.parameters["production_strategy"] == strategy
+        secret = json.loads((platform.settings.dir("webhook") / "secret.json").read_text())
+        log = demo_push.receiver(platform.settings).logfile.read_text()
+        assert secret["secret"] not in log
+        environ = Path(f"/proc/{demo_push.receiver(platform.settings).pid()}/environ")
+        assert secret["secret"].encode() not in environ.read_bytes()
+    finally:
+        demo_push.receiver(platform.settings).stop()
         drop_deployment(deployment)
