@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 import httpx
 
@@ -48,6 +48,16 @@ class RunRequest:
         the same push.
         """
         return f"github-push-{self.digest or self.delivery}"
+
+    @property
+    def event_id(self) -> UUID | None:
+        """The push event's id, derived from the signed body like the idempotency key.
+
+        A replay (under a new delivery id, or after the receiver restarted) sends the same event
+        id, which the server's triggers service has seen (it remembers ids for 30 minutes), so a
+        deployment trigger starts no second run either. None without a digest: a random id.
+        """
+        return uuid5(NAMESPACE_URL, f"kyb:github-push:{self.digest}") if self.digest else None
 
     @property
     def run_name(self) -> str:
@@ -236,6 +246,7 @@ def _emit(request: RunRequest, run_id: str | None) -> str | None:
         },
         related=related,
         payload=dict(p),
+        id=request.event_id,
     )
     return str(event.id) if event else None
 

@@ -376,5 +376,23 @@ def test_a_deployment_trigger_can_start_the_run_instead(platform: Platform) -> N
         [run] = runs
         assert run.parameters["commit"] == json.loads(body)["after"]
         assert run.parameters["environment"] == "staging"
+        # a replay under a new delivery id, to a restarted receiver, then a new push as a marker
+        renamed = {**headers, "X-GitHub-Delivery": str(uuid.uuid4())}
+        marker, marker_headers = signed_push("develop")
+        with TestClient(create_app(settings)) as restarted:
+            again = post(restarted, body, renamed)
+            assert again.status_code == 202
+            assert post(restarted, marker, marker_headers).status_code == 202
+        assert again.json()["event_id"] == answer.json()["event_id"]  # the same event, again
+        deadline = time.monotonic() + 60
+        while len(runs) < 2 and time.monotonic() < deadline:  # the marker's run
+            runs = flow_runs(deployment)
+            time.sleep(0 if len(runs) >= 2 else 1)
+        settle = time.monotonic() + 20  # a second run of the replay would come within seconds
+        while len(runs) == 2 and time.monotonic() < settle:
+            time.sleep(1)  # bounded: watching that no third run appears
+            runs = flow_runs(deployment)
+        commits = sorted(r.parameters["commit"] for r in runs)
+        assert commits == sorted([json.loads(body)["after"], json.loads(marker)["after"]])
     finally:
         drop_deployment(deployment)
