@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +18,7 @@ var dependencies = []string{"database", "external_services"}
 // Config is the service's settings. Every field has a flag and a KYB_* environment variable;
 // a flag given on the command line wins over the variable.
 type Config struct {
-	Listen          string        // KYB_LISTEN, --listen
+	Listen          string        // KYB_LISTEN, --listen; POD_IP (and PORT) when set, see podListen
 	Version         string        // KYB_VERSION, --version
 	ErrorRate       float64       // KYB_ERROR_RATE, --error-rate: fraction of business requests answering 500
 	Latency         time.Duration // KYB_LATENCY_MS, --latency-ms: delay added to business requests
@@ -50,6 +51,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 
 	cfg := Config{Listen: *listen, Version: *ver}
 	var err error
+	if !flagGiven(fs, "listen") && getenv("POD_IP") != "" {
+		if cfg.Listen, err = podListen(getenv("POD_IP"), getenv("PORT"), *listen); err != nil {
+			return Config{}, err
+		}
+	}
 	if cfg.ErrorRate, err = strconv.ParseFloat(*rate, 64); err != nil || cfg.ErrorRate < 0 || cfg.ErrorRate > 1 {
 		return Config{}, fmt.Errorf("error rate %q: want a number from 0 to 1", *rate)
 	}
@@ -68,6 +74,32 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, errors.New("listen address is empty")
 	}
 	return cfg, nil
+}
+
+// flagGiven reports whether the flag was set on the command line (not just defaulted).
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
+// podListen is the pod contract: a runtime that gives the process its pod's address in POD_IP
+// (a kubelet through the downward API, the local platform's pod runner) gets the service listening
+// on that address only, at PORT, else at the port of KYB_LISTEN (fallback), else 8080.
+func podListen(podIP, port, fallback string) (string, error) {
+	if net.ParseIP(podIP) == nil {
+		return "", fmt.Errorf("POD_IP %q is not an IP address", podIP)
+	}
+	if port == "" {
+		port = "8080"
+		if _, p, err := net.SplitHostPort(fallback); err == nil && p != "" {
+			port = p
+		}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("PORT %q: want a TCP port from 1 to 65535", port)
+	}
+	return net.JoinHostPort(podIP, port), nil
 }
 
 func parseDependencies(raw string) ([]string, error) {

@@ -61,3 +61,38 @@ func TestParseConfigRejectsBadValues(t *testing.T) {
 		}
 	}
 }
+
+func TestPodIPSetsTheListenAddress(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"POD_IP": "127.32.0.7", "PORT": "9000"}, nil, "127.32.0.7:9000"},
+		{map[string]string{"POD_IP": "127.32.0.7", "KYB_LISTEN": ":8081"}, nil, "127.32.0.7:8081"},
+		{map[string]string{"POD_IP": "127.32.0.7"}, nil, "127.32.0.7:8080"},
+		{map[string]string{"POD_IP": "fd00::7", "PORT": "80"}, nil, "[fd00::7]:80"},
+		{map[string]string{"POD_IP": "127.32.0.7"}, []string{"--listen", "127.0.0.1:0"}, "127.0.0.1:0"},
+		{map[string]string{"PORT": "9000"}, nil, "127.0.0.1:8080"},
+	} {
+		cfg, err := parseConfig(tc.args, envOf(tc.env), io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.env, tc.args, err)
+		}
+		if cfg.Listen != tc.want {
+			t.Errorf("%v %v: listen %q, want %q", tc.env, tc.args, cfg.Listen, tc.want)
+		}
+	}
+}
+
+func TestPodIPRejectsBadValues(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"POD_IP": "pod-7"},
+		{"POD_IP": "127.32.0.7", "PORT": "http"},
+		{"POD_IP": "127.32.0.7", "PORT": "70000"},
+	} {
+		if _, err := parseConfig(nil, envOf(env), io.Discard); err == nil {
+			t.Errorf("%v: want an error", env)
+		}
+	}
+}
