@@ -16,6 +16,12 @@ DR_CLUSTER_NAME = "kyb-dr"  # the disaster-recovery cluster: restores land here
 VELERO_VERSION = "1.18.3"  # built from Go modules by sandbox/velero (see its go.mod)
 VELERO_AWS_VERSION = "1.14.3"  # velero-plugin-for-aws, Velero's S3 object-store plugin
 GOFAKES3_VERSION = "1.2.0"  # the S3-compatible store
+TRAEFIK_VERSION = "3.6.12"  # built from Go modules by sandbox/traefik (see its go.mod)
+# The clusters' addresses: loopback, so a process may listen on a pod IP and nothing dialled leaves
+# the machine (the cluster refuses to start otherwise: sandbox/cluster/kwok_config.check_addresses).
+POD_CIDR = "127.32.0.0/16"  # KYB_POD_CIDR: pod IPs, handed out by kwok
+SERVICE_CIDR = "127.64.0.0/16"  # KYB_SERVICE_CIDR: Service ClusterIPs
+RUN_POD_CIDR = "127.48.0.0/16"  # KYB_RUN_POD_CIDR: IPs of the pods the pod runner runs for real
 
 
 def _path(var: str, default: Path) -> Path:
@@ -63,6 +69,8 @@ class Ports:
     dr_velero_profiler: int = field(
         default_factory=lambda: _port("KYB_DR_VELERO_PROFILER_PORT", 36061)
     )
+    traefik: int = field(default_factory=lambda: _port("KYB_TRAEFIK_PORT", 38080))
+    traefik_admin: int = field(default_factory=lambda: _port("KYB_TRAEFIK_ADMIN_PORT", 38081))
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,14 @@ class Settings:
     ports: Ports = field(default_factory=Ports)
     docker_socket: Path = field(
         default_factory=lambda: _path("KYB_DOCKER_SOCKET", Path("/var/run/docker.sock"))
+    )
+    pod_cidr: str = field(default_factory=lambda: os.environ.get("KYB_POD_CIDR", POD_CIDR))
+    service_cidr: str = field(
+        default_factory=lambda: os.environ.get("KYB_SERVICE_CIDR", SERVICE_CIDR)
+    )
+    node_ip: str = field(default_factory=lambda: os.environ.get("KYB_NODE_IP", HOST))
+    run_pod_cidr: str = field(
+        default_factory=lambda: os.environ.get("KYB_RUN_POD_CIDR", RUN_POD_CIDR)
     )
 
     def dir(self, component: str) -> Path:
@@ -172,3 +188,8 @@ class Settings:
     def s3tls_bin(self) -> Path:
         """Folder of the cached s3tls binary (gofakes3 served over TLS, sandbox/s3tls)."""
         return self.cache / f"s3tls-gofakes3-v{GOFAKES3_VERSION}"
+
+    @property
+    def traefik_bin(self) -> Path:
+        """Folder of the cached traefik binary."""
+        return self.cache / f"traefik-v{TRAEFIK_VERSION}"

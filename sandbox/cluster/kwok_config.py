@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 from pathlib import Path
@@ -9,7 +10,15 @@ from pathlib import Path
 import yaml
 
 from sandbox.errors import PlatformError
-from sandbox.settings import HOST, KWOK_VERSION, KwokCluster, Settings
+from sandbox.settings import (
+    HOST,
+    KWOK_VERSION,
+    POD_CIDR,
+    RUN_POD_CIDR,
+    SERVICE_CIDR,
+    KwokCluster,
+    Settings,
+)
 
 STAGES_DIR = Path(__file__).parent / "stages"
 # kwokctl's own default stages (see pkg/kwokctl/runtime/cluster.go in kwok): listing any Stage in
@@ -21,10 +30,56 @@ DEFAULT_STAGES = [
     "kustomize/stage/pod/fast/pod-complete.yaml",
     "kustomize/stage/pod/fast/pod-delete.yaml",
 ]
-POD_CIDR = "127.32.0.0/16"  # pod IPs are loopback: nothing can ever dial out of the machine
-NODE_IP = HOST
-SERVICE_CIDR = "127.64.0.0/16"  # Service ClusterIPs too
+NODE_IP = HOST  # defaults (sandbox.settings): pod IPs POD_CIDR, Service ClusterIPs SERVICE_CIDR
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 NO_LEADER_ELECTION = {"key": "leader-elect", "value": "false"}
+__all__ = ["NODE_IP", "POD_CIDR", "SERVICE_CIDR", "check_addresses", "render"]
+
+
+def _network(var: str, value: str, default: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value)
+    except ValueError:
+        raise PlatformError(
+            "cluster", f"{var}={value!r} is not a network", f"set it to a CIDR such as {default}"
+        ) from None
+
+
+def check_addresses(settings: Settings) -> None:
+    """Refuse node, pod and Service addresses outside 127.0.0.0/8 (the network rule).
+
+    A pod IP is where the pod runner's process listens and where Prometheus, Traefik and the tests
+    dial: it must stay on loopback. The ranges must not overlap each other or the node's IP.
+
+    Raises:
+        PlatformError: naming the setting to fix (KYB_POD_CIDR, KYB_SERVICE_CIDR, KYB_NODE_IP,
+            KYB_RUN_POD_CIDR).
+    """
+    wanted = {
+        "KYB_POD_CIDR": (settings.pod_cidr, POD_CIDR),
+        "KYB_SERVICE_CIDR": (settings.service_cidr, SERVICE_CIDR),
+        "KYB_RUN_POD_CIDR": (settings.run_pod_cidr, RUN_POD_CIDR),
+        "KYB_NODE_IP": (settings.node_ip, HOST),
+    }
+    nets = {var: _network(var, value, default) for var, (value, default) in wanted.items()}
+    for var, net in nets.items():
+        if net.version != 4 or not net.subnet_of(LOOPBACK):  # type: ignore[arg-type]
+            raise PlatformError(
+                "cluster",
+                f"{var}={net} leaves 127.0.0.0/8: the platform only dials loopback addresses",
+                f"set {var} inside 127.0.0.0/8 (default {wanted[var][1]})",
+            )
+    if nets["KYB_NODE_IP"].num_addresses != 1:
+        raise PlatformError("cluster", f"KYB_NODE_IP={settings.node_ip} is a range", f"set {HOST}")
+    names = list(nets)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            if nets[first].overlaps(nets[second]):
+                raise PlatformError(
+                    "cluster",
+                    f"{first}={nets[first]} overlaps {second}={nets[second]}",
+                    f"give them separate ranges (defaults {wanted[first][1]}, {wanted[second][1]})",
+                )
 
 
 def kwok_module_dir() -> Path:
@@ -50,7 +105,7 @@ def default_stages() -> list[dict]:
 
 
 def project_stages() -> list[dict]:
-    """The project's own stages (pod-not-ready by label, pod-ready-again after a node outage)."""
+    """The project's own stages (pod-not-ready by label, pod-ready-again, pod-run by label)."""
     return [yaml.safe_load(p.read_text()) for p in sorted(STAGES_DIR.glob("*.yaml"))]
 
 
@@ -83,7 +138,7 @@ def render(settings: Settings, cluster: KwokCluster | None = None) -> str:
         "componentsPatches": [
             {
                 "name": "kube-apiserver",
-                "extraArgs": [{"key": "service-cluster-ip-range", "value": SERVICE_CIDR}],
+                "extraArgs": [{"key": "service-cluster-ip-range", "value": settings.service_cidr}],
             },
             # One instance each, and nobody restarts them: without leader election they ride out
             # an apiserver outage instead of exiting when their lease cannot be renewed.
@@ -94,8 +149,8 @@ def render(settings: Settings, cluster: KwokCluster | None = None) -> str:
                 # kwok's defaults (parallelism and the like), not just these two fields
                 "name": "kwok-controller",
                 "extraArgs": [
-                    {"key": "cidr", "value": POD_CIDR},
-                    {"key": "node-ip", "value": NODE_IP},
+                    {"key": "cidr", "value": settings.pod_cidr},
+                    {"key": "node-ip", "value": settings.node_ip},
                 ],
             },
         ],

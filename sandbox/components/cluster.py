@@ -6,11 +6,13 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import ssl
 import time
 from pathlib import Path
 
 import httpx
+import yaml
 
 from sandbox.cluster import kwok_config
 from sandbox.components import Status
@@ -29,6 +31,7 @@ K8S_PACKAGES = {  # binary name -> Go main package
 }
 KWOK_PACKAGES = {"kwok": "sigs.k8s.io/kwok/cmd/kwok", "kwokctl": "sigs.k8s.io/kwok/cmd/kwokctl"}
 NODES = 2
+NODE_LEASES = "kube-node-lease"  # the namespace of the nodes' heartbeat leases
 
 
 def _version_ldflags() -> str:
@@ -37,6 +40,14 @@ def _version_ldflags() -> str:
     pkgs = ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"]
     flags = [f"-X {p}.{k}={v}" for p in pkgs for k, v in pairs.items()]
     return " ".join([*flags, "-X k8s.io/component-base/version.gitTreeState=clean"])
+
+
+def _running(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    try:
+        return pid > 0 and Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Cluster:
@@ -109,12 +120,69 @@ class Cluster:
         pids = list((self.kubeconfig.parent / "pids").glob("*.pid"))
         return bool(pids) and all(Path(f"/proc/{p.read_text().strip()}").exists() for p in pids)
 
+    def _restage(self, config: str) -> bool:
+        """Give a running cluster new kwok stages in place, when nothing but its stages changed.
+
+        kwok-controller reads its stages from the cluster's kwok.yaml: they are replaced there and
+        that one process is restarted (kwokctl starts only what is not running), so the cluster's
+        objects, certificates and the other components stay. Returns False when more changed.
+        """
+
+        def split(text: str) -> tuple[list[dict], list[dict]]:
+            docs = [d for d in yaml.safe_load_all(text) if d]
+            return [d for d in docs if d.get("kind") != "Stage"], [
+                d for d in docs if d.get("kind") == "Stage"
+            ]
+
+        cluster_dir = self.kubeconfig.parent
+        saved, pidfile = cluster_dir / "kwok.yaml", cluster_dir / "pids" / "kwok-controller.pid"
+        if not (self.config_file.exists() and saved.exists() and pidfile.exists()):
+            return False
+        (old_rest, _), (new_rest, stages) = split(self.config_file.read_text()), split(config)
+        if old_rest != new_rest:
+            return False
+        rest, _ = split(saved.read_text())
+        saved.write_text(yaml.safe_dump_all([*rest, *stages], sort_keys=False))
+        pid = int(pidfile.read_text().strip() or 0)
+        if _running(pid) and b"kwok-controller" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, signal.SIGTERM)  # ours: kwokctl started it for this cluster
+            # gone for kwokctl too (it asks kill -0), not only a zombie whose threads still exit
+            wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "kwok-controller to stop")
+        self._release_node_leases()
+        self._kwokctl("start", "cluster", "--timeout", "3m", "--wait", "2m")
+        self.config_file.write_text(config)
+        return True
+
+    def _release_node_leases(self) -> None:
+        """Delete the fake nodes' leases, held by the kwok-controller that just stopped.
+
+        A new kwok-controller leaves nodes alone while another holder's lease runs (200 s here),
+        so without this the restaged cluster would not move a pod for minutes. Every node of
+        these clusters is kwok's (--manage-all-nodes); it creates the leases again at once.
+        """
+        from kubernetes import client, config
+
+        leases = client.CoordinationV1Api(config.new_client_from_config(str(self.kubeconfig)))
+        for lease in leases.list_namespaced_lease(NODE_LEASES, _request_timeout=10).items:
+            with contextlib.suppress(client.ApiException):  # gone already: fine
+                leases.delete_namespaced_lease(
+                    lease.metadata.name, NODE_LEASES, _request_timeout=10
+                )
+
     def up(self) -> None:
-        """Create the cluster, or start it again if it exists with the same configuration."""
+        """Create the cluster, or start it again if it exists with the same configuration.
+
+        A change of kwok stages only is applied in place (see _restage); any other change of the
+        configuration rebuilds the cluster from scratch. Addresses outside 127.0.0.0/8 are refused.
+        """
+        kwok_config.check_addresses(self.settings)
         config = kwok_config.render(self.settings, self.cluster)
         digest = hashlib.sha256(config.encode()).hexdigest()
         cluster_dir = self.kubeconfig.parent
         same = self.stamp.exists() and self.stamp.read_text() == digest
+        if not same and cluster_dir.exists() and self._answers() and self._restage(config):
+            self.stamp.write_text(digest)
+            same = True
         if same and self._answers() and self._all_alive():
             self._ensure_nodes()
             return
