@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from sandbox.cluster import kwok_config
+from sandbox.cluster import apiserver_patch, kwok_config
 from sandbox.components import Status
 from sandbox.errors import PlatformError
 from sandbox.install import go_build
@@ -50,6 +50,22 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _stop(pid: int) -> None:
+    """Stop a process: SIGTERM, then SIGKILL after 10 s (kube-apiserver drains for a minute).
+
+    Waits until it is gone for kwokctl too (it asks kill -0), not a zombie whose threads exit.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.1)  # bounded: a process we signalled
+    raise PlatformError("cluster", f"process {pid} did not stop after SIGKILL", "see its log")
+
+
 class Cluster:
     """kube-apiserver, kube-controller-manager, kube-scheduler, etcd and kwok on 127.0.0.1.
 
@@ -79,14 +95,20 @@ class Cluster:
         return not all((folder / n).is_file() for n in names)
 
     def install(self) -> None:
-        """Build the Kubernetes and kwok binaries into the cache unless they are there already."""
+        """Build the Kubernetes and kwok binaries into the cache unless they are there already.
+
+        kube-apiserver is built on its own, patched to accept loopback endpoint addresses
+        (sandbox/cluster/apiserver_patch.py); an unpatched one is rebuilt.
+        """
         k8s, kwok = self.settings.k8s_bin, self.settings.kwok_bin
-        if self._missing(k8s, list(K8S_PACKAGES)):
-            secs = go_build(
-                self.name, MODULE_DIR, list(K8S_PACKAGES.values()), k8s, _version_ldflags()
-            )
+        others = {n: p for n, p in K8S_PACKAGES.items() if n != "kube-apiserver"}
+        if self._missing(k8s, list(others)):
+            secs = go_build(self.name, MODULE_DIR, list(others.values()), k8s, _version_ldflags())
             (k8s / "server").rename(k8s / "etcd")
             self.build_seconds[f"kubernetes v{K8S_VERSION}"] = secs
+        if not apiserver_patch.is_patched(k8s):
+            secs = apiserver_patch.build(self.name, MODULE_DIR, k8s, _version_ldflags())
+            self.build_seconds[f"kube-apiserver v{K8S_VERSION} (loopback endpoints)"] = secs
         if self._missing(kwok, list(KWOK_PACKAGES)):
             pkgs = [f"{p}@v{KWOK_VERSION}" for p in KWOK_PACKAGES.values()]
             self.build_seconds[f"kwok v{KWOK_VERSION}"] = go_build(self.name, None, pkgs, kwok)
@@ -143,15 +165,35 @@ class Cluster:
             return False
         rest, _ = split(saved.read_text())
         saved.write_text(yaml.safe_dump_all([*rest, *stages], sort_keys=False))
-        pid = int(pidfile.read_text().strip() or 0)
-        if _running(pid) and b"kwok-controller" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            os.kill(pid, signal.SIGTERM)  # ours: kwokctl started it for this cluster
-            # gone for kwokctl too (it asks kill -0), not only a zombie whose threads still exit
-            wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "kwok-controller to stop")
-        self._release_node_leases()
-        self._kwokctl("start", "cluster", "--timeout", "3m", "--wait", "2m")
+        self._restart(["kwok-controller"])
         self.config_file.write_text(config)
         return True
+
+    def _stale(self) -> list[str]:
+        """Components whose binary was replaced since they started (a rebuilt kube-apiserver)."""
+        stale = []
+        for pidfile in (self.kubeconfig.parent / "pids").glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                exe = os.readlink(f"/proc/{int(pidfile.read_text().strip())}/exe")
+                if exe.endswith(" (deleted)"):
+                    stale.append(pidfile.stem)
+        return sorted(stale)
+
+    def _restart(self, names: list[str]) -> None:
+        """Stop these components of the cluster (processes kwokctl started), then start them.
+
+        kwokctl starts only the components that do not run; the others and etcd's data stay.
+        """
+        try:
+            for name in names:
+                pidfile = self.kubeconfig.parent / "pids" / f"{name}.pid"
+                pid = int(pidfile.read_text().strip() or 0) if pidfile.exists() else 0
+                if _running(pid) and name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    _stop(pid)  # ours: kwokctl started it for this cluster
+            if "kwok-controller" in names:
+                self._release_node_leases()
+        finally:  # whatever happened, what is not running is started again
+            self._kwokctl("start", "cluster", "--timeout", "3m", "--wait", "2m")
 
     def _release_node_leases(self) -> None:
         """Delete the fake nodes' leases, held by the kwok-controller that just stopped.
@@ -184,6 +226,8 @@ class Cluster:
             self.stamp.write_text(digest)
             same = True
         if same and self._answers() and self._all_alive():
+            if stale := self._stale():  # e.g. the patched kube-apiserver replaced the old one
+                self._restart(stale)
             self._ensure_nodes()
             return
         if same and self._answers():  # a component died: restart them all, data stays
