@@ -14,6 +14,7 @@ from sandbox.components import Component, Status
 from sandbox.components.cluster import Cluster
 from sandbox.components.docker import Docker
 from sandbox.components.git_server import GitServer
+from sandbox.components.podrunner import PodRunner
 from sandbox.components.postgres import Postgres
 from sandbox.components.prefect_server import PrefectServer
 from sandbox.components.prometheus import SCRAPE_INTERVAL, Prometheus
@@ -72,6 +73,7 @@ class Platform:
         self.prefect = PrefectServer(s, self.postgres.url if pg else None)
         self.cluster = Cluster(s)
         self.dr_cluster = Cluster(s, s.dr_cluster, "dr-cluster")  # restores land here
+        self.podrunner = PodRunner(s)  # runs the main cluster's pods labelled kyb.dev/run=true
         self.velero = Velero(s, self.cluster, self.s3)
         self.dr_velero = Velero(s, self.dr_cluster, self.s3)
         self.components: list[Component] = [
@@ -86,6 +88,7 @@ class Platform:
             self.prefect,
             self.cluster,
             self.dr_cluster,
+            self.podrunner,
             self.velero,
             self.dr_velero,
         ]
