@@ -32,6 +32,7 @@ def test_second_up_reuses_running_services(platform: Platform) -> None:
         platform.prefect,
         platform.velero,
         platform.dr_velero,
+        platform.podrunner,
     ]
     before = [c.daemon.pid() for c in daemons]
     platform.up(say=lambda _m: None)
@@ -40,7 +41,7 @@ def test_second_up_reuses_running_services(platform: Platform) -> None:
     assert all(row.state in ("running", "external") for row in platform.status())
     names = [row.name for row in platform.status()]
     assert names[:3] == ["docker", "registry", "s3"]
-    assert names[-4:] == ["cluster", "dr-cluster", "velero", "dr-velero"]
+    assert names[-5:] == ["cluster", "dr-cluster", "podrunner", "velero", "dr-velero"]
 
 
 def test_env_points_at_both_clusters_and_the_store(platform: Platform) -> None:
@@ -101,6 +102,7 @@ def test_kwok_config_keeps_every_address_on_loopback(platform: Platform) -> None
         "pod-delete",
         "pod-not-ready",
         "pod-ready-again",
+        "pod-run",
     ]
     opts = docs[0]["options"]
     assert opts["bindAddress"] == "127.0.0.1" and opts["runtime"] == "binary"
