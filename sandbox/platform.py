@@ -22,6 +22,7 @@ from sandbox.components.registry import Registry
 from sandbox.components.s3store import S3Store
 from sandbox.components.s3tls import S3TlsStore
 from sandbox.components.token_registry import TokenRegistry
+from sandbox.components.traefik import Traefik
 from sandbox.components.velero import Velero
 from sandbox.install import exclusive
 from sandbox.settings import LOOPBACK_ONLY, Settings
@@ -76,6 +77,7 @@ class Platform:
         self.podrunner = PodRunner(s)  # runs the main cluster's pods labelled kyb.dev/run=true
         self.velero = Velero(s, self.cluster, self.s3)
         self.dr_velero = Velero(s, self.dr_cluster, self.s3)
+        self.traefik = Traefik(s, self.cluster, self.dr_cluster)  # the entry point: Gateway API
         self.components: list[Component] = [
             self.docker,
             self.registry,
@@ -91,6 +93,7 @@ class Platform:
             self.podrunner,
             self.velero,
             self.dr_velero,
+            self.traefik,
         ]
 
     def _pick(self, only: list[str] | None) -> list[Component]:

@@ -33,6 +33,7 @@ def test_second_up_reuses_running_services(platform: Platform) -> None:
         platform.velero,
         platform.dr_velero,
         platform.podrunner,
+        platform.traefik,
     ]
     before = [c.daemon.pid() for c in daemons]
     platform.up(say=lambda _m: None)
@@ -41,7 +42,7 @@ def test_second_up_reuses_running_services(platform: Platform) -> None:
     assert all(row.state in ("running", "external") for row in platform.status())
     names = [row.name for row in platform.status()]
     assert names[:3] == ["docker", "registry", "s3"]
-    assert names[-5:] == ["cluster", "dr-cluster", "podrunner", "velero", "dr-velero"]
+    assert names[-6:] == ["cluster", "dr-cluster", "podrunner", "velero", "dr-velero", "traefik"]
 
 
 def test_env_points_at_both_clusters_and_the_store(platform: Platform) -> None:
