@@ -1,9 +1,9 @@
 """Traefik, the platform's entry point: Gateway API weights split real traffic between pod IPs.
 
 The backends are real HTTP servers this test runs on two pod-range addresses (127.32.250.1 and
-127.32.250.2); the Services' EndpointSlices name them, so Traefik dials the pod IPs itself. The
-apiserver refuses loopback addresses in IPv4 EndpointSlices ("may not be in the loopback range"),
-so the slices are of addressType FQDN, whose address is the same dotted string Traefik dials.
+127.32.250.2); the Services' IPv4 EndpointSlices name them, as the EndpointSlice controller does
+for pods (the platform's kube-apiserver accepts loopback endpoint addresses), so Traefik dials the
+pod IPs itself.
 """
 
 from __future__ import annotations
@@ -32,16 +32,17 @@ from tests.integration.test_velero_platform import _listening
 GATEWAY_GROUP, VERSION = "gateway.networking.k8s.io", "v1"
 REQUESTS = 2000
 POD_IPS = {"stable": "127.32.250.1", "canary": "127.32.250.2"}
+IMAGE = "127.0.0.1:5001/kyb-platform@sha256:" + "1" * 64  # never pulled: the pods are simulated
 
 
 class _Backend(ThreadingHTTPServer):
     """One pod's HTTP server: answers its track's name and counts what it served."""
 
-    def __init__(self, track: str, address: str) -> None:
+    def __init__(self, track: str, address: str, port: int = 0) -> None:
         self.track = track
         self.served = 0
         self.lock = threading.Lock()
-        super().__init__((address, 0), _Handler)
+        super().__init__((address, port), _Handler)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -64,8 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def _backends() -> Iterator[dict[str, _Backend]]:
-    servers = {track: _Backend(track, ip) for track, ip in POD_IPS.items()}
+def _backends(ips: dict[str, str] = POD_IPS, port: int = 0) -> Iterator[dict[str, _Backend]]:
+    """An HTTP server per track on its pod IP (port 0: a free one)."""
+    servers = {track: _Backend(track, ip, port) for track, ip in ips.items()}
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers.values()]
     for t in threads:
         t.start()
@@ -77,8 +79,8 @@ def _backends() -> Iterator[dict[str, _Backend]]:
             s.server_close()
 
 
-def _service(namespace: str, name: str, address: str, port: int) -> None:
-    """A Service without selector and its one-endpoint FQDN EndpointSlice at address:port."""
+def _service(namespace: str, name: str, address: str, port: int, kind: str = "IPv4") -> None:
+    """A Service without selector and its one-endpoint EndpointSlice (addressType kind)."""
     core, discovery = client.CoreV1Api(), client.DiscoveryV1Api()
     core.create_namespaced_service(
         namespace,
@@ -97,7 +99,7 @@ def _service(namespace: str, name: str, address: str, port: int) -> None:
                     "endpointslice.kubernetes.io/managed-by": "kyb-tests",
                 },
             },
-            "addressType": "FQDN",
+            "addressType": kind,
             "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
             "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
         },
@@ -191,6 +193,64 @@ def test_weights_split_real_traffic_between_pod_ips(kube, namespace, web) -> Non
         assert servers["canary"].served == canary_before
 
 
+def _pods(namespace: str) -> dict[str, str]:
+    """One simulated pod per track (kwok: nothing runs in it); its pod IP once it is Ready."""
+    core = client.CoreV1Api()
+    for track in POD_IPS:
+        labels = {"app": "web", "track": track}
+        container = {
+            "name": "app",
+            "image": IMAGE,
+            "ports": [{"name": "http", "containerPort": 8080}],
+        }
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "metadata": {"name": f"web-{track}", "labels": labels},
+                "spec": {"containers": [container]},
+            },
+        )
+        selector = {"app": "web", "track": track}
+        port = {"name": "http", "port": 80, "targetPort": "http"}  # named: resolved per pod
+        core.create_namespaced_service(
+            namespace,
+            {"metadata": {"name": f"web-{track}"}, "spec": {"selector": selector, "ports": [port]}},
+        )
+    ips: dict[str, str] = {}
+
+    def ready() -> bool:
+        for pod in core.list_namespaced_pod(namespace).items:
+            conds = {c.type: c.status for c in pod.status.conditions or []}
+            if conds.get("Ready") == "True" and pod.status.pod_ip:
+                ips[pod.metadata.labels["track"]] = pod.status.pod_ip
+        return len(ips) == len(POD_IPS)
+
+    _until(ready, 60, "the pods to turn Ready with pod IPs")
+    return ips
+
+
+def test_a_selector_service_routes_to_its_pods_through_controller_made_slices(
+    kube, namespace, web
+) -> None:
+    """The EndpointSlice controller publishes the pods' (loopback) IPs; Traefik dials them."""
+    client.Configuration.set_default(kube.configuration)
+    custom = client.CustomObjectsApi(kube)
+    ips = _pods(namespace)
+    assert all(ip.startswith("127.") for ip in ips.values()), ips
+    with _backends(ips, port=8080) as servers:
+        route = _route(namespace, {"stable": 50, "canary": 50})
+        custom.create_namespaced_custom_object(
+            GATEWAY_GROUP, VERSION, namespace, "httproutes", route
+        )
+        _until(lambda: _send(web, 8).keys() == {"stable", "canary"}, 30, "both pods answer")
+        before = {t: s.served for t, s in servers.items()}
+        assert _send(web, 200) == Counter(stable=100, canary=100)
+        assert {t: s.served - before[t] for t, s in servers.items()} == {
+            "stable": 100,
+            "canary": 100,
+        }
+
+
 def test_traefik_acts_with_least_privilege(platform: Platform, namespace: str) -> None:
     from blocks import KubernetesCluster
     from sandbox.platform import BLOCK_NAME
@@ -219,7 +279,8 @@ def test_a_backend_outside_loopback_is_never_dialled(kube, namespace, platform) 
     """0.0.0.0 is not loopback, yet Linux would connect it to a server on 127.0.0.1: the guard.
 
     Without the guard (HTTP_PROXY=NOWHERE) Traefik would reach this test's server through
-    0.0.0.0 and answer 200; with it, the request is refused before any dial (502).
+    0.0.0.0 and answer 200; with it, the request is refused before any dial (502). The apiserver
+    takes 0.0.0.0 only in an FQDN EndpointSlice, whose address Traefik dials all the same.
     """
     client.Configuration.set_default(kube.configuration)
     custom = client.CustomObjectsApi(kube)
@@ -229,7 +290,7 @@ def test_a_backend_outside_loopback_is_never_dialled(kube, namespace, platform) 
     server = _Backend("unspecified", "127.0.0.1")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        _service(namespace, "web-stable", "0.0.0.0", server.server_address[1])
+        _service(namespace, "web-stable", "0.0.0.0", server.server_address[1], "FQDN")
         _service(namespace, "web-canary", POD_IPS["canary"], server.server_address[1])
         route = _route(namespace, {"stable": 1})
         custom.create_namespaced_custom_object(
