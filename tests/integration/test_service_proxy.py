@@ -5,15 +5,12 @@ TLS with the cluster block's own token; the apiserver authorizes `services/proxy
 ServiceAccount (a ServiceAccount not bound in the namespace gets 403, the message naming it), finds
 the Service, and looks its endpoints up.
 
-What it cannot show: the last hop to a pod. Pods here get loopback IPs (127.32.0.0/16), and the
-apiserver refuses loopback addresses in Endpoints and EndpointSlices (ValidateEndpointIP: "may not
-be in the loopback range (127.0.0.0/8, ::1/128)"; the EndpointSlice controller logs exactly that
-for every Service), so no Service ever has endpoints and the proxy answers for itself: 503 "no
-endpoints available for service". A hand-made Endpoints object at 127.0.0.1 is refused the same
-way (422), the service proxy only dials addresses whose targetRef is a pod with that IP, and the
-pod proxy refuses pod IPs that are not global unicast (400 "address not allowed"); pointing any of
-them at a non-loopback address would break the network rule. So these tests stop at the
-apiserver's own answers, which prove the path up to the Service's endpoints.
+The last hop: pods here get loopback IPs, which upstream kube-apiserver refuses in Endpoints and
+EndpointSlices ("may not be in the loopback range"); the platform's apiserver is built without
+that one check (sandbox/cluster/apiserver_patch.py), so a Service's EndpointSlices list its Ready
+pods and the proxy dials a pod's IP. The pods of these tests are kwok's (nothing listens on their
+IPs), so the apiserver answers 503 for the refused connection; pods the pod runner runs answer for
+real (tests/integration/test_pod_runner.py).
 """
 
 from __future__ import annotations
@@ -69,12 +66,9 @@ def _wait_endpoints_object(admin: KubernetesCluster, namespace: str, name: str) 
 
 @pytest.fixture
 def web(admin: KubernetesCluster, namespace: str) -> str:
-    """Service `web` (port 80) in front of two Ready pods of a Deployment.
+    """Service `web` (port 80) in front of two Ready pods of a Deployment (kwok's: nothing runs).
 
-    The Service comes first: the endpoints controller then creates its Endpoints object while no
-    pod is Ready. Once the pods are Ready it can never add their loopback IPs to it; a Service
-    created after its pods were Ready gets no Endpoints object at all, and the proxy then answers
-    404 `services "web" not found` (the apiserver's message for the missing Endpoints).
+    The Service comes first, so its Endpoints object exists before the pods are Ready.
     """
     release = spec(namespace, V1, ROLLING, replicas=2)
     for service in layout.services(release):
@@ -92,15 +86,17 @@ def test_a_check_goes_through_the_apiserver_as_the_environment(
     assert endpoint.url.startswith("https://127.0.0.1:")  # the apiserver, over TLS with its CA
     result = check_health(endpoint, budget_seconds=BUDGET)
     assert not result.ok and result.status_code == 503
-    assert result.reason == (
-        f'the apiserver answered HTTP 503 itself: no endpoints available for service "{web}"'
-    )
     assert result.attempts > 1  # a 503 is retried within the budget: endpoints may come
-    # why: the pods are Ready, but their loopback IPs never make it into an EndpointSlice
+    # the Ready pods' loopback IPs are in the EndpointSlice, and the apiserver dialled one of them
     slices = client.DiscoveryV1Api(kube.api_for(admin)).list_namespaced_endpoint_slice(
         namespace, label_selector=f"kubernetes.io/service-name={web}"
     )
-    assert [e for s in slices.items for e in s.endpoints or []] == []
+    ips = {a for s in slices.items for e in s.endpoints or [] for a in e.addresses}
+    assert len(ips) == 2
+    dialled = [
+        ip for ip in ips if f"dial tcp {ip}:8080: connect: connection refused" in result.reason
+    ]
+    assert dialled and result.reason.startswith("the apiserver answered HTTP 503 itself: ")
 
 
 def test_without_services_proxy_the_apiserver_refuses_naming_the_account(
@@ -136,6 +132,6 @@ def test_the_saved_staging_environment_checks_through_the_proxy(platform) -> Non
         f"{staging.cluster.server()}/api/v1/namespaces/kyb-staging/services/kyb-platform:80/proxy"
     )
     result = check_health(endpoint, budget_seconds=BUDGET)
-    # 503 without endpoints (above), or 404 when no delivery created the Service yet
+    # 503 (no endpoints, or a kwok pod nobody listens for), 404 when no delivery made the Service
     assert result.status_code in (503, 404)
     assert result.reason.startswith(f"the apiserver answered HTTP {result.status_code} itself")
