@@ -183,6 +183,7 @@ class Traefik:
                 headers={"Authorization": f"Bearer {self.token_file.read_text()}"},
                 verify=ssl.create_default_context(cadata=ca.decode()),
                 timeout=5,
+                trust_env=False,
             )
         except (httpx.HTTPError, OSError):
             return False
@@ -229,9 +230,10 @@ class Traefik:
 
     def _answers(self) -> bool:
         try:
-            return httpx.get(f"{self.api_url}/ping", timeout=2).status_code == 200
+            resp = httpx.get(f"{self.api_url}/ping", timeout=2, trust_env=False)
         except httpx.HTTPError:
             return False
+        return resp.status_code == 200
 
     def gateway_programmed(self) -> bool:
         """Traefik accepted the shared Gateway (its Programmed condition, current generation)."""
