@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import docker
 from docker.models.containers import Container
 
-from sandbox.podrunner import ATTEMPT, POD_IP, POD_NAME, POD_NAMESPACE, POD_UID, RUNNER
+from sandbox.podrunner import ATTEMPT, POD_IP
+from sandbox.podrunner.containers import ended, remove_all, running_state, start
 from sandbox.podrunner.probes import ProbeState, check
-from sandbox.podrunner.spec import RunSpec, SpecError, from_registry, parse_probe, run_spec
+from sandbox.podrunner.spec import SpecError, from_registry, parse_probe, run_spec
 from sandbox.podrunner.status import ContainerState, PodView, agrees, now_rfc3339, status_patch
 
 if TYPE_CHECKING:
@@ -25,23 +25,9 @@ MAX_BACKOFF = 300.0  # the kubelet's crash-loop back-off: 10 s doubling up to 5 
 RESET_AFTER = 600.0  # a container that ran this long restarts without back-off
 
 
-def _seconds(stamp: str) -> str:
-    """Docker's nanosecond timestamps as the API's seconds (RFC 3339, UTC)."""
-    return stamp[:19] + "Z" if stamp and not stamp.startswith("0001") else ""
-
-
 def _rv(pod: dict) -> int:
     raw = pod["metadata"].get("resourceVersion", "0")
     return int(raw) if raw.isdigit() else 0
-
-
-def _ran_for(started: str, finished: str) -> float:
-    """Seconds between Docker's StartedAt and FinishedAt (0 when either is unknown)."""
-    try:
-        begin, end = (datetime.fromisoformat(t[:19]) for t in (started, finished))
-    except ValueError:
-        return 0.0
-    return (end - begin).total_seconds()
 
 
 def _grace(pod: dict) -> int:
@@ -108,14 +94,8 @@ class PodWorker(threading.Thread):
             container.remove(force=True)
         self.container = newest
         self.view.restarts = int(newest.labels.get(ATTEMPT, "0"))
-        state = newest.attrs["State"]
-        self.view.current = ContainerState(
-            "running",
-            "",
-            container_id=f"docker://{newest.id}",
-            image_id=newest.attrs.get("Image", ""),
-            started_at=_seconds(state.get("StartedAt", "")),
-        )
+        self.view.pod_ip = self.view.pod_ip or newest.labels.get(POD_IP, "")  # not patched yet
+        self.view.current = running_state(newest)  # if it ended meanwhile, _step sees it
         ready = [c for c in self.pod["status"].get("conditions") or [] if c["type"] == "Ready"]
         self.view.ready = bool(ready) and ready[0]["status"] == "True"
         if ready:
@@ -188,8 +168,7 @@ class PodWorker(threading.Thread):
     # ---- the container -----------------------------------------------------------------------
     def _start(self) -> None:
         """Pull the image and start the next instance of the container (or say why not)."""
-        pod, meta = self.pod, self.pod["metadata"]
-        first = pod["spec"]["containers"][0]
+        pod = self.pod
         attempt = self.view.restarts + (1 if self.view.last else 0)
         try:
             spec = run_spec(pod, self.view.pod_ip, self.runner.lookup)
@@ -202,52 +181,20 @@ class PodWorker(threading.Thread):
             self.view.current = ContainerState("waiting", reason, str(exc)[:500])
             self._back_off(f"{reason}: {exc}")
             return
-        name = f"k8s_{first['name']}_{meta['name']}_{meta['namespace']}_{self.uid[:8]}_{attempt}"
-        for stale in self.docker.containers.list(all=True, filters={"name": f"^{name}$"}):
-            stale.remove(force=True)  # left by a start that did not finish
-        labels = {
-            RUNNER: self.runner.cluster,
-            POD_UID: self.uid,
-            POD_NAME: meta["name"],
-            POD_NAMESPACE: meta["namespace"],
-            POD_IP: self.view.pod_ip,
-            ATTEMPT: str(attempt),
-        }
         try:
-            self.container = self._run(spec, name, labels)
+            self.container = start(
+                self.docker, self.runner.cluster, pod, self.view.pod_ip, attempt, spec
+            )
         except docker.errors.APIError as exc:
             self.view.current = ContainerState("waiting", "CreateContainerError", str(exc)[:500])
             self._back_off(f"CreateContainerError: {exc}")
             return
-        self.container.reload()
-        started = _seconds(self.container.attrs["State"].get("StartedAt", "")) or now_rfc3339()
         self.view.restarts = attempt
-        self.view.current = ContainerState(
-            "running", "", container_id=f"docker://{self.container.id}", started_at=started
-        )
-        self.view.current.image_id = (image.attrs.get("RepoDigests") or [image.id])[0]
+        digests = image.attrs.get("RepoDigests") or [image.id]
+        self.view.current = running_state(self.container, digests[0])
         self._probes(time.monotonic(), False)
         self._set_ready(self.readiness is None)  # no readiness probe: ready once running
-        log.info("%s: started %s on %s (attempt %d)", self.name, name, self.view.pod_ip, attempt)
-
-    def _run(self, spec: RunSpec, name: str, labels: dict[str, str]) -> Container:
-        return self.docker.containers.run(
-            spec.image,
-            spec.command,
-            entrypoint=spec.entrypoint,
-            environment=spec.environment,
-            name=name,
-            labels=labels,
-            network_mode="host",
-            detach=True,
-            user=spec.user,
-            read_only=spec.read_only,
-            cap_drop=spec.cap_drop or None,
-            security_opt=spec.security_opt or None,
-            mem_limit=spec.mem_limit,
-            nano_cpus=spec.nano_cpus,
-            tmpfs=spec.tmpfs or None,
-        )
+        log.info("%s: started on %s (attempt %d)", self.name, self.view.pod_ip, attempt)
 
     def _back_off(self, why: str) -> None:
         delay, self.backoff = self.backoff, min(max(self.backoff * 2, 10.0), MAX_BACKOFF)
@@ -265,24 +212,8 @@ class PodWorker(threading.Thread):
     def _exited(self) -> None:
         """Record the instance that ended; restart it per restartPolicy, with back-off."""
         assert self.container is not None
-        state: dict = {}
-        try:
-            self.container.reload()
-            state = self.container.attrs["State"]
-            self.container.remove(force=True)
-        except docker.errors.NotFound:
-            pass  # removed behind our back: it ended, how is unknown
-        code = int(state.get("ExitCode", 137))
-        started, finished = state.get("StartedAt", ""), state.get("FinishedAt", "")
-        self.view.last = ContainerState(
-            "terminated",
-            "OOMKilled" if state.get("OOMKilled") else "",
-            self.killed,
-            self.view.current.container_id,
-            started_at=_seconds(started),
-            finished_at=_seconds(finished) or now_rfc3339(),
-            exit_code=code,
-        )
+        self.view.last, ran = ended(self.container, self.killed, self.view.current.container_id)
+        code = self.view.last.exit_code
         log.info("%s: container exited with code %d %s", self.name, code, self.killed)
         self.container, self.readiness, self.liveness, self.killed = None, None, None, ""
         self._set_ready(False)
@@ -291,16 +222,13 @@ class PodWorker(threading.Thread):
             self.view.phase = "Succeeded" if code == 0 else "Failed"
             self.view.current = self.view.last
             return
-        if _ran_for(started, finished) > RESET_AFTER:
+        if ran > RESET_AFTER:
             self.backoff = 0.0
         self._back_off(f"restarting after exit code {code}")
         left = self.backoff_until - time.monotonic()
         message = f"back-off {left:.0f}s restarting failed container"
-        self.view.current = ContainerState(
-            "waiting", "CrashLoopBackOff" if left > 0 else "", message
-        )
-        if left <= 0:
-            self.view.current = ContainerState()
+        waiting = ContainerState("waiting", "CrashLoopBackOff", message)
+        self.view.current = waiting if left > 0 else ContainerState()
 
     def _publish(self) -> None:
         """Patch the pod's status when it differs from what the runner knows."""
@@ -316,10 +244,5 @@ class PodWorker(threading.Thread):
 
     def _teardown(self) -> None:
         """Stop and remove every container of this pod (graceful, then forced)."""
-        grace = _grace(self.pod)
-        filters = {"label": [f"{POD_UID}={self.uid}", f"{RUNNER}={self.runner.cluster}"]}
-        for container in self.docker.containers.list(all=True, filters=filters):
-            if container.status == "running":
-                container.stop(timeout=grace)
-            container.remove(force=True)
-            log.info("%s: removed container %s", self.name, container.name)
+        remove_all(self.docker, self.runner.cluster, self.uid, _grace(self.pod))
+        log.info("%s: gone", self.name)
