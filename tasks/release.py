@@ -21,7 +21,7 @@ from core.release.actions import (
 from core.release.history import HISTORY_SUFFIX, History
 from core.release.observed import ObservedState, Outcome, RunRecord, WorkloadView
 from core.release.spec import ReleaseSpec
-from tasks import RETRIES, kube
+from tasks import RETRIES, kube, router
 
 
 # ---- the run record, kept on the cluster ---------------------------------------------------
@@ -92,7 +92,7 @@ def save_record(cluster: KubernetesCluster, spec: ReleaseSpec, rec: RunRecord | 
 # ---- observing -----------------------------------------------------------------------------
 @task(name="release-observe", cache_policy=NO_CACHE, **RETRIES)
 def observe(cluster: KubernetesCluster, spec: ReleaseSpec, rec: RunRecord) -> ObservedState:
-    """What the cluster shows for this release's workloads and Services, plus the run record."""
+    """What the cluster shows for this release's workloads, Services and router, plus the record."""
     api = kube.api_for(cluster)
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     workloads = {}
@@ -113,7 +113,8 @@ def observe(cluster: KubernetesCluster, spec: ReleaseSpec, rec: RunRecord) -> Ob
         except ApiException as exc:
             if exc.status != 404:
                 raise
-    return ObservedState(workloads=workloads, services=services, record=rec)
+    weight = router.read_weight.fn(cluster, spec)  # None without a router
+    return ObservedState(workloads=workloads, services=services, canary_weight=weight, record=rec)
 
 
 @task(name="ensure-services", cache_policy=NO_CACHE, **RETRIES)

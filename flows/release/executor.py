@@ -34,9 +34,9 @@ from core.release.actions import (
 from core.release.decisions import Choice, Decision
 from core.release.observed import RunRecord, Track
 from core.release.planners import next_action
-from core.release.spec import ReleaseSpec, StrategyKind
+from core.release.spec import NginxRouting, ReleaseSpec, StrategyKind
 from flows.release.background import abort_pause_on_bad_verdict, bad_verdict, finished
-from tasks import kube
+from tasks import kube, router
 from tasks.release import (
     ensure_services,
     load_record,
@@ -77,10 +77,11 @@ class ReleaseResult:
 def preflight(spec: ReleaseSpec) -> None:
     """Refuse what the executor cannot do before anything touches the cluster."""
     canary = spec.strategy.canary
-    if canary is not None and canary.traffic_routing is not None:
+    if canary is not None and isinstance(canary.traffic_routing, NginxRouting):
         raise ConfigError(
-            "trafficRouting is not executed yet (no ingress or mesh moves packets here): remove "
-            "it to release with a replica-weighted canary",
+            "trafficRouting nginx is not supported: use plugins: {argoproj-labs/gatewayAPI: "
+            "{httpRoute: <name>}} (an HTTPRoute on the platform's Gateway), or remove it to "
+            "release with a replica-weighted canary",
             app=spec.app,
         )
 
@@ -112,6 +113,8 @@ class Executor:
         """Drive the planner until the release is Done (ok) or Fail (rolled back where possible)."""
         preflight(self.spec)
         self.runner.validate(self.spec)  # an unknown template fails before any write
+        if router.routing(self.spec) is not None:  # a missing or unfit route, too
+            router.check_route(self.cluster, self.spec)
         ensure_services(self.cluster, self.spec)
         rec = load_record(self.cluster, self.spec)
         stored = rec != RunRecord()  # a crashed run of this release left its record
@@ -217,8 +220,8 @@ class Executor:
                 self.result.verdicts[action.key] = verdict
                 entry.note = f"{verdict.outcome}: {verdict.reason}"
                 return updated_record(rec, action, outcome=verdict.outcome)
-            case SetCanaryWeight():
-                raise ConfigError("no traffic router is configured to set a canary weight")
+            case SetCanaryWeight(weight=w):
+                entry.note = router.set_weight(cluster, spec, w)
             case CompleteStep() | Promote() | Abort():
                 pass
         return updated_record(rec, action)

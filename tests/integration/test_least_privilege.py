@@ -73,6 +73,7 @@ GRANTED = {
     *(("", "configmaps", v) for v in ("get", "create", "patch", "delete")),
     ("", "pods", "list"),
     ("", "pods", "watch"),
+    *(("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")),
 }
 ENVIRONMENT_GRANTED = {
     ("", "namespaces", "get"),
