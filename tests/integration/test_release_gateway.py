@@ -217,3 +217,31 @@ def test_a_missing_route_is_refused_before_anything_is_written(
         release_as(routed, sa, Scripted(), None)
     assert deployments(KubernetesCluster.load(BLOCK_NAME), namespace) == {}
     assert client.CoreV1Api(kube).list_namespaced_service(namespace).items == []
+
+
+class Crash(Exception):
+    """The worker dies while a person looks at the paused canary."""
+
+
+def test_a_resumed_release_reads_the_weight_on_the_route(
+    namespace: str, kube, sa: KubernetesCluster, web: httpx.Client, images: dict[str, str]
+) -> None:
+    v1, v2 = images["v1"], images["v2"]
+    assert release_as(spec(namespace, v1, WALK, replicas=1), sa, Scripted(), None).ok
+
+    def crash_at_50(pause: Pause, _: ReleaseSpec) -> Decision:
+        if _weights(kube, namespace)["web-canary"] == 50:
+            raise Crash("the worker died")
+        return Decision(Choice.PROMOTE, "test", "go on")
+
+    with pytest.raises(Crash):
+        release_as(spec(namespace, v2, WALK, replicas=1), sa, Scripted(), crash_at_50)
+    assert _weights(kube, namespace) == {"web-stable": 50, "web-canary": 50}
+    assert _send(web) == {"v1": REQUESTS // 2, "v2": REQUESTS // 2}  # the crash left it there
+
+    approve = lambda pause, _: Decision(Choice.PROMOTE, "test", "go on")  # noqa: E731
+    resumed = release_as(spec(namespace, v2, WALK, replicas=1), sa, Scripted(), approve)
+    assert resumed.ok, resumed.summary
+    routed = [e.action for e in resumed.journal if e.action.startswith("route ")]
+    assert routed == ["route 0% of traffic to the canary"]  # 50% was seen, not set again
+    assert _send(web) == {"v2": REQUESTS}
