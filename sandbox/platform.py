@@ -18,6 +18,7 @@ from sandbox.components.podrunner import PodRunner
 from sandbox.components.postgres import Postgres
 from sandbox.components.prefect_server import PrefectServer
 from sandbox.components.prometheus import SCRAPE_INTERVAL, Prometheus
+from sandbox.components.prometheus_pods import PrometheusPods
 from sandbox.components.registry import Registry
 from sandbox.components.s3store import S3Store
 from sandbox.components.s3tls import S3TlsStore
@@ -75,6 +76,7 @@ class Platform:
         self.cluster = Cluster(s)
         self.dr_cluster = Cluster(s, s.dr_cluster, "dr-cluster")  # restores land here
         self.podrunner = PodRunner(s)  # runs the main cluster's pods labelled kyb.dev/run=true
+        self.prometheus_pods = PrometheusPods(s, self.prometheus, self.cluster)  # pods, by k8s SD
         self.velero = Velero(s, self.cluster, self.s3)
         self.dr_velero = Velero(s, self.dr_cluster, self.s3)
         self.traefik = Traefik(s, self.cluster, self.dr_cluster)  # the entry point: Gateway API
@@ -91,6 +93,7 @@ class Platform:
             self.cluster,
             self.dr_cluster,
             self.podrunner,
+            self.prometheus_pods,
             self.velero,
             self.dr_velero,
             self.traefik,
