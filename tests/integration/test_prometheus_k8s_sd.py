@@ -22,11 +22,13 @@ from typing import Any
 import docker
 import httpx
 import pytest
+import yaml
 from kubernetes import client
 
 from blocks import KubernetesCluster
 from core.analysis.templates import BUILTINS, render
 from sandbox import prometheus as sd
+from sandbox.errors import PlatformError
 from sandbox.platform import BLOCK_NAME, Platform
 from sandbox.podrunner import RUN_LABEL
 from tasks.kube import watch_pods
@@ -214,3 +216,25 @@ def test_prometheus_authenticates_with_a_token_file_it_never_shows(platform: Pla
     loaded = resp.json()["data"]["yaml"]
     assert f"credentials_file: {token_file}" in loaded
     assert token not in loaded and token not in platform.prometheus.config_file.read_text()
+
+
+def _last_reload(platform: Platform) -> float:
+    (series,) = _query(platform, "prometheus_config_last_reload_success_timestamp_seconds")
+    return float(series["value"][1])
+
+
+def test_prometheus_reloads_only_a_changed_job_and_keeps_its_config_when_one_is_refused(
+    platform: Platform,
+) -> None:
+    jobs = yaml.safe_load(platform.prometheus.jobs_file.read_text())
+    before = _last_reload(platform)
+    assert platform.prometheus.set_jobs(jobs) is False  # unchanged: no reload
+    broken = {"job_name": "broken", "kubernetes_sd_configs": [{"role": "nothing"}]}
+    with pytest.raises(PlatformError, match="reload refused"):
+        platform.prometheus.set_jobs([*jobs, broken])
+    assert _last_reload(platform) == before
+    assert yaml.safe_load(platform.prometheus.jobs_file.read_text()) == jobs
+    resp = httpx.get(f"{platform.prometheus.url}/api/v1/status/config", timeout=10)
+    loaded = resp.json()["data"]["yaml"]
+    assert f"job_name: {sd.JOB}" in loaded and "broken" not in loaded
+    assert "broken" not in platform.prometheus.config_file.read_text()
