@@ -30,7 +30,7 @@ LDFLAGS = f"-X github.com/prometheus/common/version.Version={VERSION}"
 
 
 class Prometheus:
-    """Debian's Prometheus with file-based service discovery of loopback targets."""
+    """Prometheus (built from Go modules): file-based discovery of loopback targets, more jobs."""
 
     name = "prometheus"
 
