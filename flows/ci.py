@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,7 +86,8 @@ def run_ci_stages(
         quality_threshold: the lowest severity that fails the quality gate.
         security_threshold: the lowest severity that fails the security scan.
         scanners: the security scanners (names from tasks.security.SCANNERS).
-        context_dir: where the build context goes (default: a new temporary folder).
+        context_dir: where the build context goes (default: a temporary folder, removed at the
+            end).
         version: compiled into the binary by the context script.
         docker_host: the Docker daemon (default: DOCKER_HOST or the local socket).
 
@@ -96,31 +99,40 @@ def run_ci_stages(
             stage in STAGES order, raised once every stage has finished; nothing is pushed, and
             the other failures are logged and noted on the error.
     """
-    log, t0 = get_run_logger(), time.monotonic()
-    futures: dict[str, PrefectFuture] = {
-        "tests": run_tests.submit(directory, app, race=race, use_test_cache=use_test_cache),
-        "quality": quality_gate.submit(directory, app, threshold=quality_threshold),
-        "security": security_scan.submit(directory, app, scanners, threshold=security_threshold),
-        "context": prepare_context.submit(directory, context_dir, version=version),
-    }
-    futures["build"] = build_image.submit(
-        registry, repository, futures["context"], ref, source, app=app, docker_host=docker_host
-    )
-    stage_of = {future: stage for stage, future in futures.items()}
-    seconds: dict[str, float] = {}
-    for future in as_completed(list(futures.values())):
-        seconds[stage_of[future]] = round(time.monotonic() - t0, 2)
-    failed = {s: e for s in STAGES if (e := _error(s, futures[s])) is not None}
-    if failed:
-        for stage, error in failed.items():
-            log.error("%s stage of %s failed: %s", stage, app, error)
-        error = next(iter(failed.values()))
-        log.error("nothing pushed for %s: %s failed", app, ", ".join(failed))
-        error.add_note(f"failed stages: {', '.join(failed)}; nothing was pushed")
-        raise error
-    log.info("%s: every gate passed after %.1fs; pushing", app, max(seconds[g] for g in GATES))
-    pushed_at = time.monotonic()
-    image = push_image(registry, futures["build"].result(), docker_host=docker_host)
-    seconds["push"] = round(time.monotonic() - pushed_at, 2)
-    seconds["total"] = round(time.monotonic() - t0, 2)
-    return CIResult(**{g: futures[g].result() for g in GATES}, image=image, seconds=seconds)
+    own_context = context_dir is None  # made here, so removed here once the image is built
+    if own_context:
+        context_dir = tempfile.mkdtemp(prefix="kyb-context-")
+    try:
+        log, t0 = get_run_logger(), time.monotonic()
+        futures: dict[str, PrefectFuture] = {
+            "tests": run_tests.submit(directory, app, race=race, use_test_cache=use_test_cache),
+            "quality": quality_gate.submit(directory, app, threshold=quality_threshold),
+            "security": security_scan.submit(
+                directory, app, scanners, threshold=security_threshold
+            ),
+            "context": prepare_context.submit(directory, context_dir, version=version),
+        }
+        futures["build"] = build_image.submit(
+            registry, repository, futures["context"], ref, source, app=app, docker_host=docker_host
+        )
+        stage_of = {future: stage for stage, future in futures.items()}
+        seconds: dict[str, float] = {}
+        for future in as_completed(list(futures.values())):
+            seconds[stage_of[future]] = round(time.monotonic() - t0, 2)
+        failed = {s: e for s in STAGES if (e := _error(s, futures[s])) is not None}
+        if failed:
+            for stage, error in failed.items():
+                log.error("%s stage of %s failed: %s", stage, app, error)
+            error = next(iter(failed.values()))
+            log.error("nothing pushed for %s: %s failed", app, ", ".join(failed))
+            error.add_note(f"failed stages: {', '.join(failed)}; nothing was pushed")
+            raise error
+        log.info("%s: every gate passed after %.1fs; pushing", app, max(seconds[g] for g in GATES))
+        pushed_at = time.monotonic()
+        image = push_image(registry, futures["build"].result(), docker_host=docker_host)
+        seconds["push"] = round(time.monotonic() - pushed_at, 2)
+        seconds["total"] = round(time.monotonic() - t0, 2)
+        return CIResult(**{g: futures[g].result() for g in GATES}, image=image, seconds=seconds)
+    finally:
+        if own_context:
+            shutil.rmtree(context_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -365,73 +366,79 @@ def delivery(
     """
     envs = environments_for(branch)  # a branch that deploys nowhere fails before any work
     check_auto_approve(auto_approve, envs, _Modes().demo_mode)
+    checkout = None  # the fetched commit's tree: removed when the delivery ends, however
     if git_block:  # build exactly the pushed commit, not whatever the worker has checked out
         _inside(app_dir)  # a bad app_dir fails before the fetch
-        app_path = _resolve(app_dir, Path(fetch_source(GitRepository.load(git_block), commit)))
+        checkout = Path(fetch_source(GitRepository.load(git_block), commit))
+        app_path = _resolve(app_dir, checkout)
     else:
         app_path = _resolve(app_dir)
-    urls = dict(service_urls or {})
-    unknown = sorted(set(urls) - set(envs))
-    if unknown:
-        raise ConfigError(f"service_urls names {unknown}, but {branch} deploys to {envs} only")
-    for url in urls.values():
-        endpoint_of(url)  # a malformed URL, or a host egress forbids, fails here before any work
-    blocks = chain(envs, environment, app, production_strategy, templates or [])
-    for block in blocks.values():  # explicit blocks must be the environments' own
-        cluster_of(block, cluster_block)
-        prometheus_of(block, prometheus_block)
-    log = get_run_logger()
-    registry = ContainerRegistry.load(registry_block)
-    ci = run_ci_stages(
-        registry,
-        repository,
-        app_path,
-        GitRef(sha=commit, branch=branch),
-        source,
-        app,
-        version=version or commit[:12],
-    )
-    image = ci.image.reference
-    coverage = f", coverage {ci.tests.coverage:.1f}%" if ci.tests.coverage is not None else ""
-    summary = {
-        "tests": (True, f"{len(ci.tests.packages)} packages passed{coverage}"),
-        "scan": (
-            not ci.security.blocking,
-            f"{len(ci.security.findings)} findings, none at or above {ci.security.threshold}",
-        ),
-    }
-    if endpoints:
-        endpoint_provider(endpoints)  # an unknown provider fails here, before any work
-    opts = DeliveryOptions(
-        app=app,
-        app_path=app_path,
-        cluster=KubernetesCluster.load(cluster_block or "local") if not blocks else None,
-        registry=registry,
-        prometheus=PrometheusServer.load(prometheus_block or "local"),
-        runner=analysis_runner(prometheus_block or "local", templates or [], False),
-        production_strategy=production_strategy,
-        auto_approve=auto_approve,
-        approval_timeout=approval_timeout,
-        service_urls=urls,
-        endpoints=endpoints,
-        endpoint_options=dict(endpoint_options or {}),
-        environments=blocks,
-        templates=templates or [],
-    )
-    done: dict[str, Any] = {}
     try:
-        for env in envs:
-            done[env] = deliver_to(env, image, summary, opts)
+        urls = dict(service_urls or {})
+        unknown = sorted(set(urls) - set(envs))
+        if unknown:
+            raise ConfigError(f"service_urls names {unknown}, but {branch} deploys to {envs} only")
+        for url in urls.values():
+            endpoint_of(url)  # a malformed URL, or a host egress forbids, fails before any work
+        blocks = chain(envs, environment, app, production_strategy, templates or [])
+        for block in blocks.values():  # explicit blocks must be the environments' own
+            cluster_of(block, cluster_block)
+            prometheus_of(block, prometheus_block)
+        log = get_run_logger()
+        registry = ContainerRegistry.load(registry_block)
+        ci = run_ci_stages(
+            registry,
+            repository,
+            app_path,
+            GitRef(sha=commit, branch=branch),
+            source,
+            app,
+            version=version or commit[:12],
+        )
+        image = ci.image.reference
+        coverage = f", coverage {ci.tests.coverage:.1f}%" if ci.tests.coverage is not None else ""
+        summary = {
+            "tests": (True, f"{len(ci.tests.packages)} packages passed{coverage}"),
+            "scan": (
+                not ci.security.blocking,
+                f"{len(ci.security.findings)} findings, none at or above {ci.security.threshold}",
+            ),
+        }
+        if endpoints:
+            endpoint_provider(endpoints)  # an unknown provider fails here, before any work
+        opts = DeliveryOptions(
+            app=app,
+            app_path=app_path,
+            cluster=KubernetesCluster.load(cluster_block or "local") if not blocks else None,
+            registry=registry,
+            prometheus=PrometheusServer.load(prometheus_block or "local"),
+            runner=analysis_runner(prometheus_block or "local", templates or [], False),
+            production_strategy=production_strategy,
+            auto_approve=auto_approve,
+            approval_timeout=approval_timeout,
+            service_urls=urls,
+            endpoints=endpoints,
+            endpoint_options=dict(endpoint_options or {}),
+            environments=blocks,
+            templates=templates or [],
+        )
+        done: dict[str, Any] = {}
+        try:
+            for env in envs:
+                done[env] = deliver_to(env, image, summary, opts)
+        finally:
+            _report(app, commit, branch, image, ci.seconds, envs, done)
+        log.info("delivered %s (%s) to %s", app, image, ", ".join(envs))
+        return {
+            "app": app,
+            "commit": commit,
+            "commit_time": commit_time,
+            "image": image,
+            "environments": done,
+        }
     finally:
-        _report(app, commit, branch, image, ci.seconds, envs, done)
-    log.info("delivered %s (%s) to %s", app, image, ", ".join(envs))
-    return {
-        "app": app,
-        "commit": commit,
-        "commit_time": commit_time,
-        "image": image,
-        "environments": done,
-    }
+        if checkout is not None:
+            shutil.rmtree(checkout, ignore_errors=True)
 
 
 def _report(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,7 +72,8 @@ def fetch_source(repo: GitRepository, sha: str, timeout: float = 600) -> str:
         timeout: seconds each git command may take.
 
     Returns:
-        The working directory holding the commit's tree.
+        The working directory holding the commit's tree (the caller removes it when done; a
+        failed fetch removes it itself).
 
     Raises:
         ConfigError: the SHA is not a full SHA, or the repository does not have it.
@@ -82,16 +84,20 @@ def fetch_source(repo: GitRepository, sha: str, timeout: float = 600) -> str:
         raise ConfigError(f"commit {sha[:60]!r} is not a full 40-character SHA")
     git = find_tool("git", "install git (apt-get install git)")
     workdir = tempfile.mkdtemp(prefix="kyb-source-")
-    quiet = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}  # fail, never prompt
-    run_tool([git, "init", "-q", workdir], timeout=timeout)
-    with _credentials(repo) as options:
-        argv = [git, *options, "fetch", "-q", "--depth", "1", "--no-tags", repo.url, sha]
-        fetched = run_tool(argv, workdir, timeout, env=quiet)
-    if fetched.returncode != 0:
-        raise _failure(f"{fetched.stderr}\n{fetched.stdout}".strip(), repo, sha)
-    checkout = run_tool([git, "checkout", "-q", "--detach", "FETCH_HEAD"], workdir, timeout)
-    head = run_tool([git, "rev-parse", "HEAD"], workdir, timeout).stdout.strip()
-    if checkout.returncode != 0 or head != sha:
-        raise ConfigError(f"{repo.url} gave {head or 'nothing'} for {sha}: not building it")
+    try:
+        quiet = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}  # fail, never prompt
+        run_tool([git, "init", "-q", workdir], timeout=timeout)
+        with _credentials(repo) as options:
+            argv = [git, *options, "fetch", "-q", "--depth", "1", "--no-tags", repo.url, sha]
+            fetched = run_tool(argv, workdir, timeout, env=quiet)
+        if fetched.returncode != 0:
+            raise _failure(f"{fetched.stderr}\n{fetched.stdout}".strip(), repo, sha)
+        checkout = run_tool([git, "checkout", "-q", "--detach", "FETCH_HEAD"], workdir, timeout)
+        head = run_tool([git, "rev-parse", "HEAD"], workdir, timeout).stdout.strip()
+        if checkout.returncode != 0 or head != sha:
+            raise ConfigError(f"{repo.url} gave {head or 'nothing'} for {sha}: not building it")
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)  # a failed fetch leaves nothing behind
+        raise
     get_run_logger().info("fetched %s at %s into %s", repo.url, sha, workdir)
     return str(Path(workdir))

@@ -43,8 +43,9 @@ def repository(tmp_path: Path) -> tuple[str, list[str]]:
     return f"file://{tmp_path / 'repo.git'}", shas
 
 
-def test_fetch_checks_out_exactly_the_commit_asked_for(platform, repository) -> None:
+def test_fetch_checks_out_exactly_the_commit_asked_for(platform, repository, monkeypatch) -> None:
     url, (_, middle, head) = repository
+    scratch = repository_scratch(monkeypatch)
     tree = Path(fetch_source(GitRepository(url=url), middle))
     assert (tree / "svc" / "planted_test.go").read_text() == PLANTED  # the middle commit's tree
     assert git(tree, "rev-parse", "HEAD") == middle != head
@@ -52,13 +53,27 @@ def test_fetch_checks_out_exactly_the_commit_asked_for(platform, repository) -> 
         fetch_source(GitRepository(url=url), "0123456789" * 4)
     with pytest.raises(ConfigError, match="full 40-character SHA"):
         fetch_source(GitRepository(url=url), middle[:7])
+    assert sorted(scratch.glob("kyb-source-*")) == [tree]  # the failed fetch left nothing
 
 
-def test_a_delivery_builds_the_pushed_commit_not_the_worker_checkout(platform, repository):
+def repository_scratch(monkeypatch) -> Path:
+    """A fresh temporary folder for the pipeline's own temporary folders in this test."""
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="kyb-test-tmp-"))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return scratch
+
+
+def test_a_delivery_builds_the_pushed_commit_not_the_worker_checkout(
+    platform, repository, monkeypatch
+):
     url, (_, middle, _) = repository
     GitRepository(url=url).save("test-source", overwrite=True)
+    scratch = repository_scratch(monkeypatch)
     state = delivery(
         commit=middle, branch="develop", git_block="test-source", app_dir="svc", return_state=True
     )
     assert state.is_failed()
     assert "TestPlantedOnlyInTheMiddleCommit" in state.message, state.message
+    assert list(scratch.iterdir()) == []  # its checkout and build context are gone
