@@ -10,22 +10,19 @@ Prometheus's configuration across its restarts.
 
 from __future__ import annotations
 
-import ssl
-import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from sandbox import prometheus as sd
+from sandbox import sa_token
 from sandbox.components import Status
 from sandbox.components.cluster import Cluster
 from sandbox.components.prometheus import Prometheus
 from sandbox.components.traefik import apply, refuse_outside_loopback
 from sandbox.errors import PlatformError
 from sandbox.files import write_file
-from sandbox.rbac import TOKEN_TTL
 from sandbox.settings import Settings
 
 
@@ -51,42 +48,19 @@ class PrometheusPods:
 
     def _apiserver(self) -> tuple[str, bytes]:
         """The main cluster's apiserver URL and CA certificate (PEM), from its kubeconfig."""
-        with self._api() as api:
-            conf = api.configuration
-            return conf.host, Path(conf.ssl_ca_cert).read_bytes()
-
-    def _token_accepted(self) -> bool:
-        """The saved token may list pods (a rebuilt cluster signs with new keys)."""
-        host, ca = self._apiserver()
-        try:
-            resp = httpx.get(
-                f"{host}/api/v1/pods?limit=1",
-                headers={"Authorization": f"Bearer {self.token_file.read_text()}"},
-                verify=ssl.create_default_context(cadata=ca.decode()),
-                timeout=5,
-                trust_env=False,
-            )
-        except (httpx.HTTPError, OSError):
-            return False
-        return resp.status_code == 200
+        if not self.cluster.kubeconfig.exists():
+            raise PlatformError(self.name, f"{self.cluster.cluster.name} is not up", "sandbox up")
+        return sa_token.apiserver(self.cluster.kubeconfig)
 
     def ensure_token(self) -> None:
         """Mint a bound token for the ServiceAccount when missing, half-spent or refused."""
-        from kubernetes import client
-
-        fresh = self.token_file.exists() and (
-            time.time() - self.token_file.stat().st_mtime < TOKEN_TTL / 2
+        sa_token.ensure_token(
+            self.cluster.kubeconfig,
+            self.token_file,
+            sd.NAMESPACE,
+            sd.SERVICE_ACCOUNT,
+            "/api/v1/pods?limit=1",
         )
-        if fresh and self._token_accepted():
-            return
-        request = client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_TTL)
-        )
-        with self._api() as api:
-            issued = client.CoreV1Api(api).create_namespaced_service_account_token(
-                sd.SERVICE_ACCOUNT, sd.NAMESPACE, request
-            )
-        write_file(self.token_file, issued.status.token)
 
     def install(self) -> None:
         """Nothing to install: Prometheus brings its Kubernetes discovery."""

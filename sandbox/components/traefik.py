@@ -31,8 +31,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import ssl
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,13 +38,13 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
+from sandbox import sa_token
 from sandbox.components import Status
 from sandbox.components.cluster import Cluster
 from sandbox.errors import PlatformError
 from sandbox.files import write_file
 from sandbox.install import go_build
 from sandbox.procs import Daemon, run, wait_until
-from sandbox.rbac import TOKEN_TTL
 from sandbox.settings import HOST, LOOPBACK_ONLY, TRAEFIK_VERSION, Settings
 from sandbox.traefik import manifests
 
@@ -174,45 +172,20 @@ class Traefik:
         with self._api(self.cluster) as api:
             apply(api, [*manifests.rbac(), manifests.gateway(self.port)])
 
-    def _token_accepted(self) -> bool:
-        """The saved token still authenticates (a rebuilt cluster signs with new keys)."""
-        host, ca = self._apiserver()
-        try:
-            resp = httpx.get(
-                f"{host}/apis/gateway.networking.k8s.io/v1/gatewayclasses?limit=1",
-                headers={"Authorization": f"Bearer {self.token_file.read_text()}"},
-                verify=ssl.create_default_context(cadata=ca.decode()),
-                timeout=5,
-                trust_env=False,
-            )
-        except (httpx.HTTPError, OSError):
-            return False
-        return resp.status_code == 200
-
     def ensure_token(self) -> None:
         """Mint a bound token for Traefik's ServiceAccount when missing, half-expired or refused."""
-        from kubernetes import client
-
-        fresh = self.token_file.exists() and (
-            time.time() - self.token_file.stat().st_mtime < TOKEN_TTL / 2
+        sa_token.ensure_token(
+            self.cluster.kubeconfig,
+            self.token_file,
+            manifests.NAMESPACE,
+            manifests.SERVICE_ACCOUNT,
+            "/apis/gateway.networking.k8s.io/v1/gatewayclasses?limit=1",
         )
-        if fresh and self._token_accepted():
-            return
-        request = client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_TTL)
-        )
-        with self._api(self.cluster) as api:
-            issued = client.CoreV1Api(api).create_namespaced_service_account_token(
-                manifests.SERVICE_ACCOUNT, manifests.NAMESPACE, request
-            )
-        write_file(self.token_file, issued.status.token)
 
     # ---- run -----------------------------------------------------------------------------------
     def _apiserver(self) -> tuple[str, bytes]:
         """The main cluster's apiserver URL and CA certificate (PEM), from its kubeconfig."""
-        with self._api(self.cluster) as api:
-            conf = api.configuration
-            return conf.host, Path(conf.ssl_ca_cert).read_bytes()
+        return sa_token.apiserver(self.cluster.kubeconfig)
 
     def _config(self) -> str:
         host, ca = self._apiserver()
