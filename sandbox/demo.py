@@ -77,7 +77,9 @@ def _start_worker(env: dict[str, str], platform_env: dict[str, str]) -> None:
     stamp.write_text(json.dumps(platform_env))
     if daemon.pid() is None:
         prefect = str(Path(sys.executable).parent / "prefect")
-        daemon.start([prefect, "worker", "start", "--pool", WORK_POOL, "--limit", "2"], env)
+        # polls every 2 s (Prefect's default 10 s is most of a push's wait before it runs)
+        polling = {**env, "PREFECT_WORKER_QUERY_SECONDS": "2"}
+        daemon.start([prefect, "worker", "start", "--pool", WORK_POOL, "--limit", "2"], polling)
         time.sleep(3)  # once: a worker with a bad setup exits within its first seconds
     if daemon.pid() is None:
         raise PlatformError(

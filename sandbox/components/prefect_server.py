@@ -15,6 +15,7 @@ import secrets
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -29,6 +30,23 @@ STARTUP_TIMEOUT = 240  # a cold start takes ~30-40 s on 2 busy cores (PREFECT-NO
 SERVER_PROFILE = "kyb-server"
 CLIENT_PROFILE = "kyb-client"
 API_USER = "kyb"
+
+
+def sqlite_url(path: Path) -> str:
+    """The server's SQLite URL: the file at `path`, through ONE pooled connection.
+
+    Why: with Prefect's default pool (15 connections here), a flow-run create (a transaction that
+    reads, then writes) fails at once with "database is locked" when a background service (the
+    event persister, the late-runs marker) committed a write in between: SQLite refuses to
+    upgrade that read lock whatever the busy timeout. The server answers 503 and the client
+    sleeps 2 s, then 4 s, before retrying: the seconds-long tail benchmarks/webhook.py measured
+    (p95 2,067 ms over 200 pushes; 71 ms with this URL). With one connection every statement
+    queues instead of colliding. Prefect 3.9 gives an SQLite URL containing ":memory:" a pool of
+    exactly one connection (server/database/configurations.py); SQLite ignores the unknown URI
+    parameter, so this is the same file. Not a documented setting: test_prefect_server checks
+    that the server holds the file once. PostgreSQL (KYB_PREFECT_DB=postgres) needs none of it.
+    """
+    return f"sqlite+aiosqlite:///file:{quote(str(path))}?uri=true&single_connection=:memory:"
 
 
 class PrefectServer:
@@ -97,7 +115,7 @@ class PrefectServer:
         if self.database is not None:
             database, kind = self.database().get_secret_value(), "postgres"
         else:
-            database, kind = f"sqlite+aiosqlite:///{self.state / 'prefect.db'}", "sqlite"
+            database, kind = sqlite_url(self.state / "prefect.db"), "sqlite-1conn"
         kind += "+auth"  # a server started before it required auth is restarted too
         stamp = self.state / "database-kind"
         if self.daemon.pid() and (not stamp.exists() or stamp.read_text() != kind):
@@ -107,7 +125,8 @@ class PrefectServer:
         env = {
             "PREFECT_HOME": str(self.state),
             "PREFECT_API_DATABASE_CONNECTION_URL": database,
-            # SQLite serialises writers: wait for the lock instead of answering 503 under bursts
+            # other processes locking the file (a backup, the CLI) are waited for; the server's
+            # own read-then-write conflicts are what sqlite_url removes
             "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
             "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "30",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -170,3 +170,29 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
     assert "service_account_name" in pool["base_job_template"]["variables"]["properties"]
     dr_form = found["disaster-recovery/disaster-recovery"]["parameter_openapi_schema"]
     assert dr_form["properties"]["backup"]["default"] == "latest"
+
+
+def test_the_sqlite_server_holds_its_database_through_one_connection(platform: Platform) -> None:
+    """sandbox.components.prefect_server.sqlite_url: one connection, so no 503 under bursts.
+
+    The single connection rests on a detail of Prefect (a ":memory:" URL gets a one-connection
+    pool); a Prefect upgrade that drops it shows up here as more open handles on the file.
+    """
+    import os
+    from pathlib import Path
+
+    import pytest
+
+    if platform.prefect.database is not None:
+        pytest.skip("the server runs on PostgreSQL (KYB_PREFECT_DB): no SQLite pool to check")
+    with platform.prefect.http() as api:  # a write and a read: the pool has opened what it uses
+        assert api.post("/flow_runs/filter", json={"limit": 1}).status_code == 200
+    pid = platform.prefect.daemon.pid()
+    assert pid, "the Prefect server is not running"
+    database = (platform.prefect.state / "prefect.db").resolve()
+    handles = [
+        fd
+        for fd in Path(f"/proc/{pid}/fd").iterdir()
+        if os.path.realpath(fd, strict=False) == str(database)
+    ]
+    assert len(handles) == 1, f"{len(handles)} connections hold {database}"
