@@ -11,12 +11,10 @@ import contextlib
 import ipaddress
 import re
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 
 import docker
 import httpx
@@ -28,8 +26,8 @@ from core.release.status import RolloutState
 from sandbox.platform import BLOCK_NAME, Platform
 from sandbox.podrunner import ATTEMPT, POD_NAMESPACE, POD_UID, RUN_LABEL, RUNNER
 from tasks.kube import wait_for_rollout, watch_pods
+from tests.integration.example_image import build_example, push
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
 READINESS = {"httpGet": {"path": "/health", "port": "http"}, "initialDelaySeconds": 3}
 
 
@@ -47,22 +45,9 @@ def image(platform: Platform, dc: docker.DockerClient, tmp_path_factory) -> str:
 
     The runner has to pull it (with the registry's credentials) to run a pod.
     """
-    context = tmp_path_factory.mktemp("context")
-    build = subprocess.run(
-        [str(EXAMPLE / "build-context.sh"), str(context)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert build.returncode == 0, build.stderr
-    ref = f"{platform.registry.address}/pod-runner-test:{uuid.uuid4().hex[:10]}"
-    dc.images.build(path=str(context), tag=ref, rm=True, forcerm=True)
-    user, password = platform.registry.credentials()
-    auth = {"username": user, "password": password.get_secret_value()}
-    for line in dc.images.push(ref, auth_config=auth, stream=True, decode=True):
-        assert "error" not in line, line
-    dc.images.remove(ref, force=True)
+    tag = f"{platform.registry.address}/pod-runner-test:{uuid.uuid4().hex[:10]}"
+    ref = build_example(dc, tmp_path_factory.mktemp("context"), tag)
+    push(platform, dc, ref)
     return ref
 
 

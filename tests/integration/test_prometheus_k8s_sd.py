@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import math
 import stat
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import docker
 import httpx
 import pytest
 import yaml
@@ -32,8 +29,8 @@ from sandbox.errors import PlatformError
 from sandbox.platform import BLOCK_NAME, Platform
 from sandbox.podrunner import RUN_LABEL
 from tasks.kube import watch_pods
+from tests.integration.example_image import build_example, docker_client, push
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
 SCRAPED = {sd.SCRAPE_ANNOTATION: "true", sd.PORT_ANNOTATION: "8080"}
 REQUESTS = {"stable": 3, "canary": 5}  # GET /api/v1/verify sent to each track's pod
 
@@ -41,24 +38,11 @@ REQUESTS = {"stable": 3, "canary": 5}  # GET /api/v1/verify sent to each track's
 @pytest.fixture(scope="module")
 def image(platform: Platform, tmp_path_factory) -> str:
     """The example service's image, pushed to the platform's registry (the runner pulls it)."""
-    context = tmp_path_factory.mktemp("context")
-    build = subprocess.run(
-        [str(EXAMPLE / "build-context.sh"), str(context)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert build.returncode == 0, build.stderr
-    ref = f"{platform.registry.address}/prometheus-sd-test:{uuid.uuid4().hex[:10]}"
-    dc = docker.DockerClient(base_url=platform.docker.env()["DOCKER_HOST"], timeout=60)
+    tag = f"{platform.registry.address}/prometheus-sd-test:{uuid.uuid4().hex[:10]}"
+    dc = docker_client(platform)
     try:
-        dc.images.build(path=str(context), tag=ref, rm=True, forcerm=True)
-        user, password = platform.registry.credentials()
-        auth = {"username": user, "password": password.get_secret_value()}
-        for line in dc.images.push(ref, auth_config=auth, stream=True, decode=True):
-            assert "error" not in line, line
-        dc.images.remove(ref, force=True)
+        ref = build_example(dc, tmp_path_factory.mktemp("context"), tag)
+        push(platform, dc, ref)
     finally:
         dc.close()
     return ref

@@ -8,14 +8,10 @@ route's get/patch in deploy/rbac is all it takes. Shares are counted from the an
 
 from __future__ import annotations
 
-import io
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
-import docker
 import httpx
 import pytest
 from kubernetes import client
@@ -33,9 +29,9 @@ from sandbox.platform import BLOCK_NAME, Platform
 from sandbox.podrunner import RUN_LABEL
 from sandbox.traefik.manifests import parent_ref
 from tests.integration import rbac
+from tests.integration.example_image import build_example, docker_client, push
 from tests.integration.release_helpers import Scripted, deployments, settle, spec
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
 REQUESTS = 400
 TOLERANCE = 5  # points of share around the weight
 ENV = "staging"
@@ -73,33 +69,12 @@ ABORTING = {"canary": {**ROUTED, "steps": [{"setWeight": 50}, {"pause": {}}, {"a
 @pytest.fixture(scope="module")
 def images(platform: Platform, tmp_path_factory) -> dict[str, str]:
     """Versions v1, v2, v3 of the example service, by digest in the platform's registry."""
-    dc = docker.DockerClient(base_url=platform.docker.env()["DOCKER_HOST"], timeout=120)
-    context = tmp_path_factory.mktemp("context")
-    build = subprocess.run(
-        [str(EXAMPLE / "build-context.sh"), str(context)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert build.returncode == 0, build.stderr
+    dc = docker_client(platform)
     tag = uuid.uuid4().hex[:10]
-    base = f"kyb-gateway-test-base:{tag}"
-    dc.images.build(path=str(context), tag=base, rm=True, forcerm=True)
-    user, password = platform.registry.credentials()
-    auth = {"username": user, "password": password.get_secret_value()}
-    found = {}
-    for version in ("v1", "v2", "v3"):
-        ref = f"{platform.registry.address}/gateway-test:{tag}-{version}"
-        dockerfile = io.BytesIO(f"FROM {base}\nENV KYB_VERSION={version}\n".encode())
-        dc.images.build(fileobj=dockerfile, tag=ref, rm=True, forcerm=True)
-        digest = None
-        for line in dc.images.push(ref, auth_config=auth, stream=True, decode=True):
-            assert "error" not in line, line
-            digest = (line.get("aux") or {}).get("Digest", digest)
-        assert digest, f"no digest pushed for {ref}"
-        found[version] = f"{ref.rsplit(':', 1)[0]}@{digest}"
-        dc.images.remove(ref, force=True)
+    base = build_example(
+        dc, tmp_path_factory.mktemp("context"), f"{platform.registry.address}/gateway-test:{tag}"
+    )
+    found = {version: push(platform, dc, base, version) for version in ("v1", "v2", "v3")}
     dc.images.remove(base, force=True)
     dc.close()
     return found
