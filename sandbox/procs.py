@@ -161,10 +161,23 @@ def _alive(pid: int) -> bool:
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    """Return whether something accepts TCP connections on host:port (loopback only)."""
+    """Return whether something accepts TCP connections on host:port (loopback only).
+
+    The platform's ports lie in Linux's ephemeral range (32768-60999), so a connect to a port
+    nobody listens on can be given that same port as its source and connect to itself (TCP
+    simultaneous open): that is not a listener.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+        return sock.connect_ex((host, port)) == 0 and not self_connected(sock)
+
+
+def self_connected(sock: socket.socket) -> bool:
+    """Whether a connected socket reached itself (its own address is its peer's)."""
+    try:
+        return sock.getsockname() == sock.getpeername()
+    except OSError:
+        return False
 
 
 def wait_until(
