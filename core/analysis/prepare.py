@@ -16,10 +16,9 @@ from core.release.spec import AnalysisRef, ReleaseSpec
 
 #: The `track` argument a phase measures unless the AnalysisRef passes one: the new version's
 #: pods carry this label value (canary pods, the blue-green preview, the settled Deployment).
-PHASE_TRACK = {
+PHASE_TRACK = {  # the `track` pod label a phase measures (canary and rolling releases)
     "step": "canary",
     "background": "canary",
-    "prePromotion": "preview",
     "postPromotion": "stable",
     "postDeploy": "stable",
 }
@@ -53,9 +52,9 @@ def _render_one(template: AnalysisTemplate, metric: MetricTemplate, args: dict[s
 
 def implicit_args(phase: AnalysisPhase | str, spec: ReleaseSpec) -> dict[str, str]:
     """The arguments every analysis gets unless its AnalysisRef sets them."""
+    if spec.strategy.blue_green is not None:  # pods carry a color, which the planner passes
+        return {"service-name": spec.app, "namespace": spec.namespace, "track": ".*"}
     track = PHASE_TRACK.get(str(phase), "stable")
-    if str(phase) == "firstDeploy":  # blue-green analyses it behind preview; others as stable
-        track = "preview" if spec.strategy.blue_green is not None else "stable"
     return {"service-name": spec.app, "namespace": spec.namespace, "track": track}
 
 

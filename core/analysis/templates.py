@@ -260,7 +260,7 @@ def _number(template: str, arg: str, value: str) -> float:
 
 _SEL = (
     'service="{{args.service-name}}", namespace=~"{{args.namespace}}", '
-    'track=~"{{args.track}}", revision=~"{{args.revision}}"'
+    'track=~"{{args.track}}", color=~"{{args.color}}", revision=~"{{args.revision}}"'
 )
 _W = "[{{args.window}}]"
 _ARGS = (
@@ -270,6 +270,7 @@ _ARGS = (
     TemplateArg(name="window", default="5m", kind="duration"),
     TemplateArg(name="namespace", default=".*"),
     TemplateArg(name="track", default=".*"),
+    TemplateArg(name="color", default=".*"),  # blue-green: the color the planner measures
     TemplateArg(name="revision", default=".*"),
 )
 _SCHEDULE = {

@@ -220,17 +220,20 @@ class StartFirstDeploy(ReleaseAction):
         return f"first deploy: {self.reason}"
 
 
-def first_deploy_gate(spec: ReleaseSpec, run: RunRecord) -> ReleaseAction | None:
+def first_deploy_gate(
+    spec: ReleaseSpec, run: RunRecord, selects: Mapping[str, str] | None = None
+) -> ReleaseAction | None:
     """The analysis a first deploy still demands, in the strategy's order; None once all passed.
 
     Every analysis the strategy names runs once as a blocking firstDeploy analysis (Argo skips
     them on a first deploy: there is nothing to compare with, but a version that fails them must
-    not stay). Inconclusive asks a human, as anywhere else.
+    not stay). Inconclusive asks a human, as anywhere else. `selects`: see analysis_gate.
     """
     if not (run.first_deploy and spec.first_deploy.analysis):
         return None
     for index, (_phase, ref) in enumerate(spec.analysis_refs()):
-        gate = analysis_gate(f"first-deploy-{index}", ref, AnalysisPhase.FIRST_DEPLOY, run)
+        key, phase = f"first-deploy-{index}", AnalysisPhase.FIRST_DEPLOY
+        gate = analysis_gate(key, ref, phase, run, selects)
         if gate is not None:
             return gate
     return None
@@ -283,7 +286,11 @@ def updated_record(
 
 
 def analysis_gate(
-    key: str, ref: AnalysisRef, phase: AnalysisPhase, run: RunRecord
+    key: str,
+    ref: AnalysisRef,
+    phase: AnalysisPhase,
+    run: RunRecord,
+    selects: Mapping[str, str] | None = None,
 ) -> ReleaseAction | None:
     """The action an analysis still demands, or None once it lets the release go on.
 
@@ -291,11 +298,15 @@ def analysis_gate(
     Error -> Abort too: the judge already spent consecutiveErrorLimit on it, as Argo does before
     an AnalysisRun turns Error, which Argo then treats like Failed. Inconclusive -> a human decides
     (Argo pauses the rollout); approval lets the release go on, anything else aborts it.
+
+    `selects`: arguments only the planner knows (the color a blue-green analysis measures),
+    given to the analysis unless its ref sets them itself.
     """
     outcome = run.analyses.get(key)
     names = ", ".join(ref.names)
     if outcome is None:
-        return None if key in run.running else RunAnalysis(key, ref, phase)
+        measured = ref.with_defaults(selects or {})
+        return None if key in run.running else RunAnalysis(key, measured, phase)
     if outcome in (Outcome.FAILED, Outcome.ERROR):
         return Abort(f"{phase} analysis {names} ended {outcome}")
     if outcome is Outcome.INCONCLUSIVE and f"{key}:inconclusive" not in run.pauses_done:

@@ -39,6 +39,18 @@ def selector(spec: ReleaseSpec, track: Track) -> dict[str, str]:
     return dict(spec.labels)
 
 
+def pod_labels(spec: ReleaseSpec, track: Track) -> dict[str, str]:
+    """The labels of one track's pods: its selector, and for a rolling update track=stable.
+
+    A rolling Deployment selects on the spec's labels alone (a selector cannot change once
+    created); its pods still say which track they are, so its analysis measures them as a
+    canary's stable pods are measured.
+    """
+    if spec.kind == StrategyKind.ROLLING:
+        return {**selector(spec, track), TRACK_LABEL: Track.STABLE.value}
+    return selector(spec, track)
+
+
 def workload_manifest(
     spec: ReleaseSpec, track: Track, image: str, replicas: int, template: dict | None = None
 ) -> dict[str, Any]:
@@ -59,7 +71,7 @@ def workload_manifest(
             labels, probes and securityContext are kept, the container image is replaced.
     """
     pod = copy.deepcopy(template) if template else {}
-    labels = {**(pod.get("metadata", {}).get("labels") or {}), **selector(spec, track)}
+    labels = {**(pod.get("metadata", {}).get("labels") or {}), **pod_labels(spec, track)}
     pod.setdefault("metadata", {})["labels"] = labels
     containers = pod.setdefault("spec", {}).setdefault("containers", [])
     mine = next((c for c in containers if c.get("name") == spec.container), None)

@@ -118,6 +118,12 @@ class AnalysisRef(_Model):
         """The template names, in order."""
         return tuple(t.template_name for t in self.templates)
 
+    def with_defaults(self, defaults: Mapping[str, str]) -> AnalysisRef:
+        """This ref with `defaults` added for every argument it does not set itself."""
+        given = {a.name for a in self.args}
+        extra = tuple(AnalysisArg(name=k, value=v) for k, v in defaults.items() if k not in given)
+        return self.model_copy(update={"args": self.args + extra}) if extra else self
+
 
 class RollingStrategy(_Surge):
     """A Deployment's RollingUpdate: `maxSurge`, `maxUnavailable`, `progressDeadlineSeconds`.

@@ -1,7 +1,7 @@
 """The Prometheus analysis wired into every strategy, end to end through the `release` flow.
 
-the real Prometheus scrapes loopback example-service instances labelled with the track each phase
-measures (canary, preview, stable), and the cluster state after the release shows what the verdict
+the real Prometheus scrapes loopback example-service instances labelled as the pods each phase
+measures are (track canary or stable; a blue-green color), and the cluster state after the release shows what the verdict
 did: a faulty blue-green preview is never promoted, a slow rolling release is undone by its
 post-deploy window, a faulty canary is stopped by its background analysis, and a Prometheus that
 stops answering is an Error that promotes nothing.
@@ -109,7 +109,8 @@ def test_faulty_blue_green_preview_fails_pre_promotion_and_is_never_active(
     release(spec(namespace, V1, BLUE_GREEN))
     old = selector(cluster, namespace, "web-active")["color"]
     new = "green" if old == "blue" else "blue"
-    preview = {"service": "web", "namespace": namespace, "track": "preview"}
+    # the new color's pods are labelled with their color, which the analysis selects
+    preview = {"service": "web", "namespace": namespace, "color": new}
     ok, why, _ = released(
         spec(namespace, V2, BLUE_GREEN),
         labels=preview,
@@ -121,7 +122,7 @@ def test_faulty_blue_green_preview_fails_pre_promotion_and_is_never_active(
     want = {f"web-{old}": (V1, 3, 3), f"web-{new}": (V2, 0, 0)}
     assert settle(cluster, namespace, want) == want
     table = rows(f"analysis-{namespace}-web-pre-promotion")
-    assert table[0]["outcome"] == "Failed" and 'track=~"preview"' in table[0]["query"]
+    assert table[0]["outcome"] == "Failed" and f'color=~"{new}"' in table[0]["query"]
 
 
 def test_slow_rolling_release_is_rolled_back_by_its_post_deploy_window(

@@ -67,16 +67,24 @@ def seen(blue=None, green=None, active=BLUE, preview=BLUE, **record: Any) -> Obs
 
 SPEC = make_spec()
 BLUE_UP = WorkloadView("kyb-platform-blue", NEW, 5, 5, 5, 5)
+BG = SPEC.strategy.blue_green
+# every blue-green analysis measures the new color's pods by name (they carry no track)
 FIRST_PRE = RunAnalysis(
-    "first-deploy-0", SPEC.strategy.blue_green.pre_promotion_analysis, AnalysisPhase.FIRST_DEPLOY
+    "first-deploy-0",
+    BG.pre_promotion_analysis.with_defaults({"color": "blue"}),
+    AnalysisPhase.FIRST_DEPLOY,
 )
 FIRST_PASSED = {"first-deploy-0": Outcome.SUCCESSFUL, "first-deploy-1": Outcome.SUCCESSFUL}
 FIRST_FAILED = {"first-deploy-0": Outcome.FAILED}
 PRE = RunAnalysis(
-    "pre-promotion", SPEC.strategy.blue_green.pre_promotion_analysis, AnalysisPhase.PRE_PROMOTION
+    "pre-promotion",
+    BG.pre_promotion_analysis.with_defaults({"color": "green"}),
+    AnalysisPhase.PRE_PROMOTION,
 )
 POST = RunAnalysis(
-    "post-promotion", SPEC.strategy.blue_green.post_promotion_analysis, AnalysisPhase.POST_PROMOTION
+    "post-promotion",
+    BG.post_promotion_analysis.with_defaults({"color": "green"}),
+    AnalysisPhase.POST_PROMOTION,
 )
 PASSED = {"pre-promotion": Outcome.SUCCESSFUL}
 APPROVAL = Pause("promotion", f"switch {ACTIVE} to {NEW}?", needs_human=True, timeout_seconds=3600)
@@ -223,3 +231,11 @@ def test_auto_promotion(fields: dict[str, Any], action: object) -> None:
 )
 def test_colors(observed: ObservedState, active: Track | None, new_color: Track) -> None:
     assert colors(SPEC, observed) == (active, new_color)
+
+
+def test_the_analysed_color_is_the_new_one_unless_the_ref_names_a_color_itself() -> None:
+    action = next_action(SPEC, seen(old(), new(), preview=GREEN))
+    assert isinstance(action, RunAnalysis)
+    assert {a.name: a.value for a in action.ref.args}["color"] == "green"
+    pinned = BG.pre_promotion_analysis.with_defaults({"color": "blue"})
+    assert pinned.with_defaults({"color": "green"}) == pinned  # the user's own value wins

@@ -58,6 +58,15 @@ def colors(spec: ReleaseSpec, seen: ObservedState) -> tuple[Track | None, Track]
     return active, _other(active) if active else FIRST
 
 
+def measures(color: Track) -> dict[str, str]:
+    """The analysis arguments that select one color's pods.
+
+    Its pods carry the `color` label, never a track: which color is preview and which is active
+    changes with each switch, so every blue-green analysis measures the new color by name.
+    """
+    return {"color": color.value}
+
+
 def _first_release(spec: ReleaseSpec, seen: ObservedState, new: Track) -> ReleaseAction:
     bg, view, n = _strategy(spec), seen.workload(new), spec.replicas
     if view is None or view.image != spec.image or view.replicas != n:
@@ -68,7 +77,8 @@ def _first_release(spec: ReleaseSpec, seen: ObservedState, new: Track) -> Releas
         return WaitReady(new, spec.progress_deadline_seconds)
     if bg.preview_service and seen.selector(bg.preview_service) != selector(spec, new):
         return SwitchService(bg.preview_service, selector(spec, new))
-    gate = first_deploy_gate(spec, seen.record)  # behind preview, before the active Service
+    # behind preview, before the active Service
+    gate = first_deploy_gate(spec, seen.record, measures(new))
     if gate is not None:
         return gate
     if seen.selector(bg.active_service) != selector(spec, new):
@@ -126,7 +136,8 @@ def next_action(spec: ReleaseSpec, observed: ObservedState) -> ReleaseAction:
     if active is new and view is not None and view.runs(spec.image, n):
         if bg.post_promotion_analysis and (old_view and old_view.replicas):
             phase = AnalysisPhase.POST_PROMOTION
-            gate = analysis_gate("post-promotion", bg.post_promotion_analysis, phase, run)
+            ref = bg.post_promotion_analysis
+            gate = analysis_gate("post-promotion", ref, phase, run, measures(new))
             if gate:
                 return gate
         if old_view and old_view.replicas:
@@ -147,7 +158,8 @@ def next_action(spec: ReleaseSpec, observed: ObservedState) -> ReleaseAction:
     if not promoted:
         if bg.pre_promotion_analysis:
             phase = AnalysisPhase.PRE_PROMOTION
-            gate = analysis_gate("pre-promotion", bg.pre_promotion_analysis, phase, run)
+            ref = bg.pre_promotion_analysis
+            gate = analysis_gate("pre-promotion", ref, phase, run, measures(new))
             if gate:
                 return gate
         if "promotion" not in run.pauses_done:
