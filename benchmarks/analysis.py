@@ -25,9 +25,9 @@ from core.analysis.templates import BUILTINS, AnalysisTemplate, rescheduled
 from core.analysis.verdict import Verdict
 from core.release.actions import AnalysisPhase
 from core.release.spec import AnalysisRef, ReleaseSpec
-from sandbox import example
 from sandbox.components.prometheus import SCRAPE_INTERVAL
 from sandbox.fleet import scraped
+from sandbox.load import Load
 from sandbox.platform import BLOCK_NAME, Platform
 from tasks.prometheus import PrometheusRunner
 
@@ -83,7 +83,7 @@ def time_to_failed(plat: Platform, prom: PrometheusServer, interval: float) -> f
     with (
         scraped(plat.prometheus, labels) as good,
         faulty as bad,
-        example.Traffic([good.url], per_second=20) as traffic,
+        Load([good.url], per_second=20) as traffic,
     ):
         time.sleep(3 * SCRAPE)  # healthy rates exist before the analysis starts
         thread = threading.Thread(target=work)
@@ -108,7 +108,7 @@ def queries_per_step(plat: Platform, prom: PrometheusServer, judge: bool) -> tup
     with (
         scraped(plat.prometheus, canary) as inst,
         scraped(plat.prometheus, {**canary, "track": "stable"}) as stable,
-        example.Traffic([inst.url, stable.url]),
+        Load([inst.url, stable.url]),
     ):
         _analyse(runner, tuple(BUILTINS), app)
     return runner.queries, 3

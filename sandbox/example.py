@@ -8,10 +8,9 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -114,37 +113,6 @@ def run(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-@dataclass
-class Traffic:
-    """Steady GET /api/v1/verify load on some instances from a background thread."""
-
-    urls: list[str]
-    per_second: float = 20.0
-    sent: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> Traffic:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        gap = 1.0 / self.per_second
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                for url in self.urls:
-                    with contextlib.suppress(httpx.HTTPError):
-                        client.get(f"{url}/api/v1/verify", params={"business_id": "load"})
-                        self.sent += 1
-                self._stop.wait(gap)
 
 
 def go_available() -> bool:

@@ -36,6 +36,7 @@ from core.release.spec import AnalysisRef, ReleaseSpec
 from sandbox import example
 from sandbox.components.prometheus import Prometheus
 from sandbox.fleet import scraped
+from sandbox.load import Load
 from sandbox.platform import BLOCK_NAME, Platform
 from sandbox.settings import Ports, Settings
 from tasks.prometheus import PrometheusRunner
@@ -101,7 +102,7 @@ def table(key: str) -> list[dict]:
 
 
 def test_healthy_canary_passes_every_builtin(platform: Platform, prom, app) -> None:
-    with scraped(platform.prometheus, labels(app)) as inst, example.Traffic([inst.url]):
+    with scraped(platform.prometheus, labels(app)) as inst, Load([inst.url]):
         verdict = analyse(PrometheusRunner(prom, templates()), tuple(BUILTINS), app, "healthy")
     assert verdict.outcome is Outcome.SUCCESSFUL, verdict.reason
     assert "4/4 measured" in verdict.reason
@@ -114,7 +115,7 @@ def test_healthy_canary_passes_every_builtin(platform: Platform, prom, app) -> N
 def test_twenty_percent_errors_fail_the_error_rate(platform: Platform, prom, app) -> None:
     with (
         scraped(platform.prometheus, labels(app), error_rate=0.2) as inst,
-        example.Traffic([inst.url]),
+        Load([inst.url]),
     ):
         verdict = analyse(PrometheusRunner(prom, templates()), ("error-rate",), app, "errors")
     assert verdict.outcome is Outcome.FAILED, verdict.reason
@@ -126,7 +127,7 @@ def test_twenty_percent_errors_fail_the_error_rate(platform: Platform, prom, app
 def test_added_latency_fails_p95(platform: Platform, prom, app) -> None:
     with (
         scraped(platform.prometheus, labels(app), latency_ms=700) as inst,
-        example.Traffic([inst.url]),
+        Load([inst.url]),
     ):
         verdict = analyse(PrometheusRunner(prom, templates()), ("latency-p95",), app, "slow")
     assert verdict.outcome is Outcome.FAILED, verdict.reason
@@ -145,7 +146,7 @@ def test_dry_run_metric_is_reported_but_never_decides(platform: Platform, prom, 
     both = {"error-rate": fast("error-rate"), "latency-p95": fast("latency-p95", dry_run=True)}
     with (
         scraped(platform.prometheus, labels(app), latency_ms=700) as inst,
-        example.Traffic([inst.url]),
+        Load([inst.url]),
     ):
         verdict = analyse(PrometheusRunner(prom, both), tuple(both), app, "dry")
     assert verdict.outcome is Outcome.SUCCESSFUL, verdict.reason
@@ -214,7 +215,7 @@ def test_prometheus_stopping_mid_analysis_gives_error_not_promotion(
 ) -> None:
     block = PrometheusServer(url=own_prometheus.url)
     runner = PrometheusRunner(block, templates(count=30, consecutive_error_limit=1))
-    with scraped(own_prometheus, labels(app)) as inst, example.Traffic([inst.url]):
+    with scraped(own_prometheus, labels(app)) as inst, Load([inst.url]):
         stopper = threading.Timer(5, own_prometheus.down)  # after a few good measurements
         stopper.start()
         started = time.monotonic()
@@ -234,7 +235,7 @@ def test_judge_fails_a_slower_canary_that_thresholds_let_through(
     with (
         scraped(platform.prometheus, labels(app, "stable")) as stable,
         scraped(platform.prometheus, labels(app), latency_ms=300) as canary,
-        example.Traffic([stable.url, canary.url]),
+        Load([stable.url, canary.url]),
     ):
         verdict = analyse(runner, ("latency-p95",), app, "judged")
     assert verdict.outcome is Outcome.FAILED, verdict.reason

@@ -32,8 +32,8 @@ from core.delivery.checklist import (
     human_items,
 )
 from core.errors import ConfigError
-from sandbox import example
 from sandbox.fleet import scraped
+from sandbox.load import Load
 from sandbox.platform import BLOCK_NAME, Platform
 from tasks.gates import (
     check_alert_rules,
@@ -227,7 +227,7 @@ def test_post_deploy_checks_pass_for_a_healthy_instance(platform: Platform, prom
         "namespace": "kyb-staging",
         "track": "stable",
     }
-    with scraped(platform.prometheus, labels) as inst, example.Traffic([inst.url]):
+    with scraped(platform.prometheus, labels) as inst, Load([inst.url]):
         found = _settled(prom, inst.url, labels)
     assert {name: s for name, (s, _d) in found.items()} == {
         "Health checks passing": Status.PASSED,
@@ -243,7 +243,7 @@ def test_post_deploy_checks_fail_the_error_rate_at_30_percent(platform: Platform
         "namespace": "kyb-staging",
         "track": "stable",
     }
-    with scraped(platform.prometheus, labels, error_rate=0.3) as inst, example.Traffic([inst.url]):
+    with scraped(platform.prometheus, labels, error_rate=0.3) as inst, Load([inst.url]):
         found = _settled(prom, inst.url, labels)
         status, detail = found["Error rates acceptable"]
         assert status is Status.FAILED and "wanted <= 0.05" in detail, detail

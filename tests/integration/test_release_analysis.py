@@ -16,8 +16,8 @@ from blocks import KubernetesCluster
 from core.analysis.templates import BUILTINS, rescheduled
 from core.release.errors import ReleaseFailed
 from flows.release.flow import release
-from sandbox import example
 from sandbox.fleet import scraped
+from sandbox.load import Load
 from sandbox.platform import Platform
 from tests.integration.release_helpers import V1, V2, deployments, settle, spec
 
@@ -40,7 +40,7 @@ def cluster(platform: Platform) -> KubernetesCluster:
 
 def _canary_release(platform: Platform, namespace: str, **faults: float) -> tuple[bool, str]:
     labels = {"service": "web", "namespace": namespace, "track": "canary"}
-    with scraped(platform.prometheus, labels, **faults) as inst, example.Traffic([inst.url]):
+    with scraped(platform.prometheus, labels, **faults) as inst, Load([inst.url]):
         state = release(
             spec(namespace, V2, CANARY, replicas=5), templates=[ERROR_RATE], return_state=True
         )
@@ -88,7 +88,7 @@ def test_a_faulty_first_deploy_is_scaled_to_zero_on_the_prometheus_verdict(
     labels = {"service": "web", "namespace": namespace, "track": "stable"}
     with (
         scraped(platform.prometheus, labels, error_rate=0.3) as inst,
-        example.Traffic([inst.url]),
+        Load([inst.url]),
     ):
         state = release(first, templates=[ERROR_RATE], return_state=True)
     with pytest.raises(ReleaseFailed) as failed:

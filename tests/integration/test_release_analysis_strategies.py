@@ -1,10 +1,10 @@
 """The Prometheus analysis wired into every strategy, end to end through the `release` flow.
 
-the real Prometheus scrapes loopback example-service instances labelled as the pods each phase
-measures are (track canary or stable; a blue-green color), and the cluster state after the release shows what the verdict
-did: a faulty blue-green preview is never promoted, a slow rolling release is undone by its
-post-deploy window, a faulty canary is stopped by its background analysis, and a Prometheus that
-stops answering is an Error that promotes nothing.
+The real Prometheus scrapes loopback example-service instances labelled as the pods each phase
+measures are (track canary or stable; a blue-green color), and the cluster state after the
+release shows what the verdict did: a faulty blue-green preview is never promoted, a slow rolling
+release is undone by its post-deploy window, a faulty canary is stopped by its background
+analysis, and a Prometheus that stops answering is an Error that promotes nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from flows.release.flow import release
 from sandbox import example
 from sandbox.components.prometheus import Prometheus
 from sandbox.fleet import scraped
+from sandbox.load import Load
 from sandbox.platform import Platform
 from sandbox.settings import Ports, Settings
 from tests.integration.release_helpers import (
@@ -84,7 +85,7 @@ def released(
     Release `new_spec` while an instance with `labels` (and `faults`) serves traffic and is
     scraped; (succeeded, summary or failure, seconds the release took).
     """
-    with scraped(prometheus, labels, **faults) as inst, example.Traffic([inst.url]):
+    with scraped(prometheus, labels, **faults) as inst, Load([inst.url]):
         started = time.monotonic()
         state = release(
             new_spec, prometheus_block=prometheus_block, templates=templates, return_state=True
