@@ -2,7 +2,8 @@
 
 Run with an admin's cluster block (the platform's `local` one) when the platform saves its blocks,
 and by the tests: create the environment namespaces from their overlays, apply deploy/rbac/, and
-mint each environment's ServiceAccount a token for its own cluster block. The pipeline never does
+mint each environment's ServiceAccount a token for its own cluster block, and attach each
+environment's HTTPRoutes to the platform's Gateway. The pipeline never does
 these itself (it may not write Namespaces nor RBAC objects).
 """
 
@@ -149,6 +150,31 @@ def apply_rbac(admin: KubernetesCluster, environments: Iterable[str] = ENVIRONME
     return apply_objects(admin, [*namespaces, *load(MANIFEST), *bindings])
 
 
+def route_file(environment: str) -> Path:
+    """The overlay's route.yaml: the environment's HTTPRoutes.
+
+    An administrator's, like the Namespace: not in the kustomization, so the pipeline never
+    applies it (it may only move a canary route's weights).
+    """
+    return OVERLAYS / environment / "route.yaml"
+
+
+def apply_routes(admin: KubernetesCluster, environments: Iterable[str] = ENVIRONMENTS) -> list[str]:
+    """Attach each environment's HTTPRoutes (its overlay's route.yaml) to the shared Gateway.
+
+    Returns:
+        "HTTPRoute/namespace/name" of each route applied.
+    """
+    from sandbox.components.traefik import apply
+
+    routes = [
+        doc for env in environments if route_file(env).exists() for doc in load(route_file(env))
+    ]
+    with admin.api_client() as api:
+        apply(api, routes)
+    return [f"HTTPRoute/{r['metadata']['namespace']}/{r['metadata']['name']}" for r in routes]
+
+
 def unbind(admin: KubernetesCluster, namespace: str) -> None:
     """Delete the pipeline's Role and RoleBindings in `namespace` (nothing if not there)."""
     with admin.api_client() as api:
@@ -254,6 +280,7 @@ def save_environments(admin: KubernetesCluster, prometheus: PrometheusServer) ->
     from blocks import Environment
 
     apply_rbac(admin, ENVIRONMENTS)
+    apply_routes(admin, ENVIRONMENTS)
     for env in ENVIRONMENTS:
         namespace = namespace_of(env)
         cluster = cluster_as(admin, account(env), namespace, ttl_seconds=TOKEN_TTL)
