@@ -25,10 +25,8 @@ from blocks.tools import find_tool  # noqa: E402
 from core.analysis.templates import BUILTINS, rescheduled  # noqa: E402
 from core.ci import GitRef  # noqa: E402
 from flows.delivery import delivery  # noqa: E402
-from sandbox.example import Traffic  # noqa: E402
-from sandbox.fleet import wait_traffic  # noqa: E402
+from sandbox.load import Load  # noqa: E402
 from sandbox.platform import BLOCK_NAME, Platform  # noqa: E402
-from sandbox.standin import stand_in  # noqa: E402
 from sandbox.tools import ensure_gosec  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "kyb-platform"
@@ -43,13 +41,14 @@ def _sha() -> str:
 
 def flow_once() -> float:
     started = time.monotonic()
-    state = delivery(
-        commit=_sha(),
-        branch="develop",
-        endpoints="sandbox-stand-ins",
-        return_state=True,
-        templates=[rescheduled(BUILTINS["error-rate"], **FAST)],
-    )
+    # staging's users through the entry point, so its post-deploy analysis has requests to judge
+    with Load([Platform().traefik.url], host="kyb-platform.kyb-staging", max_seconds=1200):
+        state = delivery(
+            commit=_sha(),
+            branch="develop",
+            return_state=True,
+            templates=[rescheduled(BUILTINS["error-rate"], **FAST)],
+        )
     if not state.is_completed():
         raise SystemExit(f"delivery failed: {state.message}")
     return time.monotonic() - started
@@ -96,19 +95,14 @@ def hand_once(plat: Platform, registry: ContainerRegistry, tmp: Path, gosec: Pat
     )
     deploy = time.monotonic() - t0
     t0 = time.monotonic()
-    # the same sandbox stand-in the flow runs (the image on loopback, scraped as the release's
-    # tracks, traffic until Prometheus has rates), so both sides pay the same sandbox costs
-    labels = {"service": "kyb-platform", "namespace": ns, "track": "stable"}
-    with (
-        stand_in(registry, image, plat.prometheus, "kyb-platform", ns) as inst,
-        Traffic([inst.url]),
-    ):
-        wait_traffic(plat.prometheus, labels)
-        time.sleep(WINDOW)  # the analysis window the flow's analysis waits through
-        httpx.get(f"{inst.url}/health", timeout=5)
-        httpx.get(f"{inst.url}/api/v1/verify", params={"business_id": "smoke"}, timeout=5)
-        for q in QUERIES:
-            httpx.get(f"{plat.prometheus.url}/api/v1/query", params={"query": q}, timeout=5)
+    # what the flow's checks do after the rollout: the analysis window, then health and smoke
+    # requests through the apiserver's service proxy to the real pods, and Prometheus queries
+    time.sleep(WINDOW)
+    proxy = f"/api/v1/namespaces/{ns}/services/kyb-platform:80/proxy"
+    for path in ("/health", "/api/v1/verify?business_id=smoke"):
+        _sh([kubectl, "get", "--raw", f"{proxy}{path}"], env=env)
+    for q in QUERIES:
+        httpx.get(f"{plat.prometheus.url}/api/v1/query", params={"query": q}, timeout=5)
     _sh([kubectl, "delete", "namespace", ns, "--wait=false"], env=env)
     verify = time.monotonic() - t0
     return {

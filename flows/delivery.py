@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from prefect import flow, get_run_logger
@@ -71,7 +68,6 @@ from tasks.health import endpoint_of, smoke_test
 from tasks.source import fetch_source
 
 ROOT = Path(__file__).resolve().parents[1]
-ENDPOINTS_GROUP = "kyb_pipeline.endpoints"
 SMOKE = [
     SmokeRequest(name="health", path="/health", expect_json={"status": "healthy"}),
     SmokeRequest(
@@ -125,6 +121,7 @@ class DeliveryOptions:
 
     app: str
     app_path: Path
+    root: Path  # the checkout delivered: the fetched commit's tree, or the worker's own
     cluster: KubernetesCluster | None  # without Environment blocks
     registry: ContainerRegistry
     prometheus: PrometheusServer
@@ -133,8 +130,6 @@ class DeliveryOptions:
     auto_approve: bool
     approval_timeout: int
     service_urls: dict[str, str]
-    endpoints: str = ""
-    endpoint_options: dict[str, Any] = field(default_factory=dict)
     environments: dict[str, Environment] = field(default_factory=dict)  # by environment name
     templates: list[AnalysisTemplate] = field(default_factory=list)
 
@@ -157,7 +152,15 @@ def _stage(env: str, image: str, opts: DeliveryOptions) -> Stage:
         assert opts.cluster is not None  # set whenever no Environment block is
         return Stage(opts.cluster, overlay, placed, human, opts.prometheus, opts.runner)
     return stage_in(
-        block, opts.app, image, given, opts.app_path, opts.prometheus, opts.runner, opts.templates
+        block,
+        opts.app,
+        image,
+        given,
+        opts.app_path,
+        opts.prometheus,
+        opts.runner,
+        opts.templates,
+        opts.root,
     )
 
 
@@ -193,12 +196,12 @@ def deliver_to(
         raise DeliveryFailed(f"{env} gates failed: {_why(checklist)}", app=app)
     log.info("%s: applied %s", env, ", ".join(kube.apply_objects(cluster, others)))
     ask = approve_promotions if opts.auto_approve else ask_in_ui
-    with _endpoint(opts, spec, env, stage.environment) as url:
-        result = perform_release(spec, cluster, stage.runner, template, ask=ask)
-        if not result.ok:
-            raise ReleaseFailed(f"{env}: {result.summary}", app=app, namespace=spec.namespace)
-        smoke = smoke_test(url, SMOKE, budget_seconds=30) if url and env == "staging" else []
-        post = post_deploy_checks(stage.prometheus, url, app, spec.namespace, "stable")
+    result = perform_release(spec, cluster, stage.runner, template, ask=ask)
+    if not result.ok:
+        raise ReleaseFailed(f"{env}: {result.summary}", app=app, namespace=spec.namespace)
+    url = _endpoint(opts, spec, env, stage.environment)
+    smoke = smoke_test(url, SMOKE, budget_seconds=30) if url and env == "staging" else []
+    post = post_deploy_checks(stage.prometheus, url, app, spec.namespace, "stable")
     after = checklist.add(*post, *(human_items("post") if human else []))
     if human:
         after = confirm_human_items(after, opts.auto_approve, opts.approval_timeout, phase="post")
@@ -241,59 +244,17 @@ def _retire_first_deploy(cluster: KubernetesCluster, spec: ReleaseSpec) -> str:
     return f"; first deploy, nothing to roll back to: scaled {', '.join(scaled)} to 0"
 
 
-class EndpointProvider(Protocol):
-    """Opens the base URL where the pipeline reaches a released Service, for the checks.
-
-    Registered under the entry-point group ENDPOINTS_GROUP and named by the delivery's
-    `endpoints` parameter; the local platform registers one that runs stand-ins of the image.
-    """
-
-    def __call__(
-        self,
-        spec: ReleaseSpec,
-        environment: str,
-        registry: ContainerRegistry,
-        options: dict[str, Any],
-    ) -> contextlib.AbstractContextManager[str | None]:
-        """A context that yields the Service's base URL (or None) while the checks run."""
-        ...
-
-
-def endpoint_provider(name: str) -> EndpointProvider:
-    """The endpoint provider registered as `name` in ENDPOINTS_GROUP.
-
-    Raises:
-        ConfigError: nothing is registered under that name (the message lists what is).
-    """
-    found = {ep.name: ep for ep in entry_points(group=ENDPOINTS_GROUP)}
-    if name not in found:
-        known = ", ".join(sorted(found)) or "none is installed"
-        raise ConfigError(
-            f"no endpoint provider {name!r} ({known}): leave `endpoints` empty to "
-            "check metrics only, or pass service_urls",
-            endpoints=name,
-        )
-    return found[name].load()
-
-
-@contextlib.contextmanager
 def _endpoint(
     opts: DeliveryOptions, spec: ReleaseSpec, env: str, block: Environment | None
-) -> Iterator[str | ServiceEndpoint | None]:
+) -> str | ServiceEndpoint | None:
     """Where the checks reach the released Service in this environment.
 
-    Its `service_urls` entry, else what the configured endpoint provider opens, else what the
-    Environment block says (service proxy, URL or cluster DNS), else None (no smoke or health
-    requests).
+    Its `service_urls` entry, else what the Environment block says (service proxy, URL or
+    cluster DNS), else None (no smoke or health requests).
     """
     if env in opts.service_urls:
-        yield opts.service_urls[env]
-    elif opts.endpoints:
-        provider = endpoint_provider(opts.endpoints)
-        with provider(spec, env, opts.registry, opts.endpoint_options) as url:
-            yield url
-    else:
-        yield block.endpoint(served_by(spec)) if block else None
+        return opts.service_urls[env]
+    return block.endpoint(served_by(spec)) if block else None
 
 
 @flow(name="delivery", on_failure=[on_release_failure], on_crashed=[on_release_failure])
@@ -310,8 +271,6 @@ def delivery(
     auto_approve: bool = False,
     approval_timeout: int = 3600,
     service_urls: dict[str, str] | None = None,
-    endpoints: str = "",
-    endpoint_options: dict[str, Any] | None = None,
     version: str = "",
     registry_block: str = "local",
     cluster_block: str = "",
@@ -346,10 +305,6 @@ def delivery(
         service_urls: environment -> base URL where the pipeline reaches the released Service
             (e.g. an ingress, or `kubectl port-forward svc/kyb-platform 8080:80`);
             staging's smoke requests and every environment's health check go there.
-        endpoints: an endpoint provider (entry-point group `kyb_pipeline.endpoints`) that opens
-            the Service's URL where service_urls has none; the local platform's is
-            `sandbox-stand-ins`. Empty: checks read metrics only.
-        endpoint_options: passed to the endpoint provider as they are.
         version: the version compiled into the binary (default: the commit's first 12 digits).
         registry_block: the ContainerRegistry block to push to.
         cluster_block: the KubernetesCluster block to release on, without environment (default
@@ -404,11 +359,10 @@ def delivery(
                 f"{len(ci.security.findings)} findings, none at or above {ci.security.threshold}",
             ),
         }
-        if endpoints:
-            endpoint_provider(endpoints)  # an unknown provider fails here, before any work
         opts = DeliveryOptions(
             app=app,
             app_path=app_path,
+            root=checkout or ROOT,
             cluster=KubernetesCluster.load(cluster_block or "local") if not blocks else None,
             registry=registry,
             prometheus=PrometheusServer.load(prometheus_block or "local"),
@@ -417,8 +371,6 @@ def delivery(
             auto_approve=auto_approve,
             approval_timeout=approval_timeout,
             service_urls=urls,
-            endpoints=endpoints,
-            endpoint_options=dict(endpoint_options or {}),
             environments=blocks,
             templates=templates or [],
         )

@@ -114,15 +114,19 @@ def place(
     image: str,
     strategy: dict[str, Any] | None = None,
     app_dir: Path | None = None,
+    root: Path = ROOT,
 ) -> Placement:
     """Release `image` of `app` as the environment's overlay describes it.
+
+    A relative overlay is read from `root`, the checkout being delivered (the fetched commit's
+    tree when the delivery fetched one, so its overlay and config are that commit's too).
 
     Raises:
         ConfigError: the overlay cannot be rendered, its namespace is not the environment's, or
             the strategy conflicts with the environment's.
     """
     overlay = env.overlay_dir(app, app_dir)
-    overlay = overlay if overlay.is_absolute() else ROOT / overlay
+    overlay = overlay if overlay.is_absolute() else root / overlay
     spec, template, objects = release_from_overlay(
         render_overlay(overlay), app, image, strategy_of(env, app, strategy)
     )
@@ -201,14 +205,15 @@ def stage_in(
     prometheus: PrometheusServer,
     runner: AnalysisRunner,
     templates: Sequence[AnalysisTemplate],
+    root: Path = ROOT,
 ) -> Stage:
     """A delivery's stage in an Environment; its Prometheus, if it names one, replaces the given.
 
     Raises:
         ConfigError: the overlay cannot be placed in the environment (see place).
     """
-    placed = place(block, app, image, strategy, app_dir)
+    placed = place(block, app, image, strategy, app_dir, root)
     if block.prometheus is not None:
         prometheus, runner = block.prometheus, runner_for(block.prometheus, templates, False)
-    overlay = ROOT / block.overlay_dir(app, app_dir)
+    overlay = root / block.overlay_dir(app, app_dir)
     return Stage(block.cluster, overlay, placed, block.approval_required, prometheus, runner, block)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,12 @@ os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 
 from sandbox import demo_push
 from sandbox.errors import PlatformError
+from sandbox.load import Load
 from sandbox.platform import WORK_POOL, Platform
 from sandbox.procs import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
+PRODUCTION = "kyb-production"
 FAST = {
     "interval_seconds": 5,
     "count": 3,
@@ -98,14 +102,6 @@ def _templates() -> list[dict[str, Any]]:
     ]
 
 
-def _deliver(params: dict[str, Any], ui: str) -> Any:
-    from prefect.deployments import run_deployment
-
-    run = run_deployment("delivery/delivery", parameters=params, timeout=1800)
-    _say(f"  {run.name}: {run.state.name}: {ui}/runs/flow-run/{run.id}")
-    return run
-
-
 def _finished(run: Any, ui: str) -> Any:
     _say(f"  {run.name}: {run.state.name}: {ui}/runs/flow-run/{run.id}")
     return run
@@ -149,21 +145,27 @@ def _newest_backup() -> str:
 
 
 def _production_image(cluster: Any) -> str:
-    """The image production's stable Deployment serves ("-" if none, or scaled to zero)."""
+    """The image of the Ready pods behind production's active Service ("-" if none)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
+    core = client.CoreV1Api(cluster.api_client())
     try:
-        live = client.AppsV1Api(cluster.api_client()).read_namespaced_deployment(
+        service = core.read_namespaced_service(
             "kyb-platform", "kyb-production", _request_timeout=10
         )
     except ApiException as exc:
         if exc.status == 404:
             return "-"
         raise
-    if not (live.spec.replicas and live.status.ready_replicas):
-        return "-"  # scaled to zero: it serves nothing
-    return live.spec.template.spec.containers[0].image
+    chosen = ",".join(f"{k}={v}" for k, v in (service.spec.selector or {}).items())
+    pods = core.list_namespaced_pod(PRODUCTION, label_selector=chosen, _request_timeout=10)
+    images = {
+        pod.spec.containers[0].image
+        for pod in pods.items
+        if any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    }
+    return ", ".join(sorted(images)) or "-"
 
 
 def main() -> int:
@@ -178,59 +180,100 @@ def main() -> int:
     _say("blocks registered, deployments created from prefect.yaml")
     _start_worker(env, plat.env())
 
-    from blocks import KubernetesCluster
-
     ui = env.get("PREFECT_UI_URL", plat.prefect.api_url.removesuffix("/api"))
     fixed = {  # what the receiver adds to every push's run (the push decides the rest)
         "templates": _templates(),  # production's strategy is its Environment block's
         "auto_approve": True,
-        "endpoints": "sandbox-stand-ins",
     }
     hook = demo_push.start_receiver(plat, env, fixed)
     _say(f"webhook receiver at {hook}; the git server's {demo_push.REPOSITORY} posts to it")
-    head = _git("rev-parse", "HEAD")
-    _say(f"1/3 git push of the project at {head[:12]} to main: staging, then production")
-    sha, pushed = demo_push.push(plat, f"demo: kyb-platform at {head}")
-    _say(f"  pushed {sha[:12]}; the git server's hook: {_hook_answer(pushed)}")
-    good = _finished(demo_push.wait_for(demo_push.started_run(sha)), ui)
-    cluster = KubernetesCluster.load("local")
-    released = _production_image(cluster)
-    _say("2/3 delivering a new version whose stand-ins fail 30% of requests")
-    # The same tree as a new commit on a branch no rule deploys (the receiver ignores it), run by
-    # hand with the fault the stand-ins inject (issue 16 makes the fault a real code change).
-    fault, _ = demo_push.push(plat, "demo: a faulty version", branch="demo-faults")
-    bad = _deliver(
-        {
-            **fixed,
-            "commit": fault,
-            "branch": "main",
-            "commit_time": _git("show", "-s", "--format=%cI", fault),
-            "environment": "production",
-            "git_block": demo_push.GIT_BLOCK,
-            "endpoint_options": {"fault_error_rate": 0.3},
-        },
-        ui,
-    )
-    after = _production_image(cluster)
+    with _users(plat) as users:
+        ok, lines = _deliveries(plat, ui, users)
     _say("3/3 backing up production and staging, then a DR drill of that backup")
     saved, drill = _backup_and_drill(ui)
-    ok = (
-        good.state.is_completed()
-        and bad.state.is_failed()
-        and after == released
-        and saved.state.is_completed()
-        and drill.state.is_completed()
-    )
+    ok = ok and saved.state.is_completed() and drill.state.is_completed()
     _say("summary")
     print(f"  Prefect UI:             {ui}")
-    print(f"  production runs:        {released}")
-    print(f"  first delivery:         {good.state.name}")
-    print(f"  faulty delivery:        {bad.state.name}: {bad.state.message}")
-    print(f"  production after fault: {'still ' if after == released else ''}{after}")
+    for line in lines:
+        print(f"  {line}")
     print(f"  backup:                 {saved.state.name}")
     print(f"  DR drill:               {drill.state.name} (report: artifact dr-drill-report)")
     print(f"  result:                 {'as expected' if ok else 'NOT as expected'}")
     return 0 if ok else 1
+
+
+HOSTS = {  # the routes of examples/kyb-platform/deploy/*/route.yaml
+    "production": "kyb-platform.kyb-production",
+    "preview": "kyb-platform-preview.kyb-production",
+    "staging": "kyb-platform.kyb-staging",
+}
+
+
+@contextlib.contextmanager
+def _users(plat: Platform) -> Iterator[dict[str, Load]]:
+    """Steady requests through Traefik to each environment's route while the demo runs."""
+    with contextlib.ExitStack() as stack:
+        users = {
+            name: stack.enter_context(
+                Load([plat.traefik.url], host=host, per_second=10, max_seconds=3600)
+            )
+            for name, host in HOSTS.items()
+        }
+        _say(f"users: 10 requests/s each to {', '.join(HOSTS.values())} through {plat.traefik.url}")
+        yield users
+
+
+def _deliveries(plat: Platform, ui: str, users: dict[str, Load]) -> tuple[bool, list[str]]:
+    """Push a good version, then a faulty one; (as expected?, summary lines)."""
+    from blocks import KubernetesCluster
+
+    head = _git("rev-parse", "HEAD")
+    _say(f"1/3 git push of the project at {head[:12]} to main: staging, then production")
+    good_sha, pushed = demo_push.push(plat, f"demo: kyb-platform at {head}")
+    _say(f"  pushed {good_sha[:12]}; the git server's hook: {_hook_answer(pushed)}")
+    good = _finished(demo_push.wait_for(demo_push.started_run(good_sha)), ui)
+    cluster = KubernetesCluster.load("local")
+    released = _production_image(cluster)
+    _say(
+        f"2/3 git push of a faulty version: production's config makes {FAULT:.0%} of requests fail"
+    )
+    before = sum(users["production"].tally.values())
+    bad_sha, pushed = demo_push.push(
+        plat, "demo: a faulty version", parent=good_sha, changes={PROD_CONFIG: _faulty_config()}
+    )
+    _say(f"  pushed {bad_sha[:12]}; the git server's hook: {_hook_answer(pushed)}")
+    bad = _finished(demo_push.wait_for(demo_push.started_run(bad_sha)), ui)
+    after = _production_image(cluster)
+    seen = users["production"].timeline[before:]
+    failed = sum(1 for _, answer in seen if answer == "500")
+    with Load([plat.traefik.url], host=HOSTS["production"], max_seconds=60) as probe:
+        now = probe.send(100)  # what production's users get once the faulty release ended
+    ok = (
+        good.state.is_completed()
+        and bad.state.is_failed()
+        and after == released != "-"
+        and failed > 0
+        and now == {good_sha[:12]: 100}
+    )
+    return ok, [
+        f"production runs:        {released}",
+        f"first delivery:         {good.state.name}",
+        f"faulty delivery:        {bad.state.name}: {bad.state.message}",
+        f"production after fault: {'still ' if after == released else ''}{after}",
+        f"users' requests since the faulty push: {len(seen)}, {failed} answered 500 "
+        "by the faulty pods before the rollback",
+        f"production's answers now: {dict(now)} (100 requests through {plat.traefik.url})",
+    ]
+
+
+FAULT = 0.3
+PROD_CONFIG = "examples/kyb-platform/deploy/production/config.env"
+
+
+def _faulty_config() -> str:
+    """Production's config with the example service's fault rate: the faulty commit's change."""
+    text = (ROOT / PROD_CONFIG).read_text()
+    return f"{text.rstrip()}\n# the demo's faulty commit\nKYB_ERROR_RATE={FAULT}\n"
 
 
 if __name__ == "__main__":

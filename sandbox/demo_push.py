@@ -8,9 +8,11 @@ the git server (the `kyb-platform` KYB Git Repository block). Nothing here calls
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -94,9 +96,16 @@ def _token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _git(*args: str) -> str:
+def _git(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
     done = subprocess.run(
-        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=120
+        ["git", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=None if env is None else {**os.environ, **env},
+        input=stdin,
     )
     if done.returncode != 0:
         raise PlatformError(
@@ -107,15 +116,36 @@ def _git(*args: str) -> str:
     return (done.stdout + done.stderr).strip()
 
 
-def push(plat: Any, message: str, branch: str = "main") -> tuple[str, str]:
+def push(
+    plat: Any,
+    message: str,
+    branch: str = "main",
+    parent: str = "",
+    changes: dict[str, str] | None = None,
+) -> tuple[str, str]:
     """Push the checkout's tree as a new commit to `branch` on the git server: (its SHA, output).
 
-    The commit has no parent (a shallow checkout can push it too) and is new on every run, so the
-    server's hook always sees a push.
+    `changes` (path -> new content) are made in that tree first, on top of `parent`; the
+    checkout itself is never touched. Without a parent the commit is a root (a shallow checkout
+    can push it too); it is new on every run, so the server's hook always sees a push.
     """
-    sha = _git("commit-tree", "HEAD^{tree}", "-m", message)
+    tree = _tree_with(changes or {})
+    sha = _git("commit-tree", tree, *(["-p", parent] if parent else []), "-m", message)
     out = _git("push", "--force", plat.git.url(REPOSITORY), f"{sha}:refs/heads/{branch}")
     return sha, out
+
+
+def _tree_with(changes: dict[str, str]) -> str:
+    """HEAD's tree with `changes` written into it (a private index: the checkout is untouched)."""
+    if not changes:
+        return _git("rev-parse", "HEAD^{tree}")
+    with tempfile.TemporaryDirectory() as tmp:
+        index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        _git("read-tree", "HEAD^{tree}", env=index)
+        for path, text in changes.items():
+            blob = _git("hash-object", "-w", "--stdin", stdin=text)
+            _git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=index)
+        return _git("write-tree", env=index)
 
 
 def started_run(commit: str, deployment: str = DELIVERY, timeout: float = 60) -> Any:

@@ -1,14 +1,15 @@
 """The delivery flow end to end on the real platform.
 
 CI (Go tests, gosec, docker build, push to the registry), gates, staging (rolling), production
-(canary with Prometheus analysis against stand-ins of the released image), checklists; failing tests
-or scan stop it before any push or deploy, and a faulty version is rolled back in production
-automatically.
+(a replica-weighted canary with Prometheus analysis), checklists. The released pods run for real
+(the pod runner) and users' requests reach them through Traefik's entry point and each
+environment's route, so the analyses judge what those pods served: a faulty commit's canary
+fails its analysis and production is rolled back. Failing tests or scan stop a delivery before
+any push or deploy.
 """
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
@@ -16,11 +17,13 @@ import httpx
 import pytest
 from prefect.artifacts import Artifact
 
-from blocks import ContainerRegistry, KubernetesCluster
+from blocks import ContainerRegistry, GitRepository, KubernetesCluster
 from core.analysis.templates import BUILTINS, rescheduled
 from core.errors import ConfigError
 from flows.delivery import delivery
+from sandbox.load import Load
 from sandbox.platform import Platform
+from tests.integration.gitrepo import example_repository
 from tests.integration.release_helpers import deployments
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
@@ -47,10 +50,22 @@ def _deliver(commit: str, branch: str = "main", **kw):
         production_strategy=CANARY,
         templates=[ERROR_RATE],
         auto_approve=True,
-        endpoints="sandbox-stand-ins",
         return_state=True,
         **kw,
     )
+
+
+def users(platform: Platform, env: str) -> Load:
+    """Steady requests to `env`'s route (examples/kyb-platform/deploy/<env>/route.yaml)."""
+    host = f"kyb-platform.kyb-{env}"
+    return Load([platform.traefik.url], host=host, per_second=10, max_seconds=1200)
+
+
+def _pushed(tmp_path: Path, changes: dict[str, str]) -> str:
+    """A commit of the example with `changes`, in a repository block `test-delivery`; its SHA."""
+    url, sha = example_repository(tmp_path, changes)
+    GitRepository(url=url).save("test-delivery", overwrite=True)
+    return sha
 
 
 def _image(cluster: KubernetesCluster, ns: str) -> str | None:
@@ -74,56 +89,65 @@ def registry(platform: Platform) -> ContainerRegistry:
     return ContainerRegistry.load("local")
 
 
-def test_main_goes_through_staging_to_production(cluster, registry) -> None:
-    state = _deliver(_sha())
-    assert state.is_completed(), state.message
+def test_main_goes_through_staging_to_production(platform, cluster, registry) -> None:
+    commit = _sha()
+    with users(platform, "production") as production, users(platform, "staging"):
+        state = _deliver(commit)
+        assert state.is_completed(), state.message
+        now = production.send(100)
     out = state.result()
     image = out["image"]
     assert "@sha256:" in image
     assert _image(cluster, "kyb-staging") == image
     assert deployments(cluster, "kyb-production")["kyb-platform"] == (image, 10, 10)
     assert out["environments"]["production"]["strategy"] == "canary"
+    assert now == {commit[:12]: 100}  # production's users are served by the pods of this commit
     checklist = Artifact.get("checklist-production-kyb-platform")
     assert checklist is not None and "demo-mode" in checklist.data
     report = Artifact.get("delivery-kyb-platform")
     assert report is not None and image in report.data
 
 
-def test_faulty_version_is_rolled_back_in_production(cluster) -> None:
+def test_faulty_commit_is_rolled_back_in_production(platform, cluster, tmp_path) -> None:
+    """A commit whose production config makes 30% of requests fail, as its own pods serve them."""
     before = _image(cluster, "kyb-production")
     if before is None:  # production needs a stable version first
         assert _deliver(_sha()).is_completed()
         before = _image(cluster, "kyb-production")
-    state = _deliver(_sha(), endpoint_options={"fault_error_rate": 0.3})
+    serving = users(platform, "production").send(20)
+    config = EXAMPLE / "deploy" / "production" / "config.env"
+    faulty = {"deploy/production/config.env": f"{config.read_text()}KYB_ERROR_RATE=0.3\n"}
+    commit = _pushed(tmp_path, faulty)
+    with users(platform, "production") as production:
+        state = _deliver(commit, git_block="test-delivery", app_dir="examples/kyb-platform")
+        after = production.send(100)
     assert state.is_failed()
     assert "analysis error-rate ended Failed" in state.message
     assert deployments(cluster, "kyb-production")["kyb-platform"][0] == before
     assert deployments(cluster, "kyb-production").get("kyb-platform-canary", ("", 0))[1] == 0
-
-
-def _copy_example(tmp_path: Path) -> Path:
-    target = tmp_path / "kyb-platform"
-    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns(".git", "bin"))
-    return target
+    assert production.tally["500"] > 0  # the canary's own pods failed some of users' requests
+    [version] = serving  # one version served production before: it serves it all again
+    assert after == {version: 100}, after
 
 
 @pytest.mark.parametrize("broken", ["tests", "scan"])
 def test_failing_tests_or_scan_stop_before_push_and_deploy(
-    cluster, registry, tmp_path: Path, broken: str
+    platform, cluster, registry, tmp_path: Path, broken: str
 ) -> None:
-    app_dir = _copy_example(tmp_path)
     if broken == "tests":
-        (app_dir / "broken_test.go").write_text(
-            'package main\n\nimport "testing"\n\nfunc TestBroken(t *testing.T) { t.Fatal("no") }\n'
-        )
+        planted = {
+            "broken_test.go": 'package main\n\nimport "testing"\n\n'
+            'func TestPlantedBroken(t *testing.T) { t.Fatal("no") }\n'
+        }
     else:  # G101: a hard-coded credential, which gosec reports
-        (app_dir / "creds.go").write_text(
-            'package main\n\nconst dbPassword = "hunter2-not-a-real-password"\n\n'
+        planted = {
+            "creds.go": 'package main\n\nconst dbPassword = "hunter2-not-a-real-password"\n\n'
             "var _ = dbPassword\n"
-        )
-    staging, commit = _image(cluster, "kyb-staging"), _sha()
-    state = _deliver(commit, app_dir=str(app_dir))
+        }
+    staging, commit = _image(cluster, "kyb-staging"), _pushed(tmp_path, planted)
+    state = _deliver(commit, git_block="test-delivery", app_dir="examples/kyb-platform")
     assert state.is_failed()
+    assert ("TestPlantedBroken" if broken == "tests" else "G101") in state.message, state.message
     assert _image(cluster, "kyb-staging") == staging  # nothing deployed
     assert not any(commit[:7] in tag for tag in _tags(registry, "kyb-platform"))  # nothing pushed
 
@@ -149,12 +173,11 @@ def test_service_urls_point_the_checks_at_the_released_service(cluster) -> None:
 
     a loopback instance Prometheus scrapes as staging's stable track, standing for a port-forward).
     """
-    from sandbox.example import Traffic
     from sandbox.fleet import scraped, wait_traffic
 
     prometheus = Platform().prometheus
     labels = {"service": "kyb-platform", "namespace": "kyb-staging", "track": "stable"}
-    with scraped(prometheus, labels) as inst, Traffic([inst.url]):
+    with scraped(prometheus, labels) as inst, Load([inst.url]):
         wait_traffic(prometheus, labels)
         state = delivery(
             commit=_sha(),

@@ -7,6 +7,7 @@ kyb-staging, so the release runs with the environment's own credentials and noth
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from prefect.artifacts import Artifact
 
 from blocks import Environment, KubernetesCluster
 from core.analysis.templates import BUILTINS, rescheduled
@@ -24,6 +26,7 @@ from core.release.errors import ReleaseFailed
 from flows.delivery import delivery
 from flows.release.flow import release
 from sandbox import rbac as admin_steps
+from sandbox.load import Load
 from sandbox.platform import BLOCK_NAME
 from tasks import kube
 from tasks.gates import render_overlay
@@ -32,6 +35,7 @@ from tests.integration.release_helpers import V1, V2, deployments, resume_when_p
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform" / "deploy"
 APP = "kyb-platform"
+STAGING_HOST = "kyb-platform.kyb-staging"
 
 
 def _overlay(target: Path, namespace: str) -> Path:
@@ -206,16 +210,31 @@ def test_delivery_to_the_staging_environment_runs_with_staging_s_own_block(platf
         delivery(
             commit=uuid.uuid4().hex, branch="develop", environment="staging", cluster_block="local"
         )
-    state = delivery(
-        commit=uuid.uuid4().hex + uuid.uuid4().hex[:8],
-        branch="develop",
-        environment="staging",
-        templates=[rescheduled(BUILTINS["error-rate"], **FAST)],
-        auto_approve=True,
-        endpoints="sandbox-stand-ins",
-        return_state=True,
-    )
-    assert state.is_completed(), state.message
+    commit = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    # staging's users, through the platform's entry point and staging's route (route.yaml)
+    users = Load([platform.traefik.url], host=STAGING_HOST, per_second=10, max_seconds=900)
+    with users:
+        state = delivery(
+            commit=commit,
+            branch="develop",
+            environment="staging",
+            templates=[rescheduled(BUILTINS["error-rate"], **FAST)],
+            auto_approve=True,
+            return_state=True,
+        )
+        assert state.is_completed(), state.message
+        now = users.send(50)
     image = state.result()["image"]
     assert deployments(staging.cluster, "kyb-staging")[APP][0] == image
     assert rbac.whoami(staging.cluster).endswith(":kyb-pipeline-staging")
+    assert now == {commit[:12]: 50}  # its own pods answer staging's users: the version built
+    checks = Artifact.get("checklist-staging-kyb-platform")
+    assert checks is not None  # through the service proxy to those pods
+    assert "Health checks passing (machine, Verification): **passed**: HTTP 200, healthy" in (
+        checks.data
+    )
+    report = Artifact.get(f"analysis-kyb-staging-{APP}-post-deploy")
+    assert report is not None
+    [row] = json.loads(report.data) if isinstance(report.data, str) else report.data
+    # measured on what staging's own pods served (their track label), not left without data
+    assert row["outcome"] == "Successful" and 'track=~"stable"' in row["query"], row

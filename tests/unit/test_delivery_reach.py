@@ -31,6 +31,7 @@ def _options(**kw: Any) -> DeliveryOptions:
     fields: dict[str, Any] = {
         "app": "kyb-platform",
         "app_path": Path("examples/kyb-platform"),
+        "root": Path(),
         "cluster": None,
         "registry": None,
         "prometheus": None,
@@ -48,26 +49,26 @@ def _production(**kw: Any) -> Environment:
 
 
 def test_the_environment_s_service_proxy_reaches_the_stable_service() -> None:
-    with _endpoint(_options(), SPEC, "production", _production()) as where:
-        assert isinstance(where, ServiceEndpoint) and where.access == CheckAccess.SERVICE_PROXY
-        assert where.url == (
-            "https://127.0.0.1:1/api/v1/namespaces/kyb-production/services/kyb-active:80/proxy"
-        )
+    where = _endpoint(_options(), SPEC, "production", _production())
+    assert isinstance(where, ServiceEndpoint) and where.access == CheckAccess.SERVICE_PROXY
+    assert where.url == (
+        "https://127.0.0.1:1/api/v1/namespaces/kyb-production/services/kyb-active:80/proxy"
+    )
 
 
 def test_url_and_cluster_dns_environments() -> None:
     public = _production(check_access="url", check_url="https://kyb.example.com")
-    with _endpoint(_options(), SPEC, "production", public) as where:
-        assert where == ServiceEndpoint("https://kyb.example.com")
+    where = _endpoint(_options(), SPEC, "production", public)
+    assert where == ServiceEndpoint("https://kyb.example.com")
     inside = _production(check_access="cluster-dns")
-    with _endpoint(_options(), SPEC, "production", inside) as where:
-        assert isinstance(where, ServiceEndpoint)
-        assert where.url == "http://kyb-active.kyb-production.svc:80"
+    where = _endpoint(_options(), SPEC, "production", inside)
+    assert isinstance(where, ServiceEndpoint)
+    assert where.url == "http://kyb-active.kyb-production.svc:80"
 
 
 def test_service_urls_win_and_without_an_environment_nothing_is_called() -> None:
     given = _options(service_urls={"production": "http://127.0.0.1:8080"})
-    with _endpoint(given, SPEC, "production", _production()) as where:
-        assert where == "http://127.0.0.1:8080"
-    with _endpoint(_options(), SPEC, "production", None) as where:
-        assert where is None
+    where = _endpoint(given, SPEC, "production", _production())
+    assert where == "http://127.0.0.1:8080"
+    where = _endpoint(_options(), SPEC, "production", None)
+    assert where is None

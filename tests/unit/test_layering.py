@@ -106,7 +106,7 @@ def test_every_import_follows_the_table() -> None:
 @pytest.mark.parametrize(
     ("row", "target", "ok"),
     [
-        ("flows", "sandbox.standin", False),  # the product never imports its test bench
+        ("flows", "sandbox.load", False),  # the product never imports its test bench
         ("tasks", "flows.release", False),  # tasks sit below flows
         ("sandbox", "tasks.kube", False),  # the platform configures blocks, never runs tasks
         ("core.release", "core.analysis.verdict", False),  # analysis builds on release
