@@ -23,10 +23,10 @@ from kubernetes import client
 
 from blocks import KubernetesCluster
 from core.release.status import RolloutState
+from sandbox.example_image import build_example, push
 from sandbox.platform import BLOCK_NAME, Platform
 from sandbox.podrunner import ATTEMPT, POD_NAMESPACE, POD_UID, RUN_LABEL, RUNNER
 from tasks.kube import wait_for_rollout, watch_pods
-from tests.integration.example_image import build_example, push
 
 READINESS = {"httpGet": {"path": "/health", "port": "http"}, "initialDelaySeconds": 3}
 

@@ -26,10 +26,10 @@ from blocks import KubernetesCluster
 from core.analysis.templates import BUILTINS, render
 from sandbox import prometheus as sd
 from sandbox.errors import PlatformError
+from sandbox.example_image import build_example, docker_client, push
 from sandbox.platform import BLOCK_NAME, Platform
 from sandbox.podrunner import RUN_LABEL
 from tasks.kube import watch_pods
-from tests.integration.example_image import build_example, docker_client, push
 
 SCRAPED = {sd.SCRAPE_ANNOTATION: "true", sd.PORT_ANNOTATION: "8080"}
 REQUESTS = {"stable": 3, "canary": 5}  # GET /api/v1/verify sent to each track's pod

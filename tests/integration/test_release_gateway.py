@@ -25,11 +25,11 @@ from core.release.observed import Outcome
 from core.release.spec import ReleaseSpec
 from flows.release.executor import ReleaseResult
 from flows.release.flow import perform_release
+from sandbox.example_image import build_example, docker_client, push
 from sandbox.platform import BLOCK_NAME, Platform
 from sandbox.podrunner import RUN_LABEL
 from sandbox.traefik.manifests import parent_ref
 from tests.integration import rbac
-from tests.integration.example_image import build_example, docker_client, push
 from tests.integration.release_helpers import Scripted, deployments, settle, spec
 
 REQUESTS = 400
