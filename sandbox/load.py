@@ -88,6 +88,7 @@ class Load:
         if not self.urls:
             raise PlatformError("load", "no URL to send to", "give at least one base URL")
         self.urls = [check_loopback(u) for u in self.urls]
+        self._lock = threading.Lock()  # send() may run beside the background thread
         self._client = httpx.Client(
             timeout=self.timeout,
             headers={"Host": self.host} if self.host else {},
@@ -106,14 +107,16 @@ class Load:
         return self.sent >= self.max_requests or elapsed >= self.max_seconds
 
     def _one(self) -> str:
-        url = self.urls[self._next % len(self.urls)]
-        self._next += 1
+        with self._lock:
+            url = self.urls[self._next % len(self.urls)]
+            self._next += 1
         try:
             answer = answer_of(self._client.get(f"{url}{self.path}"))
         except httpx.HTTPError:
             answer = "error"
-        self.tally[answer] += 1
-        self.timeline.append((time.monotonic(), answer))
+        with self._lock:
+            self.tally[answer] += 1
+            self.timeline.append((time.monotonic(), answer))
         return answer
 
     def send(self, count: int) -> Counter[str]:
