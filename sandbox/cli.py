@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
             print("platform stopped")
         elif args.cmd == "status":
             rows = platform.status()
+            width = max(len(row.name) for row in rows)  # token-registry, prometheus-pods, ...
             for row in rows:
-                print(f"{row.name:<11} {row.state:<9} {row.address:<32} {row.detail}")
+                print(f"{row.name:<{width}} {row.state:<9} {row.address:<32} {row.detail}")
             return 0 if all(r.state != "stopped" for r in rows) else 3
         else:
             for key, value in platform.env().items():
