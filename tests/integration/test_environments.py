@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from prefect.artifacts import Artifact
 
-from blocks import Environment, KubernetesCluster
+from blocks import Environment, GitRepository, KubernetesCluster
 from core.analysis.templates import BUILTINS, rescheduled
 from core.errors import ConfigError
 from core.release.errors import ReleaseFailed
@@ -28,9 +29,11 @@ from flows.release.flow import release
 from sandbox import rbac as admin_steps
 from sandbox.load import Load
 from sandbox.platform import BLOCK_NAME
+from sandbox.podrunner import RUN_LABEL
 from tasks import kube
 from tasks.gates import render_overlay
 from tests.integration import rbac
+from tests.integration.gitrepo import example_repository
 from tests.integration.release_helpers import V1, V2, deployments, resume_when_paused, spec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform" / "deploy"
@@ -48,6 +51,11 @@ def _overlay(target: Path, namespace: str) -> Path:
     (overlay / "kustomization.yaml").write_text(text.replace("- ../base", f"- {base}"))
     ns_file = overlay / "namespace.yaml"
     ns_file.write_text(ns_file.read_text().replace("name: kyb-staging", f"name: {namespace}"))
+    # these tests release made-up digests: their pods stay simulated instead of failing to pull
+    patch = overlay / "deployment-patch.yaml"
+    doc = yaml.safe_load(patch.read_text())
+    doc["spec"]["template"].setdefault("metadata", {})["labels"] = {RUN_LABEL: "false"}
+    patch.write_text(yaml.safe_dump(doc))
     return overlay
 
 
@@ -238,3 +246,33 @@ def test_delivery_to_the_staging_environment_runs_with_staging_s_own_block(platf
     [row] = json.loads(report.data) if isinstance(report.data, str) else report.data
     # measured on what staging's own pods served (their track label), not left without data
     assert row["outcome"] == "Successful" and 'track=~"stable"' in row["query"], row
+
+
+def test_an_environment_releases_the_overlay_of_the_commit_it_fetched(platform, tmp_path) -> None:
+    """The staging overlay's config comes from the pushed commit, not the worker's checkout."""
+    marker = uuid.uuid4().hex
+    config = EXAMPLE / "staging" / "config.env"
+    changed = {"deploy/staging/config.env": f"{config.read_text()}KYB_TEST_MARKER={marker}\n"}
+    url, commit = example_repository(tmp_path, changed)
+    GitRepository(url=url).save("test-environment-source", overwrite=True)
+    with Load([platform.traefik.url], host=STAGING_HOST, per_second=10, max_seconds=900):
+        state = delivery(
+            commit=commit,
+            branch="develop",
+            environment="staging",
+            git_block="test-environment-source",
+            app_dir="examples/kyb-platform",
+            templates=[rescheduled(BUILTINS["error-rate"], **FAST)],
+            auto_approve=True,
+            return_state=True,
+        )
+    assert state.is_completed(), state.message
+    admin = KubernetesCluster.load(BLOCK_NAME).api_client()
+    live = client.AppsV1Api(admin).read_namespaced_deployment(APP, "kyb-staging")
+    [source] = live.spec.template.spec.containers[0].env_from
+    data = (
+        client.CoreV1Api(admin)
+        .read_namespaced_config_map(source.config_map_ref.name, "kyb-staging")
+        .data
+    )
+    assert data["KYB_TEST_MARKER"] == marker  # the commit's own config, released with it
