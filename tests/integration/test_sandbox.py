@@ -42,7 +42,15 @@ def test_second_up_reuses_running_services(platform: Platform) -> None:
     assert all(row.state in ("running", "external") for row in platform.status())
     names = [row.name for row in platform.status()]
     assert names[:3] == ["docker", "registry", "s3"]
-    assert names[-6:] == ["cluster", "dr-cluster", "podrunner", "velero", "dr-velero", "traefik"]
+    assert names[-7:] == [
+        "cluster",
+        "dr-cluster",
+        "podrunner",
+        "prometheus-pods",
+        "velero",
+        "dr-velero",
+        "traefik",
+    ]
 
 
 def test_env_points_at_both_clusters_and_the_store(platform: Platform) -> None:
