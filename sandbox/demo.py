@@ -246,8 +246,11 @@ def _deliveries(plat: Platform, ui: str, users: dict[str, Load]) -> tuple[bool, 
     after = _production_image(cluster)
     seen = users["production"].timeline[before:]
     failed = sum(1 for _, answer in seen if answer == "500")
-    with Load([plat.traefik.url], host=HOSTS["production"], max_seconds=60) as probe:
+    probe = Load([plat.traefik.url], host=HOSTS["production"], max_seconds=60)
+    try:
         now = probe.send(100)  # what production's users get once the faulty release ended
+    finally:
+        probe.close()
     ok = (
         good.state.is_completed()
         and bad.state.is_failed()
