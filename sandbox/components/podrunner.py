@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
+from pathlib import Path
 
 from sandbox.components import Status
 from sandbox.errors import PlatformError
 from sandbox.procs import Daemon, wait_until
 from sandbox.settings import Settings
 
+CODE = Path(__file__).resolve().parents[1] / "podrunner"  # the runner's package
 FRESH_SECONDS = 30.0  # the runner writes its status file every 10 s: older means it is stuck
 
 
@@ -39,8 +42,22 @@ class PodRunner:
     def install(self) -> None:
         """Nothing to install: the runner is this project's Python (Docker and the cluster are)."""
 
+    def code(self) -> str:
+        """What the runner runs: this interpreter and its package's source (a digest)."""
+        digest = hashlib.sha256(sys.executable.encode())
+        for path in sorted(CODE.glob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+        return digest.hexdigest()[:16]
+
     def up(self) -> None:
-        """Start the runner unless ours runs; wait until it has listed the pods and containers."""
+        """Start the runner unless ours runs; wait until it has listed the pods and containers.
+
+        A runner started from other code (an older checkout, another venv) is restarted first;
+        the containers it ran are adopted by the new one.
+        """
+        stamp, code = self.state / "code.txt", self.code()
+        if self.daemon.pid() is not None and (not stamp.exists() or stamp.read_text() != code):
+            self.daemon.stop(timeout=20)
         if self.daemon.pid() is None:
             if not self.settings.kubeconfig.exists():
                 raise PlatformError(self.name, "the cluster has no kubeconfig", "start `cluster`")
@@ -55,6 +72,7 @@ class PodRunner:
                 str(self.status_file),
             ]
             self.daemon.start(argv)
+            stamp.write_text(code)
         wait_until(lambda: self._report() is not None, 60, "pod runner", self.daemon)
 
     def down(self) -> None:

@@ -129,8 +129,9 @@ def _resource(container: dict, ref: dict) -> str:
     value = ((container.get("resources") or {}).get(kind) or {}).get(name)
     if value is None:  # unset limit: a kubelet gives the node's allocatable; here the machine's
         return "0" if name == "cpu" else ""
-    amount = parse_quantity(value) / parse_quantity(ref.get("divisor") or "1")
-    return str(math.ceil(amount))
+    # the apiserver stores an unset divisor as "0", which a kubelet reads as 1
+    divisor = parse_quantity(ref.get("divisor") or "1") or parse_quantity("1")
+    return str(math.ceil(parse_quantity(value) / divisor))
 
 
 def _ref(lookup: Lookup, kind: str, namespace: str, ref: dict, key: str | None) -> str | None:

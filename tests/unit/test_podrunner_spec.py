@@ -175,3 +175,23 @@ def test_agrees_notices_a_status_someone_else_changed() -> None:
     assert agrees(pod, patch)
     pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]  # node controller
     assert not agrees(pod, patch)
+
+
+def test_a_divisor_the_apiserver_stored_as_zero_counts_as_one() -> None:
+    """Pods read back from the apiserver carry divisor "0" for an unset divisor (seen here)."""
+    container = {
+        **CONTAINER,
+        "env": [
+            {
+                "name": "CPUS",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "0"}},
+            },
+            {
+                "name": "MEM",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+            },
+        ],
+        "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}},
+    }
+    env = environment(_pod(), container, lambda *_: None)
+    assert (env["CPUS"], env["MEM"]) == ("1", "512")
