@@ -76,6 +76,7 @@ class Platform:
         self.cluster = Cluster(s)
         self.dr_cluster = Cluster(s, s.dr_cluster, "dr-cluster")  # restores land here
         self.podrunner = PodRunner(s)  # runs the main cluster's pods labelled kyb.dev/run=true
+        self.dr_podrunner = PodRunner(s, dr=True)  # and the DR cluster's: restores that serve
         self.prometheus_pods = PrometheusPods(s, self.prometheus, self.cluster)  # pods, by k8s SD
         self.velero = Velero(s, self.cluster, self.s3)
         self.dr_velero = Velero(s, self.dr_cluster, self.s3)
@@ -93,6 +94,7 @@ class Platform:
             self.cluster,
             self.dr_cluster,
             self.podrunner,
+            self.dr_podrunner,
             self.prometheus_pods,
             self.velero,
             self.dr_velero,

@@ -22,6 +22,7 @@ TRAEFIK_VERSION = "3.6.12"  # built from Go modules by sandbox/traefik (see its 
 POD_CIDR = "127.32.0.0/16"  # KYB_POD_CIDR: pod IPs, handed out by kwok
 SERVICE_CIDR = "127.64.0.0/16"  # KYB_SERVICE_CIDR: Service ClusterIPs
 RUN_POD_CIDR = "127.48.0.0/16"  # KYB_RUN_POD_CIDR: IPs of the pods the pod runner runs for real
+DR_RUN_POD_CIDR = "127.49.0.0/16"  # KYB_DR_RUN_POD_CIDR: the same on the DR cluster (restores)
 
 
 def _path(var: str, default: Path) -> Path:
@@ -109,6 +110,9 @@ class Settings:
     node_ip: str = field(default_factory=lambda: os.environ.get("KYB_NODE_IP", HOST))
     run_pod_cidr: str = field(
         default_factory=lambda: os.environ.get("KYB_RUN_POD_CIDR", RUN_POD_CIDR)
+    )
+    dr_run_pod_cidr: str = field(
+        default_factory=lambda: os.environ.get("KYB_DR_RUN_POD_CIDR", DR_RUN_POD_CIDR)
     )
 
     def dir(self, component: str) -> Path:

@@ -11,6 +11,7 @@ import yaml
 
 from sandbox.errors import PlatformError
 from sandbox.settings import (
+    DR_RUN_POD_CIDR,
     HOST,
     KWOK_VERSION,
     POD_CIDR,
@@ -53,12 +54,13 @@ def check_addresses(settings: Settings) -> None:
 
     Raises:
         PlatformError: naming the setting to fix (KYB_POD_CIDR, KYB_SERVICE_CIDR, KYB_NODE_IP,
-            KYB_RUN_POD_CIDR).
+            KYB_RUN_POD_CIDR, KYB_DR_RUN_POD_CIDR).
     """
     wanted = {
         "KYB_POD_CIDR": (settings.pod_cidr, POD_CIDR),
         "KYB_SERVICE_CIDR": (settings.service_cidr, SERVICE_CIDR),
         "KYB_RUN_POD_CIDR": (settings.run_pod_cidr, RUN_POD_CIDR),
+        "KYB_DR_RUN_POD_CIDR": (settings.dr_run_pod_cidr, DR_RUN_POD_CIDR),
         "KYB_NODE_IP": (settings.node_ip, HOST),
     }
     nets = {var: _network(var, value, default) for var, (value, default) in wanted.items()}

@@ -11,22 +11,28 @@ from pathlib import Path
 from sandbox.components import Status
 from sandbox.errors import PlatformError
 from sandbox.procs import Daemon, wait_until
-from sandbox.settings import Settings
+from sandbox.settings import CLUSTER_NAME, DR_CLUSTER_NAME, Settings
 
 CODE = Path(__file__).resolve().parents[1] / "podrunner"  # the runner's package
 FRESH_SECONDS = 30.0  # the runner writes its status file every 10 s: older means it is stuck
 
 
 class PodRunner:
-    """`python -m sandbox.podrunner` against the main cluster (see sandbox/podrunner)."""
+    """`python -m sandbox.podrunner` against one cluster (see sandbox/podrunner).
 
-    name = "podrunner"
+    The main cluster's runs released pods; the DR cluster's (`dr=True`, pod IPs from
+    KYB_DR_RUN_POD_CIDR) runs what a restore brings back, so a drill sees restored pods serve.
+    """
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.state = settings.dir("podrunner")
+    def __init__(self, settings: Settings, dr: bool = False) -> None:
+        self.settings, self.dr = settings, dr
+        self.name = "dr-podrunner" if dr else "podrunner"
+        self.cluster = DR_CLUSTER_NAME if dr else CLUSTER_NAME
+        self.kubeconfig = settings.dr_kubeconfig if dr else settings.kubeconfig
+        self.cidr = settings.dr_run_pod_cidr if dr else settings.run_pod_cidr
+        self.state = settings.dir(self.name)
         self.status_file = self.state / "status.json"
-        self.daemon = Daemon("podrunner", self.state)
+        self.daemon = Daemon(self.name, self.state)
 
     def _report(self) -> dict | None:
         """The runner's last status (pods, containers) while it is fresh, else None."""
@@ -59,21 +65,28 @@ class PodRunner:
         if self.daemon.pid() is not None and (not stamp.exists() or stamp.read_text() != code):
             self.daemon.stop(timeout=20)
         if self.daemon.pid() is None:
-            if not self.settings.kubeconfig.exists():
-                raise PlatformError(self.name, "the cluster has no kubeconfig", "start `cluster`")
+            if not self.kubeconfig.exists():
+                cluster = "dr-cluster" if self.dr else "cluster"
+                raise PlatformError(
+                    self.name, "the cluster has no kubeconfig", f"start `{cluster}`"
+                )
             self.status_file.unlink(missing_ok=True)
             argv = [
                 sys.executable,
                 "-m",
                 "sandbox.podrunner",
+                "--cluster",
+                self.cluster,
                 "--kubeconfig",
-                str(self.settings.kubeconfig),
+                str(self.kubeconfig),
                 "--status-file",
                 str(self.status_file),
+                "--pod-cidr",
+                self.cidr,
             ]
             self.daemon.start(argv)
             stamp.write_text(code)
-        wait_until(lambda: self._report() is not None, 60, "pod runner", self.daemon)
+        wait_until(lambda: self._report() is not None, 60, self.name, self.daemon)
 
     def down(self) -> None:
         """Stop the runner; the containers it runs stay (a restarted runner adopts them)."""
@@ -85,7 +98,7 @@ class PodRunner:
         if report is None:
             return Status(self.name, "stopped", f"unix://{self.settings.docker_socket}")
         detail = (
-            f"{report['pods']} pod(s) labelled kyb.dev/run=true, IPs {self.settings.run_pod_cidr}"
+            f"{report['pods']} pod(s) labelled kyb.dev/run=true on {self.cluster}, IPs {self.cidr}"
         )
         return Status(self.name, "running", f"unix://{self.settings.docker_socket}", detail)
 

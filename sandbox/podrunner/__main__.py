@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         default=settings.dir("podrunner") / "status.json",
         help="written every few seconds while the runner works",
     )
+    parser.add_argument(
+        "--pod-cidr",
+        default=settings.run_pod_cidr,
+        help="the pods' IPs (KYB_RUN_POD_CIDR; KYB_DR_RUN_POD_CIDR for the DR cluster's runner)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
@@ -37,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("urllib3", "httpx", "httpcore"):  # a line per probe otherwise
         logging.getLogger(noisy).setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _stop)
-    runner = Runner(settings, args.cluster, args.kubeconfig, args.status_file)
+    runner = Runner(settings, args.cluster, args.kubeconfig, args.status_file, args.pod_cidr)
     logging.getLogger("podrunner").info(
         "watching pods labelled kyb.dev/run=true on %s, pod IPs from %s",
         args.cluster,
-        settings.run_pod_cidr,
+        args.pod_cidr,
     )
     runner.run()
     return 0

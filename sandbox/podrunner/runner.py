@@ -36,11 +36,13 @@ SELECTOR = f"{RUN_LABEL}=true"
 class Runner:
     """The local platform's kubelet for pods labelled kyb.dev/run=true on one cluster."""
 
-    def __init__(self, settings: Settings, cluster: str, kubeconfig: Path, status: Path) -> None:
+    def __init__(
+        self, settings: Settings, cluster: str, kubeconfig: Path, status: Path, cidr: str
+    ) -> None:
         self.settings, self.cluster, self.status_file = settings, cluster, status
         self.core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
         self.registry = Registry(settings)
-        self.cidr = ipaddress.ip_network(settings.run_pod_cidr)
+        self.cidr = ipaddress.ip_network(cidr)
         self.cursor = 0
         self.lock = threading.Lock()
         self.workers: dict[str, PodWorker] = {}  # pod UID -> its worker
@@ -59,7 +61,7 @@ class Runner:
 
     # ---- services for the workers ------------------------------------------------------------
     def allocate(self, uid: str) -> str:
-        """A free IP of KYB_RUN_POD_CIDR for the pod, not the one handed out just before."""
+        """A free IP of the runner's range for the pod, not the one handed out just before."""
         with self.lock:
             used = set(self.pod_ips.values()) | {w.view.pod_ip for w in self._all_workers()}
             size = self.cidr.num_addresses

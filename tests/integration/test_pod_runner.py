@@ -293,3 +293,30 @@ def test_a_restarted_runner_adopts_its_containers_and_removes_orphans(
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             orphan.remove(force=True)
+
+
+def test_the_dr_cluster_has_a_runner_of_its_own(platform: Platform, dc, image: str) -> None:
+    """What a restore brings back into the DR cluster runs too, on KYB_DR_RUN_POD_CIDR's IPs."""
+    dr = KubernetesCluster.load("dr")
+    api = dr.api_client()
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+    try:
+        client.AppsV1Api(api).create_namespaced_deployment(
+            namespace, _deployment("web", image, replicas=1)
+        )
+        ok, pods = watch_pods(
+            dr, namespace, "app=web", lambda p: (any(map(_ready, p.values())), p), 90
+        )
+        assert ok, {n: p["status"] for n, p in pods.items()}
+        [ip] = [p["status"]["podIP"] for p in pods.values() if _ready(p)]
+        cidr = ipaddress.ip_network(platform.settings.dr_run_pod_cidr)
+        assert ipaddress.ip_address(ip) in cidr
+        assert httpx.get(f"http://{ip}:8080/health", timeout=5).json()["status"] == "healthy"
+        [mine] = dc.containers.list(
+            filters={"label": [f"{RUNNER}=kyb-dr", f"{POD_NAMESPACE}={namespace}"]}
+        )
+        assert mine.status == "running"
+        assert not _containers(dc, **{POD_NAMESPACE: namespace})  # the main runner's: none
+    finally:
+        client.CoreV1Api(api).delete_namespace(namespace)

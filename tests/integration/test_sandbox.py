@@ -33,6 +33,7 @@ def test_second_up_reuses_running_services(platform: Platform) -> None:
         platform.velero,
         platform.dr_velero,
         platform.podrunner,
+        platform.dr_podrunner,
         platform.traefik,
     ]
     before = [c.daemon.pid() for c in daemons]
@@ -42,10 +43,11 @@ def test_second_up_reuses_running_services(platform: Platform) -> None:
     assert all(row.state in ("running", "external") for row in platform.status())
     names = [row.name for row in platform.status()]
     assert names[:3] == ["docker", "registry", "s3"]
-    assert names[-7:] == [
+    assert names[-8:] == [
         "cluster",
         "dr-cluster",
         "podrunner",
+        "dr-podrunner",
         "prometheus-pods",
         "velero",
         "dr-velero",

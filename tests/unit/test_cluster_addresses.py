@@ -14,7 +14,13 @@ from sandbox.settings import Settings
 def home(tmp_path, monkeypatch):
     """A state folder of its own, so a refused start is seen to leave nothing behind."""
     monkeypatch.setenv("KYB_SANDBOX_HOME", str(tmp_path))
-    for var in ("KYB_POD_CIDR", "KYB_SERVICE_CIDR", "KYB_NODE_IP", "KYB_RUN_POD_CIDR"):
+    for var in (
+        "KYB_POD_CIDR",
+        "KYB_SERVICE_CIDR",
+        "KYB_NODE_IP",
+        "KYB_RUN_POD_CIDR",
+        "KYB_DR_RUN_POD_CIDR",
+    ):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
 
@@ -39,6 +45,8 @@ def test_the_defaults_stay_on_loopback(home) -> None:
         ("KYB_POD_CIDR", "127.64.0.0/20", "overlaps KYB_SERVICE_CIDR"),
         ("KYB_RUN_POD_CIDR", "172.16.0.0/16", "leaves 127.0.0.0/8"),
         ("KYB_RUN_POD_CIDR", "127.32.128.0/17", "overlaps KYB_RUN_POD_CIDR"),
+        ("KYB_DR_RUN_POD_CIDR", "10.49.0.0/16", "leaves 127.0.0.0/8"),
+        ("KYB_DR_RUN_POD_CIDR", "127.48.0.0/20", "overlaps KYB_DR_RUN_POD_CIDR"),
         ("KYB_NODE_IP", "127.32.0.9", "overlaps KYB_NODE_IP"),
         ("KYB_NODE_IP", "127.0.0.0/24", "is a range"),
     ],
