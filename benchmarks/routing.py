@@ -53,7 +53,10 @@ from sandbox.traefik.manifests import parent_ref
 SCRAPE = float(SCRAPE_INTERVAL.rstrip("s"))
 WEIGHTS = (10, 25, 50)
 TEMPLATE = {  # the pods' template: opted in to run for real, probed on /health every second
-    "metadata": {"labels": {RUN_LABEL: "true"}},
+    "metadata": {
+        "labels": {RUN_LABEL: "true"},
+        "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
+    },
     "spec": {
         "terminationGracePeriodSeconds": 5,
         "containers": [
@@ -222,6 +225,8 @@ def fault_to_verdict(
     marks: dict[str, float] = {}
 
     def started(pause: Pause, spec: ReleaseSpec) -> Decision:
+        if "fault" in marks:  # a second pause: the analysis was inconclusive, not Failed
+            raise SystemExit(f"the analysis asked a person instead of failing: {pause.reason}")
         marks["fault"] = time.monotonic()  # the route already sends it 25%
         return Decision(Choice.PROMOTE, "benchmark", "fault running")
 
@@ -250,7 +255,9 @@ def main() -> None:
         _namespace(api, namespace)
         _route(api, namespace, host, ["web-stable", "web-canary"] if routed else ["web"])
         users = Load([plat.traefik.url], host=host, max_requests=10_000, max_seconds=1800)
-        out["gateway" if routed else "replicas"] = shares(cluster, namespace, users, image, routed)
+        kind = "gateway" if routed else "replicas"
+        out[kind] = shares(cluster, namespace, users, image, routed)
+        print(f"{kind}: {out[kind]}", flush=True)
         if routed:
             out["abort"] = abort_clear_seconds(
                 cluster, namespace, plat.traefik.url, host, image["v3"]

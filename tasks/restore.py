@@ -146,11 +146,48 @@ def create_restore(install: VeleroInstall, manifest: dict[str, Any]) -> dict[str
     return velero.create(install, "restores", manifest)
 
 
+def refused_for_storage(restore: dict[str, Any]) -> bool:
+    """Whether Velero refused a Restore only because its storage location was Unavailable.
+
+    Velero marks a location Unavailable for a validation period after one failed check (seen
+    here: its AWS plugin once read the credentials file while Velero rewrote it), and refuses
+    every restore meanwhile (phase FailedValidation, "The BSL <name> is unavailable ..."). That
+    refusal says nothing about the backup: the same restore, asked again once the location is
+    Available, runs.
+    """
+    status = restore.get("status", {})
+    errors = status.get("validationErrors") or []
+    return (
+        status.get("phase") == "FailedValidation"
+        and bool(errors)
+        and all("is unavailable" in e for e in errors)
+    )
+
+
 @task(name="velero-wait-restore", cache_policy=NO_CACHE)
 def wait_restore(install: VeleroInstall, name: str, timeout: float) -> dict[str, Any]:
-    """Watch the Restore to its end; Failed/PartiallyFailed raise with Velero's own errors."""
+    """Watch the Restore to its end; Failed/PartiallyFailed raise with Velero's own errors.
+
+    A Restore refused only because the storage location was briefly Unavailable is asked again
+    once, under a new name, after the location is Available again (see refused_for_storage).
+    """
     done = lambda o: is_terminal(o.get("status", {}).get("phase", "New"))  # noqa: E731
     final = velero.wait_for(install, "restores", name, done, timeout, f"restore {name}")
+    if refused_for_storage(final):
+        velero.storage_location.fn(install, wait_seconds=60)
+        again = {
+            "apiVersion": final["apiVersion"],
+            "kind": final["kind"],
+            "metadata": {
+                "name": f"{name[:60]}-r2",
+                "namespace": final["metadata"]["namespace"],
+                "labels": final["metadata"].get("labels") or {},
+            },
+            "spec": final["spec"],
+        }
+        velero.create(install, "restores", again)
+        name = again["metadata"]["name"]
+        final = velero.wait_for(install, "restores", name, done, timeout, f"restore {name}")
     status = final.get("status", {})
     if status.get("phase") != "Completed":
         # the failed restore stays the news: if its results cannot be read, say why

@@ -512,3 +512,17 @@ def test_diff_paths_names_paths_only() -> None:
     assert diff_paths({"a": 1}, {"a": 1.0}) == []
     assert diff_paths({"a": {"b": 1}}, {"a": "text"}) == ["a"]
     assert diff_paths(1, 2) == ["(the whole object)"]
+
+
+def test_a_restore_refused_only_for_an_unavailable_location_is_asked_again() -> None:
+    from tasks.restore import refused_for_storage
+
+    def restore(phase: str, *errors: str) -> dict:
+        return {"status": {"phase": phase, "validationErrors": list(errors)}}
+
+    unavailable = "The BSL default is unavailable, cannot retrieve the backup (backup=b-1)"
+    assert refused_for_storage(restore("FailedValidation", unavailable))
+    assert not refused_for_storage(restore("FailedValidation", unavailable, "no such namespace"))
+    assert not refused_for_storage(restore("FailedValidation", "backup b-1 not found"))
+    assert not refused_for_storage(restore("Failed", unavailable))
+    assert not refused_for_storage(restore("FailedValidation"))
