@@ -63,6 +63,8 @@ TEMPLATE = {  # the pods' template: opted in to run for real, probed on /health 
             {
                 "name": "web",
                 "ports": [{"name": "http", "containerPort": 8080}],
+                # serve on while the endpoint leaves the route, as the example's overlays do
+                "lifecycle": {"preStop": {"sleep": {"seconds": 2}}},
                 "readinessProbe": {
                     "httpGet": {"path": "/health", "port": "http"},
                     "periodSeconds": 1,

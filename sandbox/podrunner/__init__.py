@@ -18,7 +18,8 @@ The contract (README, "Pods that run"):
   livenessProbe restarts the container after failureThreshold failures; a container that exits
   is restarted per restartPolicy with the kubelet's back-off (10 s doubling to 300 s).
 - Not supported (said in the pod's status or the runner's log): exec probes, startupProbe,
-  lifecycle hooks, secret/configMap volumes, more than one container, Jobs.
+  lifecycle hooks but a preStop sleep (run before SIGTERM), secret/configMap volumes, more
+  than one container, Jobs.
 """
 
 from __future__ import annotations

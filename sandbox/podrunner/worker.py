@@ -35,6 +35,18 @@ def _grace(pod: dict) -> int:
     return min(int(pod["spec"].get("terminationGracePeriodSeconds", 30)), MAX_GRACE)
 
 
+def pre_stop_seconds(pod: dict) -> int:
+    """The first container's `lifecycle.preStop.sleep.seconds` (0 without one), within the grace.
+
+    A kubelet runs that sleep before SIGTERM, while the endpoints controller takes the terminating
+    pod out of its Services, so routers stop sending to it before it stops listening.
+    """
+    containers = pod["spec"].get("containers") or [{}]
+    sleep = (((containers[0].get("lifecycle") or {}).get("preStop") or {}).get("sleep")) or {}
+    seconds = sleep.get("seconds", 0)
+    return min(int(seconds), _grace(pod)) if isinstance(seconds, int) and seconds > 0 else 0
+
+
 class PodWorker(threading.Thread):
     """Runs one opted-in pod's first container until the pod is gone (a kubelet's pod worker)."""
 
@@ -243,6 +255,13 @@ class PodWorker(threading.Thread):
         self._newer(pod)
 
     def _teardown(self) -> None:
-        """Stop and remove every container of this pod (graceful, then forced)."""
-        remove_all(self.docker, self.runner.cluster, self.uid, _grace(self.pod))
+        """Its preStop sleep, then stop and remove every container of this pod.
+
+        Graceful (SIGTERM), then forced within what is left of the grace period.
+        """
+        wait = pre_stop_seconds(self.pod)
+        if wait and self.container is not None:
+            log.info("%s: preStop sleep %ds", self.name, wait)
+            time.sleep(wait)  # a kubelet's preStop sleep: bounded by the grace period
+        remove_all(self.docker, self.runner.cluster, self.uid, max(_grace(self.pod) - wait, 1))
         log.info("%s: gone", self.name)

@@ -195,3 +195,16 @@ def test_a_divisor_the_apiserver_stored_as_zero_counts_as_one() -> None:
     }
     env = environment(_pod(), container, lambda *_: None)
     assert (env["CPUS"], env["MEM"]) == ("1", "512")
+
+
+def test_a_prestop_sleep_is_kept_within_the_grace_period() -> None:
+    from sandbox.podrunner.worker import pre_stop_seconds
+
+    def pod(lifecycle: dict, grace: int = 30) -> dict:
+        container = {**CONTAINER, "lifecycle": lifecycle}
+        return {"spec": {"containers": [container], "terminationGracePeriodSeconds": grace}}
+
+    assert pre_stop_seconds(pod({"preStop": {"sleep": {"seconds": 5}}})) == 5
+    assert pre_stop_seconds(pod({"preStop": {"sleep": {"seconds": 50}}}, grace=10)) == 10
+    assert pre_stop_seconds(pod({"preStop": {"exec": {"command": ["true"]}}})) == 0
+    assert pre_stop_seconds(pod({})) == 0
