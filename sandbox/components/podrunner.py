@@ -49,8 +49,8 @@ class PodRunner:
         """Nothing to install: the runner is this project's Python (Docker and the cluster are)."""
 
     def code(self) -> str:
-        """What the runner runs: this interpreter and its package's source (a digest)."""
-        digest = hashlib.sha256(sys.executable.encode())
+        """What the runner runs: this environment (venv) and its package's source (a digest)."""
+        digest = hashlib.sha256(sys.prefix.encode())  # the venv: python and python3 are one
         for path in sorted(CODE.glob("*.py")):
             digest.update(path.name.encode() + path.read_bytes())
         return digest.hexdigest()[:16]

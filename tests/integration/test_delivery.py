@@ -10,11 +10,14 @@ any push or deploy.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from prefect.artifacts import Artifact
 
 from blocks import ContainerRegistry, GitRepository, KubernetesCluster
@@ -27,6 +30,7 @@ from tests.integration.gitrepo import example_repository
 from tests.integration.release_helpers import deployments
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
+APP, PRODUCTION = "kyb-platform", "kyb-production"
 FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
 ERROR_RATE = rescheduled(BUILTINS["error-rate"], **FAST)
 CANARY = {
@@ -81,7 +85,23 @@ def _tags(registry: ContainerRegistry, repo: str) -> list[str]:
 
 @pytest.fixture
 def cluster(platform: Platform) -> KubernetesCluster:
-    return KubernetesCluster.load("local")
+    """The admin's cluster, production cleared of another strategy's Service and colors.
+
+    These tests release production as a replica-weighted canary; the demo releases it blue-green
+    through the production Environment, which points Service kyb-platform at one color. A canary
+    release creates its Service only when missing, so a color left there would keep every request
+    off the canary: the leftovers go first.
+    """
+    admin = KubernetesCluster.load("local")
+    api = admin.api_client()
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    with contextlib.suppress(ApiException):
+        if "color" in (core.read_namespaced_service(APP, PRODUCTION).spec.selector or {}):
+            core.delete_namespaced_service(APP, PRODUCTION)
+            for color in ("blue", "green"):
+                with contextlib.suppress(ApiException):
+                    apps.delete_namespaced_deployment(f"{APP}-{color}", PRODUCTION)
+    return admin
 
 
 @pytest.fixture
