@@ -201,7 +201,7 @@ def abort_clear_seconds(
 
     with Load([traefik], host=host, per_second=100, max_seconds=300) as users:
         result = _release(_spec(namespace, image, strategy, 4), cluster, abort)
-        time.sleep(3)
+        time.sleep(3)  # requests after the release ended: the window the clean second is read in
     if result.ok:
         raise SystemExit("the aborted release succeeded")
     after = [t - marks["abort"] for t, answer in users.timeline if answer == "v3"]
