@@ -127,7 +127,8 @@ class Timed:
 def _release(
     spec: ReleaseSpec, cluster: KubernetesCluster, ask: Any, runner: Timed | None = None
 ) -> ReleaseResult:
-    return perform_release(spec, cluster, runner or Timed(), TEMPLATE, ask=ask)
+    spec = spec.with_changes(template=TEMPLATE)
+    return perform_release(spec, cluster, runner or Timed(), ask=ask)
 
 
 def _route(api: client.ApiClient, namespace: str, host: str, backends: list[str]) -> None:

@@ -146,8 +146,8 @@ def _stage(env: str, image: str, opts: DeliveryOptions) -> Stage:
         strategy = given or (default_production_strategy(opts.app) if env == "production" else None)
         overlay = opts.app_path / "deploy" / env
         objects = render_overlay(overlay)
-        spec, template, others = release_from_overlay(objects, opts.app, image, strategy)
-        placed = Placement(with_monitoring(spec), template, others)
+        spec, others = release_from_overlay(objects, opts.app, image, strategy)
+        placed = Placement(with_monitoring(spec), others)
         human = env == "production"  # the seed's human checklist guards production only
         assert opts.cluster is not None  # set whenever no Environment block is
         return Stage(opts.cluster, overlay, placed, human, opts.prometheus, opts.runner)
@@ -170,7 +170,7 @@ def deliver_to(
     """Gates, release and checks of one environment; raises DeliveryFailed or ReleaseFailed."""
     log, app, stage = get_run_logger(), opts.app, _stage(env, image, opts)
     cluster, spec = stage.cluster, stage.placed.spec
-    template, others = stage.placed.template, stage.placed.others
+    others = stage.placed.others
     declared = stage.placed.namespaces  # an Environment's: only read, never written
     if declared and (drift := check_namespaces(cluster, declared)):
         raise DeliveryFailed(
@@ -179,8 +179,7 @@ def deliver_to(
             app=app,
         )
     writes = [
-        layout.workload_manifest(spec, track, image, spec.replicas, template)
-        for track in layout.tracks(spec)
+        layout.workload_manifest(spec, track, image, spec.replicas) for track in layout.tracks(spec)
     ] + layout.services(spec)
     objects = [*others, *writes]
     checklist = pre_deploy_gates(cluster, opts.app_path, stage.overlay, ci, image, objects)
@@ -196,7 +195,7 @@ def deliver_to(
         raise DeliveryFailed(f"{env} gates failed: {_why(checklist)}", app=app)
     log.info("%s: applied %s", env, ", ".join(kube.apply_objects(cluster, others)))
     ask = approve_promotions if opts.auto_approve else ask_in_ui
-    result = perform_release(spec, cluster, stage.runner, template, ask=ask)
+    result = perform_release(spec, cluster, stage.runner, ask=ask)
     if not result.ok:
         raise ReleaseFailed(f"{env}: {result.summary}", app=app, namespace=spec.namespace)
     url = _endpoint(opts, spec, env, stage.environment)

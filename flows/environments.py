@@ -94,10 +94,9 @@ def strategy_of(env: Environment, app: str, given: dict[str, Any] | None) -> dic
 
 @dataclass(frozen=True)
 class Placement:
-    """A release placed in an environment: the spec, its pod template and the overlay's objects."""
+    """A release placed in an environment: the spec (with its pod template) and overlay objects."""
 
     spec: ReleaseSpec
-    template: dict[str, Any] | None = None
     others: list[dict[str, Any]] = field(default_factory=list)  # applied before the release
     namespaces: list[dict[str, Any]] = field(default_factory=list)  # only read, never written
 
@@ -127,7 +126,7 @@ def place(
     """
     overlay = env.overlay_dir(app, app_dir)
     overlay = overlay if overlay.is_absolute() else root / overlay
-    spec, template, objects = release_from_overlay(
+    spec, objects = release_from_overlay(
         render_overlay(overlay), app, image, strategy_of(env, app, strategy)
     )
     if spec.namespace != env.namespace:
@@ -139,7 +138,7 @@ def place(
     if env.analysis_templates:
         spec = with_monitoring(spec, env.analysis_templates)
     namespaces, others = split_namespaces(objects)
-    return Placement(spec, template, others, namespaces)
+    return Placement(spec, others, namespaces)
 
 
 def check_spec(env: Environment, spec: ReleaseSpec, app: str, image: str) -> ReleaseSpec:

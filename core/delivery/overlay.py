@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.errors import ConfigError
-from core.release.spec import ReleaseSpec, load_rollout
+from core.release.rollout import load_rollout
+from core.release.spec import ReleaseSpec
 
 OWNED_BY_RELEASE = {"Deployment", "Service"}  # the executor writes these itself
 MONITOR_TEMPLATES = ("error-rate",)  # the post-deploy monitoring analysis, by default
@@ -52,8 +53,10 @@ def release_from_overlay(
     app: str,
     image: str,
     strategy: Mapping[str, Any] | None = None,
-) -> tuple[ReleaseSpec, dict, list[dict]]:
-    """(spec, pod template, supporting objects) releasing `image` as the overlay describes.
+) -> tuple[ReleaseSpec, list[dict]]:
+    """(spec, supporting objects) releasing `image` as the overlay describes.
+
+    The spec carries the Deployment's pod template (`spec.template`), checked as a Rollout's is.
 
     Args:
         objects: the rendered overlay (kustomize output).
@@ -70,8 +73,7 @@ def release_from_overlay(
     if strategy is not None:
         fields = spec.model_dump(by_alias=True, exclude_none=True)
         spec = ReleaseSpec.model_validate({**fields, "strategy": dict(strategy)})
-    template = (deployment.get("spec") or {}).get("template") or {}
-    return spec, template, others
+    return spec, others
 
 
 def with_monitoring(spec: ReleaseSpec, templates: Sequence[str] = MONITOR_TEMPLATES) -> ReleaseSpec:

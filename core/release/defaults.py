@@ -12,6 +12,10 @@ REPLICAS = 1
 #: Kubernetes both default to 600 s.
 PROGRESS_DEADLINE_SECONDS = 600
 
+#: spec.revisionHistoryLimit: old ReplicaSets kept per workload (Argo and Kubernetes: 10); a
+#: rolling release's undo goes back through them.
+REVISION_HISTORY_LIMIT = 10
+
 # --- Rolling update and canary surge (Argo: DefaultMaxSurge, DefaultMaxUnavailable) ---
 
 #: maxSurge: extra pods allowed above `replicas` during an update. Percentages round UP.

@@ -51,9 +51,14 @@ def pod_labels(spec: ReleaseSpec, track: Track) -> dict[str, str]:
     return selector(spec, track)
 
 
-def workload_manifest(
-    spec: ReleaseSpec, track: Track, image: str, replicas: int, template: dict | None = None
-) -> dict[str, Any]:
+def track_metadata(spec: ReleaseSpec, track: Track) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations) a canary's `canaryMetadata`/`stableMetadata` put on `track`'s pods."""
+    canary = spec.strategy.canary
+    meta = canary and (canary.canary_metadata if track is Track.CANARY else canary.stable_metadata)
+    return (dict(meta.labels), dict(meta.annotations)) if meta else ({}, {})
+
+
+def workload_manifest(spec: ReleaseSpec, track: Track, image: str, replicas: int) -> dict[str, Any]:
     """A Deployment for `track` running `image` at `replicas`.
 
     rolling    one Deployment `<app>` selecting the spec's labels.
@@ -62,17 +67,22 @@ def workload_manifest(
     blueGreen  `<app>-blue` and `<app>-green` (color label); activeService and previewService select
                one color each, so a switch is a selector change.
 
+    The pods are the spec's pod template (`spec.template`: its labels, annotations, resources,
+    probes, env, securityContext, volumes) with the release's container running `image`, the
+    track's selector labels, and a canary's `canaryMetadata`/`stableMetadata` on its track.
+
     Args:
         spec: the release.
         track: which workload.
         image: the image (by digest) for the spec's container.
         replicas: the replica count.
-        template: an optional base pod template (e.g. from the environment's overlay); its
-            labels, probes and securityContext are kept, the container image is replaced.
     """
-    pod = copy.deepcopy(template) if template else {}
-    labels = {**(pod.get("metadata", {}).get("labels") or {}), **pod_labels(spec, track)}
-    pod.setdefault("metadata", {})["labels"] = labels
+    pod = copy.deepcopy(spec.template) if spec.template else {}
+    extra_labels, extra_annotations = track_metadata(spec, track)
+    meta = pod.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), **extra_labels, **pod_labels(spec, track)}
+    if extra_annotations or meta.get("annotations"):
+        meta["annotations"] = {**(meta.get("annotations") or {}), **extra_annotations}
     containers = pod.setdefault("spec", {}).setdefault("containers", [])
     mine = next((c for c in containers if c.get("name") == spec.container), None)
     if mine is None:
@@ -83,6 +93,8 @@ def workload_manifest(
     body: dict[str, Any] = {
         "replicas": replicas,
         "progressDeadlineSeconds": spec.deadline_seconds,
+        "minReadySeconds": spec.min_ready_seconds,
+        "revisionHistoryLimit": spec.revision_history_limit,
         "selector": {"matchLabels": selector(spec, track)},
         "template": pod,
     }
@@ -109,15 +121,19 @@ def workload_manifest(
 NO_COLOR = "none"  # a blue-green Service's color before its first release: selects no pod
 
 
-def _service(spec: ReleaseSpec, name: str, selects: dict[str, str]) -> dict[str, Any]:
+def _service(
+    spec: ReleaseSpec, name: str, selects: dict[str, str], track: Track | None = None
+) -> dict[str, Any]:
+    """A Service; a canary's stableService/canaryService carry their track's metadata too."""
+    labels, annotations = track_metadata(spec, track) if track else ({}, {})
+    meta = {"name": name, "namespace": spec.namespace, "labels": {**labels, **spec.labels}}
+    meta["labels"].update(MANAGED_BY)
+    if annotations:
+        meta["annotations"] = annotations
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": spec.namespace,
-            "labels": {**spec.labels, **MANAGED_BY},
-        },
+        "metadata": meta,
         "spec": {"selector": selects, "ports": [HTTP_PORT]},
     }
 
@@ -131,7 +147,7 @@ def services(spec: ReleaseSpec) -> list[dict[str, Any]]:
         c = spec.strategy.canary
         for name, track in ((c.stable_service, Track.STABLE), (c.canary_service, Track.CANARY)):
             if name:
-                out.append(_service(spec, name, selector(spec, track)))
+                out.append(_service(spec, name, selector(spec, track), track))
     if spec.strategy.blue_green is not None:
         # no color yet: nothing serves until a first deploy passed its analyses and is switched in
         bg, nothing = spec.strategy.blue_green, {**spec.labels, COLOR_LABEL: NO_COLOR}

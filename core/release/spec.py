@@ -1,82 +1,46 @@
-"""The release spec in Argo Rollouts' language (camelCase aliases) and a Rollout YAML reader."""
+"""The release spec in Argo Rollouts' language (camelCase aliases)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from core.durations import whole_seconds
-from core.errors import ConfigError
-from core.names import is_dns_1035_label, is_dns_label, label_error
-from core.release import defaults
-from core.release.errors import SpecError
-
-_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE = re.compile(
-    rf"(?:{_HOST}(?::[0-9]+)?/)?{_PART}(?:/{_PART})*(?::[\w][\w.-]{{0,127}})?@sha256:[a-f0-9]{{64}}"
+from core.release import defaults, unsupported
+from core.release.analysis_ref import (
+    AnalysisArg,
+    AnalysisRef,
+    ArgValueFrom,
+    FieldRef,
+    MetricRef,
+    Retention,
+    TemplateRef,
 )
-GATEWAY_PLUGIN = "argoproj-labs/gatewayAPI"
+from core.release.fields import (
+    GATEWAY_PLUGIN,
+    DnsLabel,
+    Image,
+    IntOrPercent,
+    Seconds,
+    ServiceName,
+    parse_duration,
+)
+from core.release.fields import Model as _Model
+from core.release.podtemplate import checked_template
 
-
-def _matching(check: Callable[[object], bool], what: str) -> AfterValidator:
-    def validate(value: str) -> str:
-        if not check(value):
-            raise ValueError(label_error(value, what))
-        return value
-
-    return AfterValidator(validate)
-
-
-def _image(value: str) -> str:
-    if "@" not in value:
-        raise ValueError(
-            f"image {value!r} is not pinned by digest (a tag can move): deploy "
-            "by digest, registry/repo@sha256:<64 hex>"
-        )
-    if not _IMAGE.fullmatch(value):
-        raise ValueError(
-            f"image {value!r} is not a valid reference: deploy by digest, "
-            "registry/repo[:tag]@sha256:<64 lowercase hex>"
-        )
-    return value
-
-
-def parse_duration(value: Any) -> Any:
-    """Whole seconds of an Argo duration: seconds, or a Go duration ("30s", "5m", "1h30m")."""
-    if value is None or isinstance(value, bool):
-        return value
-    try:
-        return whole_seconds(value)
-    except ConfigError as exc:  # pydantic reports ValueErrors with the field's location
-        raise ValueError(exc.message) from None
-
-
-def _int_or_percent(value: Any) -> int | str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and re.fullmatch(r"\d{1,3}%", value) and int(value[:-1]) <= 100:
-        return value
-    raise ValueError(f"{value!r} is not valid: use a whole number >= 0 or a percentage 0%..100%")
-
-
-DnsLabel = Annotated[str, _matching(is_dns_label, "DNS-1123 label")]
-ServiceName = Annotated[str, _matching(is_dns_1035_label, "DNS-1035 label")]
-Image = Annotated[str, AfterValidator(_image)]
-Seconds = Annotated[int, BeforeValidator(parse_duration)]
-IntOrPercent = Annotated[int | str, BeforeValidator(_int_or_percent)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, populate_by_name=True, alias_generator=to_camel, extra="forbid"
-    )
+__all__ = [
+    "AnalysisArg",
+    "AnalysisRef",
+    "ArgValueFrom",
+    "FieldRef",
+    "MetricRef",
+    "Retention",
+    "TemplateRef",
+    "parse_duration",
+]
 
 
 class _Surge(_Model):
@@ -91,38 +55,6 @@ class _Surge(_Model):
                 "start: set maxSurge or maxUnavailable above 0"
             )
         return self
-
-
-class TemplateRef(_Model):
-    """One AnalysisTemplate by name (`templateName`)."""
-
-    template_name: DnsLabel
-
-
-class AnalysisArg(_Model):
-    """One argument passed to the analysis templates (`name`, `value`)."""
-
-    name: str = Field(min_length=1)
-    value: str
-
-
-class AnalysisRef(_Model):
-    """Analysis templates plus arguments; what they measure and judge lives elsewhere."""
-
-    templates: tuple[TemplateRef, ...] = Field(min_length=1)
-    args: tuple[AnalysisArg, ...] = ()
-    starting_step: int | None = Field(None, ge=0, strict=True)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The template names, in order."""
-        return tuple(t.template_name for t in self.templates)
-
-    def with_defaults(self, defaults: Mapping[str, str]) -> AnalysisRef:
-        """This ref with `defaults` added for every argument it does not set itself."""
-        given = {a.name for a in self.args}
-        extra = tuple(AnalysisArg(name=k, value=v) for k, v in defaults.items() if k not in given)
-        return self.model_copy(update={"args": self.args + extra}) if extra else self
 
 
 class RollingStrategy(_Surge):
@@ -158,6 +90,12 @@ class BlueGreenStrategy(_Model):
     pre_promotion_analysis: AnalysisRef | None = None
     post_promotion_analysis: AnalysisRef | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _supported(cls, data: Any) -> Any:
+        unsupported.refuse(data, unsupported.BLUE_GREEN, "blueGreen")
+        return data
+
     @model_validator(mode="after")
     def _distinct(self) -> BlueGreenStrategy:
         if self.active_service == self.preview_service:
@@ -174,12 +112,42 @@ class CanaryPause(_Model):
     duration: Seconds | None = None
 
 
+class SetCanaryScale(_Model):
+    """`setCanaryScale`: the canary's pods apart from its traffic weight (with a router only).
+
+    Exactly one of `replicas` (a count), `weight` (a share of `replicas`, rounded up) or
+    `matchTrafficWeight: true` (back to the pods the weight asks for). It holds from its step
+    until the next setCanaryScale, as in Argo.
+    """
+
+    replicas: int | None = Field(None, ge=0, strict=True)
+    weight: int | None = Field(None, ge=0, le=100, strict=True)
+    match_traffic_weight: bool | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SetCanaryScale:
+        given = [
+            v for v in (self.replicas, self.weight, self.match_traffic_weight) if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "setCanaryScale needs exactly one of replicas, weight, matchTrafficWeight"
+            )
+        if self.match_traffic_weight is False:
+            raise ValueError("setCanaryScale matchTrafficWeight: false asks for nothing: use true")
+        return self
+
+
+_STEP_KINDS = ("setWeight", "pause", "analysis", "setCanaryScale")
+
+
 class CanaryStep(_Model):
-    """One canary step: exactly one of `setWeight` (0..100), `pause`, `analysis`."""
+    """One canary step: one of `setWeight` (0..100), `pause`, `analysis`, `setCanaryScale`."""
 
     set_weight: int | None = Field(None, ge=0, le=100, strict=True)
     pause: CanaryPause | None = None
     analysis: AnalysisRef | None = None
+    set_canary_scale: SetCanaryScale | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -187,8 +155,11 @@ class CanaryStep(_Model):
         if not isinstance(data, Mapping):
             return data
         keys = [to_camel(k) for k in data]
-        kinds = "setWeight, pause, analysis"
-        if unknown := [k for k in keys if k not in kinds.split(", ")]:
+        kinds = ", ".join(_STEP_KINDS)
+        for key in keys:
+            if key in unsupported.STEPS:
+                raise ValueError(f"canary step {key!r} is not supported: {unsupported.STEPS[key]}")
+        if unknown := [k for k in keys if k not in _STEP_KINDS]:
             raise ValueError(f"unknown canary step {unknown[0]!r}: a step is one of {kinds}")
         if len(keys) != 1:
             got = ", ".join(keys) or "none"
@@ -200,10 +171,19 @@ class CanaryStep(_Model):
 
     @property
     def kind(self) -> str:
-        """Which of setWeight, pause or analysis this step is."""
+        """Which of setWeight, pause, analysis or setCanaryScale this step is."""
         if self.set_weight is not None:
             return "setWeight"
+        if self.set_canary_scale is not None:
+            return "setCanaryScale"
         return "pause" if self.pause is not None else "analysis"
+
+
+class PodMetadata(_Model):
+    """Labels and annotations put on one track's pods (`canaryMetadata`, `stableMetadata`)."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class NginxRouting(_Model):
@@ -229,6 +209,13 @@ def _router(value: Any) -> Any:
     kind, body = next(iter(value.items()))
     if kind == "plugins" and isinstance(body, Mapping) and list(body) == [GATEWAY_PLUGIN]:
         kind, body = "gatewayAPI", body[GATEWAY_PLUGIN]
+    if kind in unsupported.ROUTERS:
+        raise ValueError(f"trafficRouting.{kind} is not supported: {unsupported.ROUTERS[kind]}")
+    if kind == "plugins" and isinstance(body, Mapping) and len(body) == 1:
+        raise ValueError(
+            f"trafficRouting plugin {next(iter(body))!r} is not driven here: use "
+            f"{GATEWAY_PLUGIN}, or no trafficRouting (replica-weighted)"
+        )
     if kind not in ("nginx", "gatewayAPI"):
         raise ValueError(
             f"unsupported traffic router {kind!r}: use nginx: {{stableIngress}}, "
@@ -251,9 +238,24 @@ class CanaryStrategy(_Surge):
     traffic_routing: Annotated[Router | None, BeforeValidator(_router)] = None
     scale_down_delay_seconds: Seconds = defaults.SCALE_DOWN_DELAY_SECONDS
     abort_scale_down_delay_seconds: Seconds = defaults.ABORT_SCALE_DOWN_DELAY_SECONDS
+    canary_metadata: PodMetadata | None = None
+    stable_metadata: PodMetadata | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _supported(cls, data: Any) -> Any:
+        unsupported.refuse(data, unsupported.CANARY, "canary")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> CanaryStrategy:
+        scaled = [i for i, s in enumerate(self.steps) if s.set_canary_scale is not None]
+        if scaled and self.traffic_routing is None:
+            raise ValueError(
+                f"steps[{scaled[0]}].setCanaryScale requires trafficRouting (as in Argo "
+                "Rollouts): without a router the canary's share of traffic is its share of "
+                "pods, so use setWeight, or add a router"
+            )
         if self.stable_service and self.stable_service == self.canary_service:
             raise ValueError(
                 f"stableService and canaryService are both {self.stable_service!r}: "
@@ -323,8 +325,38 @@ class FirstDeploy(_Model):
     on_failure: Literal["scaleToZero", "keep"] = "scaleToZero"
 
 
+class WorkloadRef(_Model):
+    """`workloadRef`: a Deployment whose pod template the release takes (Argo's migration path).
+
+    `scaleDown: onsuccess` scales that Deployment to zero once the release runs the app (its first
+    release succeeded); `never` (Argo's default) leaves it to you.
+    """
+
+    api_version: Literal["apps/v1"] = "apps/v1"
+    kind: Literal["Deployment"] = "Deployment"
+    name: DnsLabel
+    scale_down: Literal["never", "onsuccess"] = "never"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _supported(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("scaleDown", data.get("scale_down")) == (
+            "progressively"
+        ):
+            raise ValueError(
+                "workloadRef.scaleDown progressively is not supported: use onsuccess (the "
+                "Deployment goes to zero once the release runs the app) or never"
+            )
+        return data
+
+
 class ReleaseSpec(_Model):
-    """What to release, where, and how: one app's image rolled out by one strategy."""
+    """What to release, where, and how: one app's image rolled out by one strategy.
+
+    `template` is the Rollout's pod template (resources, probes, env, securityContext, volumes,
+    labels, annotations), checked when the spec is made and applied to every workload with the
+    image replaced by `image`; `workloadRef` takes it from an existing Deployment instead.
+    """
 
     app: DnsLabel
     namespace: DnsLabel
@@ -335,16 +367,40 @@ class ReleaseSpec(_Model):
     progress_deadline_seconds: Seconds = Field(defaults.PROGRESS_DEADLINE_SECONDS, gt=0)
     labels: dict[str, str]
     first_deploy: FirstDeploy = FirstDeploy()
+    template: dict[str, Any] | None = None
+    workload_ref: WorkloadRef | None = None
+    min_ready_seconds: int = Field(0, ge=0, strict=True)
+    revision_history_limit: int = Field(defaults.REVISION_HISTORY_LIMIT, ge=0, strict=True)
 
     @model_validator(mode="before")
     @classmethod
     def _fill(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and isinstance(app := data.get("app"), str):
+        if not isinstance(data, Mapping):
+            return data
+        unsupported.refuse(data, unsupported.ROLLOUT, "spec")
+        if isinstance(app := data.get("app"), str):
             data = {"container": app, "labels": {"app": app}, **data}
+        container, image = data.get("container"), data.get("image")
+        if data.get("template") is not None and isinstance(container, str):
+            if data.get("workloadRef", data.get("workload_ref")) is not None:
+                raise ValueError(
+                    "template and workloadRef are both set: keep one (workloadRef takes the "
+                    "Deployment's template)"
+                )
+            shown = image if isinstance(image, str) else ""
+            data = {**data, "template": checked_template(data["template"], container, shown)}
         return data
 
     @model_validator(mode="after")
     def _fits(self) -> ReleaseSpec:
+        canary, reserved = self.strategy.canary, {*self.labels, defaults.TRACK_LABEL}
+        for name in ("canary_metadata", "stable_metadata"):
+            meta = canary and getattr(canary, name)
+            if meta and (clash := sorted(reserved & set(meta.labels))):
+                raise ValueError(
+                    f"{to_camel(name)}.labels sets {clash[0]!r}, which selects the pods: use "
+                    "another label"
+                )
         preview = self.strategy.blue_green and self.strategy.blue_green.preview_replica_count
         if preview and preview > self.replicas:
             raise ValueError(
@@ -385,63 +441,3 @@ class ReleaseSpec(_Model):
     def with_changes(self, **changes: Any) -> ReleaseSpec:
         """Return a validated copy with `changes` (snake_case names) applied; self is untouched."""
         return ReleaseSpec.model_validate({**self.model_dump(exclude_none=True), **changes})
-
-
-def load_rollout(
-    source: str | Mapping[str, Any],
-    *,
-    app: str | None = None,
-    namespace: str | None = None,
-    image: str | None = None,
-    container: str | None = None,
-) -> ReleaseSpec:
-    """Read an argoproj.io/v1alpha1 Rollout or an apps/v1 RollingUpdate Deployment as a spec.
-
-    Args:
-        source: one YAML document, or its parsed mapping (left unmodified).
-        app: the app's name, where the document has none (or to override its name).
-        namespace: the namespace to release into, overriding the document's.
-        image: the image by digest (the seed's Rollouts have no pod template, hence no image).
-        container: the container that runs the app, where the template has several.
-
-    Raises:
-        SpecError or pydantic.ValidationError (both ValueErrors), saying what to fix.
-    """
-    doc = yaml.safe_load(source) if isinstance(source, str) else source
-    if not isinstance(doc, Mapping):
-        raise SpecError("expected one YAML mapping: a Rollout or a Deployment")
-    api, kind = doc.get("apiVersion"), doc.get("kind")
-    meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}
-    if (api, kind) == ("argoproj.io/v1alpha1", "Rollout"):
-        strategy = spec.get("strategy")
-    elif (api, kind) == ("apps/v1", "Deployment"):
-        update = spec.get("strategy") or {}
-        if update.get("type", "RollingUpdate") != "RollingUpdate":
-            raise SpecError(
-                f"Deployment strategy {update['type']!r} is not supported: use "
-                "RollingUpdate, or a Rollout for blueGreen/canary"
-            )
-        strategy = {"rolling": update.get("rollingUpdate") or {}}
-    else:
-        raise SpecError(
-            f"expected an argoproj.io/v1alpha1 Rollout or an apps/v1 Deployment, got {api}/{kind}"
-        )
-    name = app or meta.get("name")
-    pod = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
-    chosen = next((c for c in pod if c.get("name") in (container or name,)), pod[0])
-    data = {
-        "app": name,
-        "namespace": namespace or meta.get("namespace"),
-        "image": image or chosen.get("image"),
-        "container": container or chosen.get("name"),
-        "replicas": spec.get("replicas"),
-        "strategy": strategy,
-        "progressDeadlineSeconds": spec.get("progressDeadlineSeconds"),
-        "labels": (spec.get("selector") or {}).get("matchLabels"),
-    }
-    if missing := [k for k in ("app", "namespace", "image", "strategy") if not data[k]]:
-        raise SpecError(
-            f"the {kind} has no {', '.join(missing)}: pass it to load_rollout "
-            "(image by digest: registry/repo@sha256:<64 hex>)"
-        )
-    return ReleaseSpec.model_validate({k: v for k, v in data.items() if v is not None})

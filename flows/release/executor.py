@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture
@@ -32,11 +32,12 @@ from core.release.actions import (
     updated_record,
 )
 from core.release.decisions import Choice, Decision
-from core.release.observed import RunRecord, Track
+from core.release.errors import SpecError
+from core.release.observed import Outcome, RunRecord, Track
 from core.release.planners import next_action
 from core.release.spec import NginxRouting, ReleaseSpec, StrategyKind
 from flows.release.background import abort_pause_on_bad_verdict, bad_verdict, finished
-from tasks import kube, router
+from tasks import kube, router, workload
 from tasks.release import (
     ensure_services,
     load_record,
@@ -100,10 +101,8 @@ class Executor:
         cluster: KubernetesCluster,
         runner: AnalysisRunner,
         ask: Asker,
-        template: dict | None = None,
     ) -> None:
         self.spec, self.cluster, self.runner, self.ask = spec, cluster, runner, ask
-        self.template = template
         self.result = ReleaseResult(ok=False, summary="")
         self.background: dict[str, tuple[RunAnalysis, PrefectFuture]] = {}
         self.background_ended = threading.Event()  # set when any background analysis ends
@@ -115,6 +114,7 @@ class Executor:
         self.runner.validate(self.spec)  # an unknown template fails before any write
         if router.routing(self.spec) is not None:  # a missing or unfit route, too
             router.check_route(self.cluster, self.spec)
+        workload.dry_run(self.cluster, self.spec)  # and a pod template the apiserver refuses
         ensure_services(self.cluster, self.spec)
         rec = load_record(self.cluster, self.spec)
         stored = rec != RunRecord()  # a crashed run of this release left its record
@@ -195,7 +195,7 @@ class Executor:
         name = lambda track: layout.workload_name(spec, track)  # noqa: E731
         match action:
             case ApplyWorkload(track=t, image=image, replicas=n):
-                kube.apply(cluster, layout.workload_manifest(spec, t, image, n, self.template))
+                kube.apply(cluster, layout.workload_manifest(spec, t, image, n))
             case Scale(track=t, replicas=n):
                 kube.scale(cluster, spec.namespace, name(t), n)
             case SwitchService(service=svc, selector=sel):
@@ -211,12 +211,17 @@ class Executor:
                     return self._collect_background(rec)  # saved now; the planner acts on it
             case Pause():
                 return self._ask(action, rec, entry)
+            case RunAnalysis() if (failed := self._resolve(action)) is not None:
+                self.result.verdicts[action.key] = failed
+                entry.note = f"{failed.outcome}: {failed.reason}"
+                return updated_record(rec, action, outcome=failed.outcome)
             case RunAnalysis(phase=AnalysisPhase.BACKGROUND):
+                action = self._resolved
                 future = run_analysis.submit(self.runner, action, spec)
                 future.add_done_callback(lambda _: self.background_ended.set())
                 self.background[action.key] = (action, future)
             case RunAnalysis():
-                verdict = run_analysis(self.runner, action, spec)
+                verdict = run_analysis(self.runner, self._resolved, spec)
                 self.result.verdicts[action.key] = verdict
                 entry.note = f"{verdict.outcome}: {verdict.reason}"
                 return updated_record(rec, action, outcome=verdict.outcome)
@@ -225,6 +230,19 @@ class Executor:
             case CompleteStep() | Promote() | Abort():
                 pass
         return updated_record(rec, action)
+
+    def _resolve(self, action: RunAnalysis) -> Verdict | None:
+        """Read the arguments an analysis takes from the cluster (valueFrom podTemplateHashValue).
+
+        The resolved action is kept in `_resolved`; an Error verdict is returned if they cannot
+        be read (the analysis then never runs on a wrong value).
+        """
+        try:
+            ref = workload.resolve_args(self.cluster, self.spec, action.ref)
+        except SpecError as exc:
+            return Verdict(Outcome.ERROR, f"analysis arguments cannot be read: {exc.message}")
+        self._resolved = replace(action, ref=ref)
+        return None
 
     def _ask(self, pause: Pause, rec: RunRecord, entry: JournalEntry) -> RunRecord:
         with abort_pause_on_bad_verdict(self.background):

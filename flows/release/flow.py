@@ -37,7 +37,7 @@ from flows.environments import (
 )
 from flows.hooks import on_release_failure
 from flows.release.executor import Asker, Executor, ReleaseResult
-from tasks import kube
+from tasks import kube, workload
 from tasks.environment import check_namespaces, load_environment
 
 POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
@@ -174,19 +174,23 @@ def perform_release(
     spec: ReleaseSpec,
     cluster: KubernetesCluster,
     runner: AnalysisRunner,
-    template: dict | None = None,
     lock_timeout: float = 1800,
     ask: Asker = ask_in_ui,
 ) -> ReleaseResult:
     """Plan, lock, execute and report one release inside the current flow run.
 
     `ask` answers human gates: the Prefect UI form by default, `approve_promotions` in demo mode.
+    A `workloadRef` spec takes its Deployment's pod template first, and once the release succeeded
+    that Deployment goes to zero when its `scaleDown` is `onsuccess`.
     """
+    spec = workload.resolve_workload_ref(cluster, spec)
     publish_plan(spec)
     name = lock_name(spec.app, spec.namespace)
     ensure_limit(name)
     with concurrency(name, occupy=1, strict=True, timeout_seconds=lock_timeout, lease_duration=60):
-        result = Executor(spec, cluster, runner, ask, template).run()
+        result = Executor(spec, cluster, runner, ask).run()
+        if result.ok and (retired := workload.retire_workload_ref(cluster, spec)):
+            result.summary += f"; {retired}"
     publish_result(spec, result)
     get_run_logger().info("release %s: %s", "succeeded" if result.ok else "failed", result.summary)
     return result
@@ -244,7 +248,7 @@ def release_in(
         approve_release(env, placed.spec)
     if placed.others:
         get_run_logger().info("applied %s", ", ".join(kube.apply_objects(cluster, placed.others)))
-    return placed.spec, perform_release(placed.spec, cluster, runner, placed.template)
+    return placed.spec, perform_release(placed.spec, cluster, runner)
 
 
 @flow(name="release", on_failure=[on_release_failure], on_crashed=[on_release_failure])

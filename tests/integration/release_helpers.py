@@ -72,9 +72,9 @@ def spec(ns: str, image: str, strategy: dict, replicas: int = 3, **kw) -> Releas
 
 
 @flow(name="release-under-test")
-def release_flow(spec: ReleaseSpec, runner: Scripted, template: dict | None = None):
+def release_flow(spec: ReleaseSpec, runner: Scripted):
     """The real release path with a scripted analysis runner injected."""
-    return perform_release(spec, KubernetesCluster.load("local"), runner, template)
+    return perform_release(spec, KubernetesCluster.load("local"), runner)
 
 
 def _shapes(items: list) -> dict[str, tuple[str, int, int]]:

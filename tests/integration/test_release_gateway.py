@@ -132,7 +132,7 @@ def release_as(
     spec: ReleaseSpec, cluster: KubernetesCluster, runner: Scripted, ask
 ) -> ReleaseResult:
     """The real release path as the ServiceAccount; `ask` answers its pauses."""
-    return perform_release(spec, cluster, runner, TEMPLATE, ask=ask)
+    return perform_release(spec.with_changes(template=TEMPLATE), cluster, runner, ask=ask)
 
 
 def _weights(kube, namespace: str) -> dict[str, int]:

@@ -54,7 +54,7 @@ def test_rolling_release_then_rerun_changes_nothing(cluster, namespace) -> None:
 def test_never_ready_revision_is_rolled_back(cluster, namespace) -> None:
     assert release_flow(spec(namespace, V1, ROLLING), Scripted()).ok
     bad = spec(namespace, V2, ROLLING, progress_deadline_seconds=10)
-    result = release_flow(bad, Scripted(), template=NOT_READY)
+    result = release_flow(bad.with_changes(template=NOT_READY), Scripted())
     assert not result.ok
     assert "no progress within 10s" in result.summary
     assert "rolled back to revision 1" in result.summary

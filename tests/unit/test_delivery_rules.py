@@ -64,7 +64,8 @@ def test_other_branches_deploy_nowhere_and_say_where_to_merge(branch: str) -> No
 
 
 def test_staging_release_is_the_overlays_rolling_update() -> None:
-    spec, template, others = release_from_overlay(OVERLAY, "kyb-platform", IMAGE)
+    spec, others = release_from_overlay(OVERLAY, "kyb-platform", IMAGE)
+    template = spec.template
     assert (spec.namespace, spec.replicas, spec.image, spec.kind) == (
         "kyb-staging",
         3,
@@ -78,7 +79,7 @@ def test_staging_release_is_the_overlays_rolling_update() -> None:
 
 def test_production_strategy_replaces_the_rolling_update() -> None:
     strategy = default_production_strategy("kyb-platform")
-    spec, _, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE, strategy)
+    spec, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE, strategy)
     bg = spec.strategy.blue_green
     assert spec.kind == "blueGreen" and bg is not None and not bg.auto_promotion_enabled
     assert (bg.active_service, bg.preview_service) == ("kyb-platform", "kyb-platform-preview")
@@ -90,14 +91,14 @@ def test_an_overlay_without_the_apps_deployment_is_refused() -> None:
 
 
 def test_monitoring_is_added_where_the_strategy_has_none() -> None:
-    rolling, _, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE)
+    rolling, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE)
     assert with_monitoring(rolling).strategy.rolling.analysis.names == ("error-rate",)
-    bg, _, _ = release_from_overlay(
+    bg, _ = release_from_overlay(
         OVERLAY, "kyb-platform", IMAGE, default_production_strategy("kyb-platform")
     )
     assert with_monitoring(bg).strategy.blue_green.post_promotion_analysis.names == ("error-rate",)
     canary = {"canary": {"steps": [{"setWeight": 50}]}}
-    plain, _, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE, canary)
+    plain, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE, canary)
     steps = with_monitoring(plain).strategy.canary.steps
     assert steps[-1].analysis is not None and steps[-1].analysis.names == ("error-rate",)
 
@@ -105,6 +106,6 @@ def test_monitoring_is_added_where_the_strategy_has_none() -> None:
 def test_an_analysis_the_user_set_is_kept() -> None:
     own = {"templates": [{"templateName": "latency-p95"}]}
     canary = {"canary": {"steps": [{"setWeight": 50}, {"analysis": own}]}}
-    spec, _, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE, canary)
+    spec, _ = release_from_overlay(OVERLAY, "kyb-platform", IMAGE, canary)
     assert with_monitoring(spec) == spec
     assert MONITOR["templates"][0]["templateName"] == "error-rate"

@@ -50,7 +50,10 @@ ROUTED = {"stableService": "kyb-stable", "canaryService": "kyb-canary"}
     [
         # canary steps
         (spec_data(canary(steps=[{"setWeight": 10, "pause": {}}])), "exactly one of setWeight"),
-        (spec_data(canary(steps=[{}])), "exactly one of setWeight, pause, analysis; got none"),
+        (
+            spec_data(canary(steps=[{}])),
+            "exactly one of setWeight, pause, analysis, setCanaryScale; got none",
+        ),
         (spec_data(canary(steps=[{"setWeight": 150}])), "setWeight 150 is out of range"),
         (spec_data(canary(steps=[{"setWeight": -1}])), "setWeight -1 is out of range"),
         (spec_data(canary(steps=[{"setWeight": "50"}])), "valid integer"),
@@ -58,7 +61,7 @@ ROUTED = {"stableService": "kyb-stable", "canaryService": "kyb-canary"}
         (spec_data(replicas=True), "valid integer"),
         (
             spec_data(canary(steps=[{"setCanaryScale": {"replicas": 1}}])),
-            "unknown canary step 'setCanaryScale'",
+            "steps[0].setCanaryScale requires trafficRouting",
         ),
         (spec_data(canary(steps=[{"pause": {"duration": -5}}])), "is negative"),
         (spec_data(canary(steps=[{"pause": {"duration": "-5m"}}])), "is negative"),
@@ -89,11 +92,11 @@ ROUTED = {"stableService": "kyb-stable", "canaryService": "kyb-canary"}
         # traffic routing
         (
             spec_data(canary(trafficRouting={"istio": {}}, **ROUTED)),
-            "unsupported traffic router 'istio'",
+            "trafficRouting.istio is not supported: istio is not driven here",
         ),
         (
             spec_data(canary(trafficRouting={"plugins": {"acme/mesh": {}}}, **ROUTED)),
-            "unsupported traffic router 'plugins'",
+            "trafficRouting plugin 'acme/mesh' is not driven here",
         ),
         (
             spec_data(canary(trafficRouting={"nginx": {"stableIngress": "kyb"}})),
@@ -240,7 +243,7 @@ def test_rolling_analysis_reads_argo_analysis_refs_and_dumps_them_back() -> None
     analysis = spec.strategy.rolling.analysis
     assert analysis.names == ("error-rate", "latency")
     assert [(a.name, a.value) for a in analysis.args] == [("service-name", "kyb-platform")]
-    dumped = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    dumped = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     assert dumped["strategy"]["rolling"]["analysis"] == ref
     assert spec.with_changes(replicas=2).strategy.rolling.analysis == analysis
     plain = ReleaseSpec.model_validate(spec_data({"rolling": {}}))

@@ -10,7 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from core.release.errors import SpecError
-from core.release.spec import StrategyKind, load_rollout
+from core.release.rollout import load_rollout
+from core.release.spec import StrategyKind
 from tests.seed import seed_text
 
 IMAGE = "ghcr.io/kyb/kyb-platform@sha256:" + "ab" * 32
@@ -194,7 +195,14 @@ def test_a_rollout_template_supplies_image_container_and_selector() -> None:
         (
             CANARY.replace("strategy:", "strategyX:"),
             {"image": IMAGE, "namespace": "kyb"},
-            "has no strategy",
+            "spec.strategyX is not a Rollout field this release reads",
+        ),
+        (
+            CANARY.replace("  strategy:", "  replicas: 2\n  strategy: null\n  x:").replace(
+                "  replicas: 10\n", ""
+            ),
+            {"image": IMAGE, "namespace": "kyb"},
+            "spec.x is not a Rollout field",
         ),
     ],
 )

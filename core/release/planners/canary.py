@@ -26,7 +26,7 @@ from core.release.actions import (
 )
 from core.release.defaults import HUMAN_PAUSE_TIMEOUT_SECONDS
 from core.release.observed import ObservedState, Track, WorkloadView
-from core.release.spec import CanaryStep, CanaryStrategy, ReleaseSpec
+from core.release.spec import CanaryStep, CanaryStrategy, ReleaseSpec, SetCanaryScale
 
 STABLE, CANARY = Track.STABLE, Track.CANARY
 
@@ -104,11 +104,28 @@ def current_weight(steps: tuple[CanaryStep, ...], index: int) -> int:
     return weights[-1] if weights else 0
 
 
-def target_counts(spec: ReleaseSpec, weight: int) -> tuple[int, int]:
-    """(canary, stable) replicas the spec asks for at `weight`."""
+def canary_scale(steps: tuple[CanaryStep, ...], index: int) -> SetCanaryScale | None:
+    """The setCanaryScale in force at step `index` (Argo's UseSetCanaryScale).
+
+    The last one at or before the step, unless that one matches the traffic weight again.
+    """
+    for step in reversed(steps[: index + 1]):
+        if step.set_canary_scale is not None:
+            scale = step.set_canary_scale
+            return None if scale.match_traffic_weight else scale
+    return None
+
+
+def target_counts(
+    spec: ReleaseSpec, weight: int, scale: SetCanaryScale | None = None
+) -> tuple[int, int]:
+    """(canary, stable) replicas the spec asks for at `weight` (and a setCanaryScale in force)."""
     c, n = _canary(spec), spec.replicas
     if c.traffic_routing is not None:
-        return -(-n * weight // 100), n
+        if scale is not None and scale.replicas is not None:
+            return scale.replicas, n
+        share = scale.weight if scale is not None and scale.weight is not None else weight
+        return -(-n * share // 100), n
     surge, _ = fenceposts(c.max_surge, c.max_unavailable, n)
     return weighted_counts(n, weight, surge)
 
@@ -120,12 +137,16 @@ def _canary(spec: ReleaseSpec) -> CanaryStrategy:
 
 
 def _reconcile(
-    spec: ReleaseSpec, seen: ObservedState, weight: int, stable: WorkloadView
+    spec: ReleaseSpec,
+    seen: ObservedState,
+    weight: int,
+    stable: WorkloadView,
+    scale: SetCanaryScale | None = None,
 ) -> ReleaseAction | None:
     """The next write or wait to bring both workloads (and the router) to `weight`, if any."""
     c, n, deadline = _canary(spec), spec.replicas, spec.progress_deadline_seconds
     canary = seen.workload(CANARY)
-    want = target_counts(spec, weight)
+    want = target_counts(spec, weight, scale)
     now = (canary.replicas, canary.available) if canary else (0, 0)
     if c.traffic_routing is None:
         surge, unavailable = fenceposts(c.max_surge, c.max_unavailable, n)
@@ -264,7 +285,7 @@ def next_action(spec: ReleaseSpec, observed: ObservedState) -> ReleaseAction:
     if index >= len(steps):
         return Promote(f"all {len(steps)} steps passed: {spec.image} becomes stable")
     weight, step = current_weight(steps, index), steps[index]
-    action = _reconcile(spec, observed, weight, stable)
+    action = _reconcile(spec, observed, weight, stable, canary_scale(steps, index))
     if action:
         return action
     done = CompleteStep(index, len(steps), f"{step.kind} at canary weight {weight}%")
@@ -290,7 +311,7 @@ def plan(spec: ReleaseSpec, analysis_seconds: dict[str, int]) -> list[PlannedSte
         out.append(PlannedStep("analysis", f"background analysis {names} from step {start + 1}", 0))
     for i, step in enumerate(c.steps):
         weight = current_weight(c.steps, i)
-        canary, stable = target_counts(spec, weight)
+        canary, stable = target_counts(spec, weight, canary_scale(c.steps, i))
         counts = {"weight": weight, "canary_replicas": canary, "stable_replicas": stable}
         if step.set_weight is not None:
             text = f"setWeight {weight}%: canary {canary}, stable {stable} replicas"
@@ -303,6 +324,9 @@ def plan(spec: ReleaseSpec, analysis_seconds: dict[str, int]) -> list[PlannedSte
         elif step.pause is not None:
             text = f"pause {step.pause.duration}s at {weight}%"
             out.append(PlannedStep("pause", text, step.pause.duration, **counts))
+        elif step.set_canary_scale is not None:
+            text = f"setCanaryScale: canary {canary} replicas at {weight}% of traffic"
+            out.append(PlannedStep("setCanaryScale", text, deadline, **counts))
         elif step.analysis is not None:
             seconds = analysis_estimate(step.analysis, analysis_seconds)
             text = f"analysis {', '.join(step.analysis.names)} at {weight}%"
