@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from core.delivery.approval import DEMO_SETTING
 from core.delivery.reach import EGRESS_SETTING
+from sandbox.argo import crds as argo_crds
 from sandbox.components import Component, Status
 from sandbox.components.cluster import Cluster
 from sandbox.components.docker import Docker
@@ -120,11 +121,17 @@ class Platform:
 
     def _up(self, picked: list[Component], everything: bool, say: Callable[[str], None]) -> Timings:
         timings = Timings()
+        crds: list[dict] | None = None  # Argo Rollouts' CRDs, read once for both clusters
         for comp in picked:
             for phase, step in (("install", comp.install), ("start", comp.up)):
                 started = time.monotonic()
                 step()
                 timings.add(comp.name, phase, time.monotonic() - started)
+            if comp is self.cluster or comp is self.dr_cluster:
+                started = time.monotonic()  # every up: a no-op apply when they are there
+                crds = crds if crds is not None else argo_crds.argo_crds()
+                argo_crds.install(comp.kubeconfig, crds)
+                timings.add(comp.name, "crds", time.monotonic() - started)
             say(f"{comp.name}: up ({comp.status().address})")
         for comp in picked:  # Go builds, when install had to build (a new machine)
             for name, secs in getattr(comp, "build_seconds", {}).items():

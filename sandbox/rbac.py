@@ -26,7 +26,7 @@ from core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 RBAC_DIR = ROOT / "deploy" / "rbac"
-MANIFEST = RBAC_DIR / "pipeline-rbac.yaml"  # Namespace kyb-system, ServiceAccounts, ClusterRoles
+MANIFEST = RBAC_DIR / "pipeline-rbac.yaml"  # kyb-system, ServiceAccounts, ClusterRole(Binding)s
 ENVIRONMENTS = ("dev", "staging", "production")  # each has deploy/rbac/<name>.yaml
 OVERLAYS = ROOT / "examples" / "kyb-platform" / "deploy"  # each environment's namespace.yaml
 SYSTEM_NAMESPACE = "kyb-system"
@@ -73,6 +73,7 @@ def _writers(api: client.ApiClient) -> dict[str, tuple[bool, Callable[..., Any]]
         "Namespace": (False, core.patch_namespace),
         "ServiceAccount": (True, core.patch_namespaced_service_account),
         "ClusterRole": (False, rbac.patch_cluster_role),
+        "ClusterRoleBinding": (False, rbac.patch_cluster_role_binding),
         "Role": (True, rbac.patch_namespaced_role),
         "RoleBinding": (True, rbac.patch_namespaced_role_binding),
     }

@@ -41,6 +41,7 @@ import yaml
 from sandbox import sa_token
 from sandbox.components import Status
 from sandbox.components.cluster import Cluster
+from sandbox.crds import wait_established
 from sandbox.errors import PlatformError
 from sandbox.files import write_file
 from sandbox.install import go_build
@@ -145,20 +146,8 @@ class Traefik:
         return config.new_client_from_config(str(cluster.kubeconfig))
 
     def _install_crds(self, api: Any, crds: list[dict[str, Any]]) -> None:
-        from kubernetes import client
-
         apply(api, crds)
-        ext = client.ApiextensionsV1Api(api)
-
-        def established() -> bool:
-            for crd in crds:
-                found = ext.read_custom_resource_definition(crd["metadata"]["name"])
-                conds = found.status.conditions or []
-                if not any(c.type == "Established" and c.status == "True" for c in conds):
-                    return False
-            return True
-
-        wait_until(established, 30, "the Gateway API CRDs to be established")
+        wait_established(api, [crd["metadata"]["name"] for crd in crds], "the Gateway API CRDs")
 
     def ensure_objects(self) -> None:
         """Gateway API CRDs and GatewayClass in both clusters; RBAC and the Gateway in the main."""

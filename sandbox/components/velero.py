@@ -14,9 +14,10 @@ import httpx
 from sandbox.components import Status
 from sandbox.components.cluster import Cluster
 from sandbox.components.s3store import S3Store
+from sandbox.crds import wait_established
 from sandbox.errors import PlatformError
 from sandbox.install import go_build
-from sandbox.procs import Daemon, run, wait_until
+from sandbox.procs import Daemon, run
 from sandbox.settings import HOST, VELERO_AWS_VERSION, VELERO_VERSION, Settings
 from sandbox.velero import manifests
 
@@ -110,18 +111,7 @@ class Velero:
             )
 
     def _wait_established(self, api: Any, names: list[str]) -> None:
-        from kubernetes import client
-
-        ext = client.ApiextensionsV1Api(api)
-
-        def established() -> bool:
-            for name in names:
-                conds = ext.read_custom_resource_definition(name).status.conditions or []
-                if not any(c.type == "Established" and c.status == "True" for c in conds):
-                    return False
-            return True
-
-        wait_until(established, 30, f"{self.name}: Velero's CRDs to be established")
+        wait_established(api, names, f"{self.name}: Velero's CRDs")
 
     def ensure_objects(self) -> None:
         """Apply Velero's CRDs, namespace, credentials Secret and default storage location."""

@@ -3,7 +3,9 @@
 Each environment's ServiceAccount, with only deploy/rbac's roles, releases and rolls back in its
 own namespace, and is refused everything else (HTTP 403): another environment's namespace
 (staging's credentials in production), any write to a Namespace, and any write to a Secret it does
-not own by name (so a write's answer never hands another Secret back).
+not own by name (so a write's answer never hands another Secret back). It reads Argo Rollouts'
+analysis templates (AnalysisTemplates in its namespace, ClusterAnalysisTemplates cluster-wide)
+and writes none.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ from tasks import kube
 from tasks.gates import render_overlay
 from tasks.readiness import wait_endpoints_ready
 from tests.integration import rbac
+from tests.integration.argo import (
+    CLUSTER_TEMPLATES,
+    GROUP,
+    TEMPLATES,
+    VERSION,
+    analysis_template,
+    unique,
+)
 from tests.integration.release_helpers import (
     V1,
     V2,
@@ -75,7 +85,10 @@ GRANTED = {
     ("", "pods", "list"),
     ("", "pods", "watch"),
     *(("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")),
+    *((GROUP, TEMPLATES, v) for v in ("get", "list")),
 }
+ANALYSIS_ROLE = "kyb-pipeline-analysis-templates"  # cluster-scoped templates: a cluster binding
+ANALYSIS_GRANTED = {(GROUP, CLUSTER_TEMPLATES, v) for v in ("get", "list")}
 ENVIRONMENT_GRANTED = {
     ("", "namespaces", "get"),
     *(
@@ -94,7 +107,7 @@ ENVIRONMENT_GRANTED = {
 @flow(name="release-as-service-account")
 def release_as(spec: ReleaseSpec, cluster: KubernetesCluster, runner: Scripted) -> ReleaseResult:
     """The real release path, with the ServiceAccount's cluster block instead of a saved one."""
-    return perform_release(spec, cluster, runner, None)
+    return perform_release(spec, cluster, runner)
 
 
 def _wait_bound(cluster: KubernetesCluster, namespace: str, timeout: float = 15) -> None:
@@ -155,15 +168,28 @@ def _secret_name(environment: str) -> str:
 
 def test_manifests_grant_only_what_the_pipeline_uses() -> None:
     docs = rbac.load(rbac.MANIFEST)
-    assert {d["kind"] for d in docs} == {"Namespace", "ServiceAccount", "ClusterRole"}
+    kinds = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    assert {d["kind"] for d in docs} == kinds
     accounts = {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"}
     assert accounts == {rbac.account(e) for e in ("dev", "staging", "production")}
     roles = {d["metadata"]["name"]: d["rules"] for d in docs if d["kind"] == "ClusterRole"}
-    assert set(roles) == {rbac.ROLE, rbac.ENVIRONMENT_ROLE}
+    assert set(roles) == {rbac.ROLE, rbac.ENVIRONMENT_ROLE, ANALYSIS_ROLE}
     for rules in roles.values():
         assert all("resourceNames" not in r and "nonResourceURLs" not in r for r in rules)
     assert _granted(roles[rbac.ROLE]) == GRANTED
     assert _granted(roles[rbac.ENVIRONMENT_ROLE]) == ENVIRONMENT_GRANTED
+    assert _granted(roles[ANALYSIS_ROLE]) == ANALYSIS_GRANTED  # read only, one cluster-scoped kind
+    # the one cluster-wide binding: the analysis role, to the three accounts, nothing else
+    [binding] = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": ANALYSIS_ROLE,
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": rbac.account(e), "namespace": rbac.SYSTEM_NAMESPACE}
+        for e in ("dev", "staging", "production")
+    ]
     everything = _granted([r for rules in roles.values() for r in rules])
     assert not {v for g, r, v in everything if r == "namespaces"} - {"get"}  # never a write
     assert not any(r == "secrets" for _, r, _ in everything)  # Secrets: by name, per environment
@@ -207,6 +233,11 @@ def test_applied_roles_are_the_files_and_the_token_is_the_service_account(admin,
     for shipped in (d for d in rbac.load(rbac.MANIFEST) if d["kind"] == "ClusterRole"):
         live = rbac_api.read_cluster_role(shipped["metadata"]["name"])
         assert kube.to_dict(kube.api_for(admin), live)["rules"] == shipped["rules"]
+    for shipped in (d for d in rbac.load(rbac.MANIFEST) if d["kind"] == "ClusterRoleBinding"):
+        live = kube.to_dict(
+            kube.api_for(admin), rbac_api.read_cluster_role_binding(shipped["metadata"]["name"])
+        )
+        assert (live["roleRef"], live["subjects"]) == (shipped["roleRef"], shipped["subjects"])
     assert rbac.whoami(sa) == user_of(ENV)
 
 
@@ -452,3 +483,76 @@ def test_delivery_overlay_objects_as_the_service_account(admin, sa, namespace) -
     _refused(kube.apply_objects.fn, scoped, [other])  # a Secret it does not own by name
     new_ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{namespace}-new"}}
     _refused(kube.apply_objects.fn, scoped, [new_ns])  # creating namespaces is an admin's step
+
+
+def test_analysis_templates_are_read_in_its_own_namespace_only(
+    admin, sa, namespace, unbound_namespace
+) -> None:
+    """core/analysis reads the templates a release names: get and list, never a write."""
+    name = unique("success-rate")
+    mine = client.CustomObjectsApi(kube.api_for(admin))
+    for ns in (namespace, unbound_namespace):
+        mine.create_namespaced_custom_object(GROUP, VERSION, ns, TEMPLATES, analysis_template(name))
+    objects = client.CustomObjectsApi(kube.api_for(sa))
+    read = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, TEMPLATES, name)
+    assert read["spec"] == analysis_template(name)["spec"]
+    listed = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, TEMPLATES)
+    assert [i["metadata"]["name"] for i in listed["items"]] == [name]
+    body = analysis_template(unique("mine"))
+    _refused(objects.create_namespaced_custom_object, GROUP, VERSION, namespace, TEMPLATES, body)
+    patch = {"metadata": {"labels": {"x": "y"}}}
+    _refused(
+        objects.patch_namespaced_custom_object, GROUP, VERSION, namespace, TEMPLATES, name, patch
+    )
+    _refused(objects.delete_namespaced_custom_object, GROUP, VERSION, namespace, TEMPLATES, name)
+    # a namespace it is not bound in: nothing, not even a read
+    _refused(
+        objects.get_namespaced_custom_object, GROUP, VERSION, unbound_namespace, TEMPLATES, name
+    )
+    _refused(objects.list_namespaced_custom_object, GROUP, VERSION, unbound_namespace, TEMPLATES)
+    _refused(objects.list_cluster_custom_object, GROUP, VERSION, TEMPLATES)  # all namespaces
+    assert mine.get_namespaced_custom_object(GROUP, VERSION, namespace, TEMPLATES, name)
+
+
+@pytest.fixture
+def cluster_template(admin) -> Iterator[str]:
+    """A ClusterAnalysisTemplate made by the administrator, deleted afterwards."""
+    objects = client.CustomObjectsApi(kube.api_for(admin))
+    name = unique("cluster-success-rate")
+    body = analysis_template(name, cluster_scope=True)
+    objects.create_cluster_custom_object(GROUP, VERSION, CLUSTER_TEMPLATES, body)
+    yield name
+    objects.delete_cluster_custom_object(GROUP, VERSION, CLUSTER_TEMPLATES, name)
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "production"])
+def test_cluster_analysis_templates_are_read_only(
+    platform, admin, cluster_template, environment
+) -> None:
+    """Every saved environment's ServiceAccount reads them (the ClusterRoleBinding) and no more."""
+    sa = Environment.load(environment).cluster  # `sandbox up` applied the binding
+    objects = client.CustomObjectsApi(kube.api_for(sa))
+    read = objects.get_cluster_custom_object(GROUP, VERSION, CLUSTER_TEMPLATES, cluster_template)
+    assert read["spec"] == analysis_template(cluster_template, cluster_scope=True)["spec"]
+    listed = objects.list_cluster_custom_object(GROUP, VERSION, CLUSTER_TEMPLATES)
+    assert cluster_template in {i["metadata"]["name"] for i in listed["items"]}
+    body = analysis_template(unique("mine"), cluster_scope=True)
+    _refused(objects.create_cluster_custom_object, GROUP, VERSION, CLUSTER_TEMPLATES, body)
+    patch = {"metadata": {"labels": {"x": "y"}}}
+    _refused(
+        objects.patch_cluster_custom_object,
+        GROUP,
+        VERSION,
+        CLUSTER_TEMPLATES,
+        cluster_template,
+        patch,
+    )
+    _refused(
+        objects.delete_cluster_custom_object, GROUP, VERSION, CLUSTER_TEMPLATES, cluster_template
+    )
+    for verb in ("watch", "deletecollection"):
+        assert not rbac.can_i(sa, verb, CLUSTER_TEMPLATES, group=GROUP)
+    # the cluster binding reaches nothing namespaced: production's templates stay production's
+    other = "kyb-staging" if environment == "production" else "kyb-production"
+    assert not rbac.can_i(sa, "get", TEMPLATES, other, GROUP)
+    assert rbac.can_i(sa, "list", TEMPLATES, f"kyb-{environment}", GROUP)

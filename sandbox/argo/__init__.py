@@ -1,0 +1,1 @@
+"""Argo Rollouts on the local platform: its CRDs on both clusters (crds.py)."""
