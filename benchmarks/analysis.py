@@ -20,8 +20,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from prefect import flow
 
 from blocks import PrometheusServer
+from core.analysis.builtins import BUILTINS
 from core.analysis.judge import JudgeConfig
-from core.analysis.templates import BUILTINS, AnalysisTemplate, rescheduled
+from core.analysis.templates import AnalysisTemplate, rescheduled
 from core.analysis.verdict import Verdict
 from core.release.actions import AnalysisPhase
 from core.release.spec import AnalysisRef, ReleaseSpec
@@ -65,12 +66,11 @@ def time_to_failed(plat: Platform, prom: PrometheusServer, interval: float) -> f
     labels = {"service": app, "namespace": NS, "track": "canary"}
     template = _template(
         "error-rate",
-        interval_seconds=interval,
+        interval=interval,
         count=1000,
         failure_limit=0,
         inconclusive_limit=1000,
-        min_samples=1,
-        initial_delay_seconds=2 * SCRAPE,
+        initial_delay=2 * SCRAPE,
     )
     runner = PrometheusRunner(prom, {"error-rate": template})
     result: dict[str, object] = {}
@@ -101,7 +101,7 @@ def time_to_failed(plat: Platform, prom: PrometheusServer, interval: float) -> f
 def queries_per_step(plat: Platform, prom: PrometheusServer, judge: bool) -> tuple[int, int]:
     """(queries, measurement rounds) of one 3-metric analysis of a healthy canary."""
     app = f"bench-{uuid.uuid4().hex[:6]}"
-    schedule = {"interval_seconds": 2, "count": 3, "min_samples": 1, "initial_delay_seconds": 4}
+    schedule = {"interval": 2, "count": 3, "initial_delay": 4}
     templates = {name: _template(name, **schedule) for name in BUILTINS}
     runner = PrometheusRunner(prom, templates, JudgeConfig(min_samples=2) if judge else None)
     canary = {"service": app, "namespace": NS, "track": "canary"}

@@ -22,7 +22,8 @@ import yaml  # noqa: E402
 from benchmarks.ci_stages import _sh, by_hand  # noqa: E402
 from blocks import ContainerRegistry  # noqa: E402
 from blocks.tools import find_tool  # noqa: E402
-from core.analysis.templates import BUILTINS, rescheduled  # noqa: E402
+from core.analysis.builtins import BUILTINS  # noqa: E402
+from core.analysis.templates import rescheduled  # noqa: E402
 from core.ci import GitRef  # noqa: E402
 from flows.delivery import delivery  # noqa: E402
 from sandbox.load import Load  # noqa: E402
@@ -30,8 +31,8 @@ from sandbox.platform import BLOCK_NAME, Platform  # noqa: E402
 from sandbox.tools import ensure_gosec  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "kyb-platform"
-FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
-WINDOW = FAST["initial_delay_seconds"] + (FAST["count"] - 1) * FAST["interval_seconds"]
+FAST = {"interval": 2, "count": 4, "initial_delay": 5}
+WINDOW = FAST["initial_delay"] + (FAST["count"] - 1) * FAST["interval"]
 QUERIES = ("sum(rate(http_requests_total[30s]))", "up", "sum(rate(http_requests_total[30s]))")
 
 

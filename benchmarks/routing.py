@@ -36,7 +36,8 @@ from kubernetes import client
 from prefect import flow
 
 from blocks import KubernetesCluster
-from core.analysis.templates import BUILTINS, rescheduled
+from core.analysis.builtins import BUILTINS
+from core.analysis.templates import rescheduled
 from core.release import route
 from core.release.actions import Pause
 from core.release.decisions import Choice, Decision
@@ -80,7 +81,7 @@ ROUTED = {
     "scaleDownDelaySeconds": 1,
     "abortScaleDownDelaySeconds": 1,
 }
-FAST = {"interval_seconds": 2, "count": 30, "min_samples": 2, "initial_delay_seconds": 0}
+FAST = {"interval": 2, "count": 30, "initial_delay": 0}
 ERROR_RATE = rescheduled(BUILTINS["error-rate"], **{**FAST, "failure_limit": 0})
 
 
@@ -288,7 +289,7 @@ def print_report(out: dict[str, Any]) -> None:
     seconds = out["fault"]
     print(
         f"fault start -> Failed verdict: {seconds:.1f} s = {seconds / SCRAPE:.1f} scrape intervals "
-        f"of {SCRAPE:g} s (analysis interval {FAST['interval_seconds']} s)"
+        f"of {SCRAPE:g} s (analysis interval {FAST['interval']} s)"
     )
 
 

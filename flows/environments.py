@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from blocks import Environment, KubernetesCluster, PrometheusServer
+from core.analysis.builtins import BUILTINS
 from core.analysis.judge import JudgeConfig
-from core.analysis.templates import BUILTINS, AnalysisTemplate
+from core.analysis.templates import AnalysisTemplate
 from core.analysis.verdict import AnalysisRunner, NoJudge
 from core.delivery.environment import settle, strategy_kind
 from core.delivery.overlay import release_from_overlay, with_monitoring
 from core.errors import ConfigError
 from core.release.spec import ReleaseSpec
+from tasks import analysis_templates
 from tasks.environment import load_environment
 from tasks.gates import render_overlay
 from tasks.prometheus import PrometheusRunner
@@ -62,21 +64,34 @@ def runner_for(
     """The Prometheus runner with user templates over the built-ins; NoJudge without Prometheus."""
     if prometheus is None:
         return NoJudge()
-    known = {**BUILTINS, **{t.name: t for t in templates}}
-    return PrometheusRunner(prometheus, known, JudgeConfig() if judge else None)
+    known = {**BUILTINS, **{t.key: t for t in templates}}
+    given = frozenset(t.key for t in templates)
+    return PrometheusRunner(prometheus, known, JudgeConfig() if judge else None, given=given)
 
 
-def check_templates(env: Environment, templates: Sequence[AnalysisTemplate]) -> None:
+def check_templates(
+    env: Environment,
+    templates: Sequence[AnalysisTemplate],
+    cluster: KubernetesCluster | None = None,
+) -> None:
     """Every analysis template the environment names must be known.
 
+    Known: built in, passed in `templates`, or an AnalysisTemplate in the environment's namespace
+    on `cluster` (looked up only when given).
+
     Raises:
-        ConfigError: one is neither built in nor given.
+        ConfigError: one is neither built in, given nor on the cluster.
     """
-    known = {*BUILTINS, *(t.name for t in templates)}
-    if missing := [t for t in env.analysis_templates if t not in known]:
+    known = {*BUILTINS, *(t.key for t in templates)}
+    missing = [t for t in env.analysis_templates if t not in known]
+    if missing and cluster is not None:
+        found = analysis_templates.read_templates(cluster, env.namespace, missing)
+        missing = [t for t in missing if t not in found]
+    if missing:
         raise ConfigError(
             f"environment {env.name!r} names analysis templates {missing} that are neither built "
-            f"in ({', '.join(sorted(BUILTINS))}) nor passed in `templates`",
+            f"in ({', '.join(sorted(BUILTINS))}), passed in `templates`, nor AnalysisTemplates "
+            f"in namespace {env.namespace}",
             environment=env.name,
         )
 
@@ -190,7 +205,7 @@ def chain(
         )
     blocks = {e: load_environment(e) for e in envs[: envs.index(environment) + 1]}
     for name, block in blocks.items():
-        check_templates(block, templates)
+        check_templates(block, templates, block.cluster)
         strategy_of(block, app, production_strategy if name == "production" else None)
     return blocks
 

@@ -31,10 +31,9 @@ from sandbox.procs import Daemon
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION = "kyb-production"
 FAST = {
-    "interval_seconds": 5,
+    "interval": 5,
     "count": 3,
-    "min_samples": 2,
-    "initial_delay_seconds": 6,
+    "initial_delay": 6,
     "failure_limit": 0,
 }
 
@@ -95,7 +94,8 @@ def _start_worker(env: dict[str, str], platform_env: dict[str, str]) -> None:
 
 
 def _templates() -> list[dict[str, Any]]:
-    from core.analysis.templates import BUILTINS, rescheduled
+    from core.analysis.builtins import BUILTINS
+    from core.analysis.templates import rescheduled
 
     return [
         rescheduled(BUILTINS[name], **FAST).model_dump() for name in ("error-rate", "latency-p95")

@@ -18,7 +18,9 @@ from prefect.states import Running
 
 from blocks import PrometheusServer
 from blocks.endpoint import ServiceEndpoint
-from core.analysis.templates import BUILTINS, render, thresholds
+from core.analysis.builtins import BUILTINS
+from core.analysis.criteria import Criteria
+from core.analysis.render import render, values
 from core.ci.output import artifact_key
 from core.delivery.checklist import (
     ERROR_RATE,
@@ -32,6 +34,7 @@ from core.delivery.checklist import (
     machine,
 )
 from core.errors import ConfigError
+from core.release.observed import Outcome
 from tasks.health import check_health
 from tasks.prometheus import instant_query
 
@@ -66,10 +69,10 @@ def _window(prometheus: PrometheusServer) -> str:
 def _template_item(
     prometheus: PrometheusServer, name: str, template: str, args: dict[str, str], unit: str
 ) -> Item:
-    """Measure a built-in template's one metric now and judge it against its threshold."""
-    query = render(BUILTINS[template], args)[template]
-    limit = thresholds(BUILTINS[template], args)[template]
-    result, why = _query(prometheus, query)
+    """Measure a built-in template's one metric now and judge it by its condition."""
+    rendered = render(BUILTINS[template], args)[template]
+    criteria = Criteria.of(rendered.metric, values(BUILTINS[template], args, {}))
+    result, why = _query(prometheus, rendered.query)
     if result is None:
         return machine(name, "post", False, why)
     if not result:
@@ -89,9 +92,10 @@ def _template_item(
             f"no requests in the last {args['window']}: {template} cannot be measured",
         )
     seen = f"{template} {value:.4g}{unit} over {args['window']}"
-    if limit.contains(value):
-        return machine(name, "post", True, f"{seen} ({limit})")
-    return machine(name, "post", False, f"{seen}, wanted {limit}")
+    outcome, _ = criteria.judge([value])
+    if outcome is Outcome.SUCCESSFUL:
+        return machine(name, "post", True, f"{seen} ({criteria})")
+    return machine(name, "post", False, f"{seen}, wanted {criteria}")
 
 
 def _metrics_item(prometheus: PrometheusServer, labels: dict[str, str]) -> Item:

@@ -7,8 +7,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from core.analysis.judge import Direction, JudgeResult
-from core.analysis.templates import AnalysisTemplate, MetricTemplate, Threshold, render, thresholds
+from core.analysis.criteria import Criteria
+from core.analysis.judge import JudgeResult
+from core.analysis.render import Rendered, render
+from core.analysis.render import values as render_values
+from core.analysis.templates import AnalysisTemplate, MetricTemplate
 from core.errors import ConfigError
 from core.release.actions import AnalysisPhase
 from core.release.observed import Outcome
@@ -24,30 +27,36 @@ PHASE_TRACK = {  # the `track` pod label a phase measures (canary and rolling re
 }
 
 
+#: What a `valueFrom` argument stands for while the release is checked before any write; the
+#: executor reads the real value from the cluster before the analysis runs.
+PENDING = "0"
+
+
 @dataclass(frozen=True)
 class Prepared:
-    """An AnalysisRef resolved for one release: metrics, rendered queries and thresholds."""
+    """An AnalysisRef resolved for one release: metrics, what to ask, and their conditions."""
 
     templates: tuple[AnalysisTemplate, ...]
     metrics: tuple[MetricTemplate, ...]
-    queries: dict[str, str]
-    thresholds: dict[str, Threshold]
+    rendered: dict[str, Rendered]
+    criteria: dict[str, Criteria]
     args: dict[str, str]
     windows: dict[str, str]
+    secrets: Mapping[str, Mapping[str, str]]
 
-    def rendered(self, **overrides: str) -> dict[str, str]:
+    @property
+    def queries(self) -> dict[str, str]:
+        """Every metric's query (or URL), as it is sent."""
+        return {name: r.query for name, r in self.rendered.items()}
+
+    def rendered_with(self, **overrides: str) -> dict[str, str]:
         """Every metric's query rendered with some arguments replaced (e.g. another track)."""
-        args = {**self.args, **overrides}
-        return {
-            m.name: _render_one(t, m, {**args, "window": self.windows[m.name]})
-            for t in self.templates
-            for m in t.metrics
-        }
-
-
-def _render_one(template: AnalysisTemplate, metric: MetricTemplate, args: dict[str, str]) -> str:
-    """One metric's query; a `window` the template does not declare is simply not used."""
-    return render(template, args)[metric.name]
+        out = {}
+        for t in self.templates:
+            for m in t.metrics:
+                args = {**self.args, **overrides, "window": self.windows[m.name]}
+                out[m.name] = render(t, args, self.secrets.get(t.key))[m.name].query
+        return out
 
 
 def implicit_args(phase: AnalysisPhase | str, spec: ReleaseSpec) -> dict[str, str]:
@@ -67,80 +76,85 @@ def window(metric: MetricTemplate, scrape_seconds: float) -> str:
     return f"{math.ceil(max(metric.interval_seconds, 4 * scrape_seconds))}s"
 
 
+def _for_ref(metric: MetricTemplate, ref: AnalysisRef) -> MetricTemplate:
+    """The metric with the release's own `dryRun` and `measurementRetention` applied."""
+    changes: dict[str, object] = {}
+    if any(re.fullmatch(d.metric_name, metric.name) for d in ref.dry_run):
+        changes["dry_run"] = True
+    kept = [r.limit for r in ref.measurement_retention if re.fullmatch(r.metric_name, metric.name)]
+    if kept:
+        changes["measurement_retention"] = kept[-1]
+    return metric.model_copy(update=changes) if changes else metric
+
+
 def prepare(
     ref: AnalysisRef,
     phase: AnalysisPhase | str,
     spec: ReleaseSpec,
     templates: Mapping[str, AnalysisTemplate],
     scrape_seconds: float = 15.0,
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Prepared:
-    """Resolve `ref`'s templates, render their queries and thresholds (one AnalysisRun).
+    """Resolve `ref`'s templates, render what each metric asks, parse its conditions.
 
     A `window` argument the AnalysisRef does not set is each metric's `window()`.
 
+    Args:
+        ref: the release's analysis (templates, args, dryRun, measurementRetention).
+        phase: where in the release it runs; only a background analysis may run until the end.
+        spec: the release.
+        templates: known templates by key (`name`, `cluster/name` for cluster-scoped ones).
+        scrape_seconds: Prometheus' scrape interval, for rate windows.
+        secrets: the values of secretKeyRef arguments, by template key and argument name.
+
     Raises:
-        ConfigError: a template is unknown, two templates share a metric name, or an argument is
-            missing or unsafe.
+        ConfigError: a template is unknown, two templates share a metric name, a metric that
+            runs until the release ends is not a background analysis, or an argument is missing
+            or unsafe.
     """
-    given = {a.name: a.value for a in ref.args}
+    secrets = secrets or {}
+    given = {a.name: a.value if a.value is not None else PENDING for a in ref.args}
     args = {**implicit_args(phase, spec), **given}
     used: list[AnalysisTemplate] = []
     metrics: list[MetricTemplate] = []
-    queries: dict[str, str] = {}
+    rendered: dict[str, Rendered] = {}
     windows: dict[str, str] = {}
-    limits: dict[str, Threshold] = {}
-    for name in ref.names:
-        template = templates.get(name)
+    criteria: dict[str, Criteria] = {}
+    for key in ref.names:
+        template = templates.get(key)
         if template is None:
             known = ", ".join(sorted(templates))
             raise ConfigError(
-                f"no analysis template {name!r}: use one of {known}, or pass it "
-                "in the flow's templates",
+                f"no analysis template {key!r}: use one of {known}, an AnalysisTemplate in "
+                f"namespace {spec.namespace} (or a ClusterAnalysisTemplate with clusterScope: "
+                "true), or pass it in the flow's templates",
                 app=spec.app,
             )
         for metric in template.metrics:
-            if metric.name in queries:
+            if metric.name in rendered:
                 raise ConfigError(
                     f"metric {metric.name!r} is in two templates of one analysis: rename one",
                     app=spec.app,
                 )
+            if metric.runs_until_ended and str(phase) != "background":
+                raise ConfigError(
+                    f"metric {metric.name} has an interval and no count, so it runs until the "
+                    f"release ends; a {phase} analysis must end: set count",
+                    template=template.name,
+                )
             windows[metric.name] = args.get("window") or window(metric, scrape_seconds)
-            queries[metric.name] = _render_one(
-                template, metric, {**args, "window": windows[metric.name]}
-            )
-        limits.update(thresholds(template, args))
-        metrics.extend(template.metrics)
+            mine = {**args, "window": windows[metric.name]}
+            rendered[metric.name] = render(template, mine, secrets.get(template.key))[metric.name]
+            values = render_values(template, mine, secrets.get(template.key) or {})
+            criteria[metric.name] = Criteria.of(metric, values)
+            metrics.append(_for_ref(metric, ref))
         used.append(template)
-    return Prepared(tuple(used), tuple(metrics), queries, limits, args, windows)
+    return Prepared(tuple(used), tuple(metrics), rendered, criteria, args, windows, secrets)
 
 
 def analysis_refs(spec: ReleaseSpec) -> list[tuple[str, AnalysisRef]]:
     """Every (phase, AnalysisRef) a spec holds, so that all can be checked before a release."""
     return spec.analysis_refs()
-
-
-def value_of(result: list) -> float | None:
-    """The one number of an instant-query result; None for no data.
-
-    Raises:
-        ValueError: the query returned several series (aggregate them, e.g. with sum()).
-    """
-    if len(result) == 2 and not isinstance(result[0], dict):  # a scalar: [time, "value"]
-        return float(result[1])
-    if not result:
-        return None
-    if len(result) > 1:
-        raise ValueError(
-            f"the query returned {len(result)} series; aggregate them to one (sum, avg or max)"
-        )
-    return float(result[0]["value"][1])
-
-
-def direction_of(threshold: Threshold) -> Direction:
-    """Which change the judge counts as worse: a metric with only a minimum must not drop."""
-    if threshold.min is not None and threshold.max is None:
-        return Direction.DECREASE_IS_BAD
-    return Direction.INCREASE_IS_BAD
 
 
 def artifact_key(spec: ReleaseSpec, key: str) -> str:

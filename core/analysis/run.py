@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from core.analysis.templates import MetricTemplate, Threshold
+from core.analysis.criteria import Criteria, no_data
+from core.analysis.templates import MetricTemplate
 from core.release.observed import Outcome
 
 #: After an Error measurement, retry this soon instead of waiting a full interval (Argo's
@@ -16,19 +18,43 @@ ERROR_RETRY_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class Measurement:
-    """One measurement: a value, or None with no error (no data), or an error message."""
+    """One measurement: the provider's result, or an error message.
 
-    value: float | None
+    `result` is what Argo's conditions see: a float (a Prometheus scalar), a list of floats (a
+    vector), or any JSON value (a web provider); None or empty means no data.
+    """
+
+    result: Any
     error: str | None = None
     at: float = 0.0
 
-    def outcome(self, threshold: Threshold) -> Outcome:
-        """Classify this measurement against `threshold`."""
+    def outcome(self, criteria: Criteria) -> Outcome:
+        """Classify this measurement by the metric's conditions."""
+        return self.judged(criteria)[0]
+
+    def judged(self, criteria: Criteria) -> tuple[Outcome, str | None]:
+        """(outcome, why it is an Error or Inconclusive) of this measurement."""
         if self.error is not None:
-            return Outcome.ERROR
-        if self.value is None or math.isnan(self.value):
-            return Outcome.INCONCLUSIVE
-        return Outcome.SUCCESSFUL if threshold.contains(self.value) else Outcome.FAILED
+            return Outcome.ERROR, self.error
+        return criteria.judge(self.result)
+
+    def shown(self) -> str:
+        """The result in a few characters: `0.012`, `[0.01, 0.02]`, `no data`, `error`."""
+        if self.error is not None:
+            return "error"
+        return show(self.result)
+
+
+def show(result: Any) -> str:
+    """A result in a few characters, for reasons and reports."""
+    if no_data(result):
+        return "no data"
+    if isinstance(result, float):
+        return "no data" if math.isnan(result) else f"{result:.4g}"
+    if isinstance(result, list | tuple):
+        inner = ", ".join(show(v) if isinstance(v, float) else repr(v)[:20] for v in result[:3])
+        return f"[{inner}{', ...' if len(result) > 3 else ''}]"
+    return repr(result)[:40]
 
 
 @dataclass(frozen=True)
@@ -48,10 +74,7 @@ class MetricVerdict:
 
 
 def _values(measurements: Sequence[Measurement]) -> str:
-    shown = [
-        "error" if m.error else "no data" if m.value is None else f"{m.value:g}"
-        for m in measurements[-5:]
-    ]
+    shown = [m.shown() for m in measurements[-5:]]
     more = "..., " if len(measurements) > 5 else ""
     return f"values {more}{', '.join(shown)}" if shown else "no measurements"
 
@@ -62,12 +85,12 @@ class MetricRun:
 
     Args:
         template: The metric's template (schedule, limits, dry-run).
-        threshold: Its success range after argument overrides (see `templates.thresholds`).
+        criteria: Its conditions with the analysis's argument values.
         started_at: When the analysis started (the initial delay counts from here).
     """
 
     template: MetricTemplate
-    threshold: Threshold
+    criteria: Criteria
     started_at: float = 0.0
     measurements: list[Measurement] = field(default_factory=list)
     terminated: bool = False
@@ -107,7 +130,7 @@ class MetricRun:
         consecutive, decided, seen = 0, None, 0
         for m in self.measurements:
             seen += 1
-            outcome = m.outcome(self.threshold)
+            outcome = m.outcome(self.criteria)
             counts[outcome] += 1
             consecutive = consecutive + 1 if outcome is Outcome.ERROR else 0
             decided = self._limit_crossed(counts, consecutive)
@@ -120,29 +143,28 @@ class MetricRun:
             "errors": counts[Outcome.ERROR],
             "consecutive_errors": consecutive,
         }
-        head = f"{t.name}: {_values(self.measurements[:seen])}, want {self.threshold}"
-        errors = [m.error for m in self.measurements[:seen] if m.error is not None]
+        head = f"{t.name}: {_values(self.measurements[:seen])}, want {self.criteria}"
+        judged = [m.judged(self.criteria) for m in self.measurements[:seen]]
+        errors = [why for outcome, why in judged if outcome is Outcome.ERROR and why]
         if errors:
             head += f" (last error: {errors[-1]})"
         if decided:
             outcome, why = decided
             return MetricVerdict(t.name, outcome, f"{head}; {why}", True, t.dry_run, **stats)
-        measured = seen - counts[Outcome.ERROR]
-        if measured >= t.count or self.terminated:
-            done = f"{measured}/{t.count} measured"
-            if stats["successes"] >= t.min_samples:
+        measured, wanted = seen - counts[Outcome.ERROR], t.measurements
+        planned = "until the release ends" if wanted is None else f"{wanted}"
+        if (wanted is not None and measured >= wanted) or self.terminated:
+            done = f"{measured}/{planned} measured"
+            if stats["successes"] >= 1:
                 why = f"{done}, {stats['successes']} successful"
                 return MetricVerdict(
                     t.name, Outcome.SUCCESSFUL, f"{head}; {why}", True, t.dry_run, **stats
                 )
-            why = (
-                f"{done}, only {stats['successes']} successful; at least {t.min_samples} "
-                "needed (minimum sample size)"
-            )
+            why = f"{done}, none successful: no data is never a success"
             return MetricVerdict(
                 t.name, Outcome.INCONCLUSIVE, f"{head}; {why}", True, t.dry_run, **stats
             )
-        why = f"running, {measured}/{t.count} measured"
+        why = f"running, {measured}/{planned} measured"
         return MetricVerdict(
             t.name, Outcome.INCONCLUSIVE, f"{head}; {why}", False, t.dry_run, **stats
         )
@@ -159,8 +181,7 @@ class MetricRun:
         if counts[Outcome.INCONCLUSIVE] > t.inconclusive_limit:
             n = counts[Outcome.INCONCLUSIVE]
             return Outcome.INCONCLUSIVE, (
-                f"no data {n} > inconclusiveLimit {t.inconclusive_limit}; at least "
-                f"{t.min_samples} successful measurements needed (minimum sample size)"
+                f"inconclusive {n} > inconclusiveLimit {t.inconclusive_limit}"
             )
         if consecutive > t.consecutive_error_limit:
             return Outcome.ERROR, (
@@ -223,10 +244,10 @@ class AnalysisRun:
 
     A metric stops at the first limit crossed, so the limits never compete. Errors do not count
     towards `count` (as in Argo, they are retried after ERROR_RETRY_SECONDS); once `count` non-error
-    measurements are taken with no limit crossed, the metric is
-    Successful only if at least `min_samples` of them succeeded; otherwise Inconclusive: no data is
-    never Successful (DESIGN.md, 4). An `AnalysisRun` combines its metrics; dry-run metrics are
-    reported but never decide.
+    measurements are taken with no limit crossed (or the release ended a metric that runs until
+    then), the metric is Successful if at least one of them succeeded; otherwise Inconclusive: no
+    data is never Successful (DESIGN.md, 4). An `AnalysisRun` combines its metrics; dry-run
+    metrics are reported but never decide.
     """
 
     runs: dict[str, MetricRun]
@@ -235,11 +256,11 @@ class AnalysisRun:
     def start(
         cls,
         metrics: Sequence[MetricTemplate],
-        thresholds: Mapping[str, Threshold],
+        criteria: Mapping[str, Criteria],
         started_at: float,
     ) -> AnalysisRun:
-        """A run for `metrics`, with each one's threshold from `thresholds` (by metric name)."""
-        return cls({m.name: MetricRun(m, thresholds[m.name], started_at) for m in metrics})
+        """A run for `metrics`, with each one's conditions from `criteria` (by metric name)."""
+        return cls({m.name: MetricRun(m, criteria[m.name], started_at) for m in metrics})
 
     def record(self, metric: str, measurement: Measurement) -> AnalysisVerdict:
         """Add a measurement to `metric` and return the combined verdict."""

@@ -1,324 +1,311 @@
-"""Analysis templates as data, and the one pure function that renders their PromQL."""
+"""Analysis templates as Argo Rollouts writes them (AnalysisTemplate, ClusterAnalysisTemplate).
+
+A template is frozen data: metrics with a provider (Prometheus or web), Argo's schedule and limits
+(`interval`, `count`, `initialDelay`, `failureLimit`, `inconclusiveLimit`, `consecutiveErrorLimit`)
+and `successCondition`/`failureCondition` in Argo's expression language, parsed when the template
+is read (core/analysis/conditions.py; never `eval`). `AnalysisTemplate.model_validate` takes an
+Argo document (`apiVersion`, `kind`, `metadata`, `spec`) or the flat form this model dumps; what
+is not supported is refused naming the field (core/analysis/argo_fields.py).
+"""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic.alias_generators import to_camel
 
-from core.durations import PROMQL_UNITS, parse_duration
+from core.analysis import argo_fields
+from core.analysis.conditions import Condition
+from core.analysis.jsonpath import steps
+from core.durations import parse_duration
 from core.errors import ConfigError
 from core.release import defaults
 
-PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}")
-_ARG_NAME = r"^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$"
-_UNSAFE = re.compile(r"[\"\\\x00-\x1f\x7f]")
+_ARG_NAME = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"
+#: `{{args.name}}`, as Argo writes it (spaces inside the braces allowed).
+PLACEHOLDER = re.compile(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def _go_seconds(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    try:
+        return parse_duration(value, "duration")
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
 
 
-class Threshold(_Frozen):
-    """A success range: `min <= value <= max`, both inclusive, either optional (not both).
+def _whole(value: Any) -> Any:
+    """Argo's int-or-string counts: 5 or "5" (a templated count is not supported)."""
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ValueError(f"{value!r} is not a whole number: write the number itself")
+        return int(value)
+    return value
 
-    `min_arg`/`max_arg` name a template argument that, when given, replaces that bound.
-    """
 
-    min: float | None = None
-    max: float | None = None
-    min_arg: str | None = None
-    max_arg: str | None = None
+GoSeconds = Annotated[
+    float,
+    BeforeValidator(_go_seconds),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "number", "minimum": 0}],
+            "description": "A Go duration such as 30s, 5m or 1h30m.",
+        }
+    ),
+]
+Count = Annotated[int, BeforeValidator(_whole)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, populate_by_name=True, alias_generator=to_camel, extra="forbid"
+    )
+
+
+class Header(_Model):
+    """One HTTP header (`key`, `value`); the value may hold `{{args.x}}` (a secret, say)."""
+
+    key: str = Field(min_length=1)
+    value: str
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the release's namespace."""
+
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class ArgSource(_Model):
+    """`valueFrom` of a template argument: `secretKeyRef` (its value is masked in every report)."""
+
+    secret_key_ref: SecretKeyRef
+
+
+class TemplateArg(_Model):
+    """A template argument: a default `value`, a `valueFrom.secretKeyRef`, or neither (required)."""
+
+    name: str = Field(pattern=_ARG_NAME)
+    value: str | None = None
+    value_from: ArgSource | None = None
 
     @model_validator(mode="after")
-    def _a_range(self) -> Threshold:
-        if self.min is None and self.max is None:
-            raise ValueError("a threshold needs min, max or both")
-        bounds = [b for b in (self.min, self.max) if b is not None]
-        if any(math.isnan(b) for b in bounds):
-            raise ValueError("a threshold bound cannot be NaN")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"threshold min {self.min} is above max {self.max}")
-        if (self.min_arg and self.min is None) or (self.max_arg and self.max is None):
-            raise ValueError("an argument can only override a bound that has a default value")
+    def _one(self) -> TemplateArg:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(f"argument {self.name!r} has both value and valueFrom: keep one")
         return self
 
-    def contains(self, value: float) -> bool:
-        """True if `value` lies within the range (NaN never does)."""
-        if math.isnan(value):
-            return False
-        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
-    def __str__(self) -> str:
-        if self.min is not None and self.max is not None:
-            return f"in [{self.min:g}, {self.max:g}]"
-        return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
+class PrometheusProvider(_Model):
+    """Argo's `prometheus` provider: `query`, optional `address`, `timeout` (seconds), `headers`.
 
-
-class TemplateArg(_Frozen):
-    """A template argument; without a default, every analysis must pass a value.
-
-    `kind` "label" (a label value, used inside quotes) or "duration" (a PromQL range such as
-    `5m`, the only kind allowed outside quotes).
+    No `address`: the Prometheus block the release uses (its URL and credentials). With one, that
+    server is asked with the template's headers only.
     """
 
-    name: str = Field(pattern=_ARG_NAME)
-    default: str | None = None
-    kind: Literal["label", "duration"] = "label"
-
-
-class MetricTemplate(_Frozen):
-    """One metric: its query, success range and Argo's measurement schedule and limits.
-
-    Limits compare strictly, as Argo's do: the metric fails once failures > `failure_limit`.
-    """
-
-    name: str = Field(pattern=_ARG_NAME)
     query: str = Field(min_length=1)
-    success: Threshold
-    dry_run: bool = False
-    interval_seconds: float = Field(60, gt=0)
-    count: int = Field(1, ge=1)
-    initial_delay_seconds: float = Field(0, ge=0)
-    failure_limit: int = Field(0, ge=0)
-    inconclusive_limit: int = Field(0, ge=0)
-    consecutive_error_limit: int = Field(defaults.CONSECUTIVE_ERROR_LIMIT, ge=0)
-    min_samples: int = Field(1, ge=1)
+    address: str = ""
+    timeout: int | None = Field(None, gt=0)
+    headers: tuple[Header, ...] = ()
+    insecure: bool = False
+
+
+class WebProvider(_Model):
+    """Argo's `web` provider: a JSON endpoint and a `jsonPath` into its answer."""
+
+    url: str = Field(min_length=1)
+    method: Literal["GET", "POST", "PUT"] = "GET"
+    headers: tuple[Header, ...] = ()
+    body: str | None = None
+    timeout_seconds: int = Field(10, gt=0)
+    json_path: str = "{$}"
+    insecure: bool = False
 
     @model_validator(mode="after")
-    def _reachable(self) -> MetricTemplate:
-        if self.min_samples > self.count:
+    def _path(self) -> WebProvider:
+        steps(self.json_path)  # a ValueError names the path
+        return self
+
+
+class Provider(_Model):
+    """Exactly one of `prometheus` or `web`."""
+
+    prometheus: PrometheusProvider | None = None
+    web: WebProvider | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one(cls, data: Any) -> Any:
+        argo_fields.refuse_provider(data)
+        return data
+
+    @property
+    def kind(self) -> str:
+        """Which provider: prometheus or web."""
+        return "prometheus" if self.prometheus is not None else "web"
+
+
+class MetricTemplate(_Model):
+    """One metric: its provider, Argo's conditions, schedule and limits.
+
+    `count` unset with an `interval`: measured until the release ends (a background analysis, as
+    in Argo); neither: one measurement. Limits compare strictly, as Argo's do: the metric fails
+    once failures > `failure_limit`. `dry_run` and `measurement_retention` come from the
+    template's (or the release's) `dryRun` and `measurementRetention` lists.
+    """
+
+    name: str = Field(pattern=_ARG_NAME)
+    provider: Provider
+    success_condition: str = ""
+    failure_condition: str = ""
+    interval: GoSeconds | None = Field(None, gt=0)
+    initial_delay: GoSeconds = Field(0, ge=0)
+    count: Count | None = Field(None, ge=1)
+    failure_limit: Count = Field(0, ge=0)
+    inconclusive_limit: Count = Field(0, ge=0)
+    consecutive_error_limit: Count = Field(defaults.CONSECUTIVE_ERROR_LIMIT, ge=0)
+    dry_run: bool = False
+    measurement_retention: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _supported(cls, data: Any) -> Any:
+        argo_fields.refuse(data, argo_fields.METRIC, "metric")
+        return data
+
+    @model_validator(mode="after")
+    def _judged(self) -> MetricTemplate:
+        if not (self.success_condition or self.failure_condition):
             raise ValueError(
-                f"metric {self.name}: min_samples {self.min_samples} > count {self.count}, "
-                "so it could never succeed"
+                f"metric {self.name} has neither successCondition nor failureCondition: Argo "
+                "would count every measurement as Successful; add a condition, e.g. "
+                "successCondition: result[0] >= 0.95"
             )
         return self
 
+    @property
+    def interval_seconds(self) -> float:
+        """Seconds between measurements (Argo measures once when no interval is given)."""
+        return self.interval if self.interval is not None else 60.0
 
-class AnalysisTemplate(_Frozen):
-    """A named set of metrics plus the arguments their queries and thresholds use."""
+    @property
+    def initial_delay_seconds(self) -> float:
+        """Seconds before the first measurement."""
+        return self.initial_delay
 
-    name: str = Field(pattern=_ARG_NAME)
-    metrics: tuple[MetricTemplate, ...] = Field(min_length=1)
+    @property
+    def runs_until_ended(self) -> bool:
+        """True when the metric has an interval and no count: it runs until the release ends."""
+        return self.count is None and self.interval is not None
+
+    @property
+    def measurements(self) -> int | None:
+        """How many non-error measurements decide it; None: until the release ends."""
+        if self.count is not None:
+            return self.count
+        return None if self.interval is not None else 1
+
+    def conditions(self, args: frozenset[str] = frozenset()) -> tuple[Condition | None, ...]:
+        """(success, failure) conditions parsed; None for one not given.
+
+        Raises:
+            ConfigError: an expression is not of Argo's supported forms, naming it.
+        """
+        return tuple(
+            Condition.parse(text, args or None, what) if text else None
+            for text, what in (
+                (self.success_condition, f"metric {self.name} successCondition"),
+                (self.failure_condition, f"metric {self.name} failureCondition"),
+            )
+        )
+
+
+class AnalysisTemplate(_Model):
+    """A named set of metrics plus the arguments they use (an Argo AnalysisTemplate).
+
+    `kind` is AnalysisTemplate (read from the release's namespace) or ClusterAnalysisTemplate
+    (named with `clusterScope: true`). Argo documents are read as written; see the module's doc.
+    """
+
+    kind: Literal["AnalysisTemplate", "ClusterAnalysisTemplate"] = "AnalysisTemplate"
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", max_length=253)
     args: tuple[TemplateArg, ...] = ()
+    metrics: tuple[MetricTemplate, ...] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_argo(cls, data: Any) -> Any:
+        return argo_fields.flatten(data)
 
     @model_validator(mode="after")
-    def _args_declared(self) -> AnalysisTemplate:
+    def _consistent(self) -> AnalysisTemplate:
         declared = {a.name for a in self.args}
         if len(declared) != len(self.args):
             raise ValueError(f"template {self.name} declares an argument twice")
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise ValueError(f"template {self.name} has two metrics of the same name")
-        durations = {a.name for a in self.args if a.kind == "duration"}
         for metric in self.metrics:
-            _check_quoted(metric.name, metric.query, durations)
-            used = set(PLACEHOLDER.findall(metric.query))
-            used |= {a for a in (metric.success.min_arg, metric.success.max_arg) if a}
-            if used - declared:
+            try:
+                metric.conditions(frozenset(declared) or frozenset({""}))
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+            if used := sorted(placeholders(metric) - declared):
                 raise ValueError(
-                    f"metric {metric.name} uses undeclared args {sorted(used - declared)}"
+                    f"metric {metric.name} uses {{{{args.{used[0]}}}}}, which template "
+                    f"{self.name} does not declare: add it to args"
                 )
         return self
 
+    @property
+    def key(self) -> str:
+        """How a release names it: `name`, or `cluster/name` for a ClusterAnalysisTemplate."""
+        return f"cluster/{self.name}" if self.kind == "ClusterAnalysisTemplate" else self.name
 
-def _is_window(value: str) -> bool:
-    """True for a PromQL range such as 30s, 5m or 1h30m (positive; no bare numbers)."""
-    if value != value.strip():
-        return False
-    try:
-        return parse_duration(value, units=PROMQL_UNITS, bare_seconds=False, fractions=False) > 0
-    except ConfigError:
-        return False
-
-
-def _check_quoted(metric: str, query: str, durations: set[str] | frozenset = frozenset()) -> None:
-    """Raise ValueError unless every placeholder of `query` is quoted.
-
-    Raise ValueError unless every placeholder of `query` lies inside a double-quoted string
-    (duration arguments excepted: their values are checked to be durations when rendered).
-    """
-    inside, escaped, quoted_at = False, False, set()
-    for i, char in enumerate(query):
-        if inside:
-            quoted_at.add(i)
-        if escaped:
-            escaped = False
-        elif inside and char == "\\":
-            escaped = True
-        elif char == '"':
-            inside = not inside
-    for match in PLACEHOLDER.finditer(query):
-        if match.start() not in quoted_at and match.group(1) not in durations:
-            raise ValueError(f"metric {metric}: placeholder {match.group(0)} is not in quotes")
-    if "{{" in PLACEHOLDER.sub("", query):
-        raise ValueError(f"metric {metric}: a '{{{{' is not an {{{{args.name}}}} placeholder")
+    def to_argo(self) -> dict[str, Any]:
+        """The template as an argoproj.io/v1alpha1 document, as `kubectl apply` takes it."""
+        return argo_fields.to_argo(self)
 
 
-def _values(template: AnalysisTemplate, args: Mapping[str, str]) -> dict[str, str]:
-    """The template's argument values: given ones over defaults; ConfigError if one is missing."""
-    values: dict[str, str] = {}
-    for arg in template.args:
-        value = args.get(arg.name, arg.default)
-        if value is None:
-            raise ConfigError(f"analysis argument {arg.name!r} is missing", template=template.name)
-        values[arg.name] = value
-    return values
-
-
-def render(template: AnalysisTemplate, args: Mapping[str, str]) -> dict[str, str]:
-    """Substitute `{{args.x}}` in every metric's query; return {metric name: PromQL}.
-
-    A template is frozen data (DESIGN.md, principle 5): metrics with a PromQL query holding
-    `{{args.name}}` placeholders and a typed success range. `render` substitutes the arguments
-    (plain text replacement: no eval, no Jinja); `thresholds` applies arguments that override a
-    bound, such as the seed's `error-threshold`. Every placeholder must sit inside a double-quoted
-    PromQL string, and argument values may hold no quote, backslash or control character, so a value
-    cannot leave its label matcher and inject PromQL. The one exception is an argument of kind
-    "duration" (a range window such as `{_W}`): it may stand outside quotes because its value must
-    be a PromQL duration (`30s`, `5m`, `1h`) and nothing else.
-
-    Args:
-        template: The analysis template.
-        args: Argument values by name; arguments the template does not declare are ignored
-            (one AnalysisRef passes the same args to several templates, as in Argo).
-
-    Raises:
-        ConfigError: An argument without a default is missing, or a value is empty or holds a
-            quote, backslash or control character (it could break out of its label matcher).
-    """
-    values = _values(template, args)
-    kinds = {a.name: a.kind for a in template.args}
-    for name, value in values.items():
-        if kinds[name] == "duration" and not _is_window(value):
-            raise ConfigError(
-                f"analysis argument {name!r} must be a PromQL duration such as "
-                f"30s, 5m or 1h, got {value!r}",
-                template=template.name,
-            )
-        if not value or _UNSAFE.search(value):
-            raise ConfigError(
-                f"analysis argument {name!r} must be a non-empty label value without quotes, "
-                "backslashes or control characters",
-                template=template.name,
-            )
-    return {
-        m.name: PLACEHOLDER.sub(lambda g: values[g.group(1)], m.query) for m in template.metrics
-    }
-
-
-def thresholds(template: AnalysisTemplate, args: Mapping[str, str]) -> dict[str, Threshold]:
-    """Each metric's success range with argument overrides applied ({metric name: Threshold}).
-
-    Raises:
-        ConfigError: An argument is missing or an overriding value is not a finite number.
-    """
-    values = _values(template, args)
-    out: dict[str, Threshold] = {}
-    for metric in template.metrics:
-        fields = metric.success.model_dump()
-        for bound in ("min", "max"):
-            arg = fields[f"{bound}_arg"]
-            if arg:
-                fields[bound] = _number(template.name, arg, values[arg])
-        try:
-            out[metric.name] = Threshold(**fields)
-        except ValueError as err:
-            raise ConfigError(f"metric {metric.name}: {err}", template=template.name) from err
-    return out
+def placeholders(metric: MetricTemplate) -> set[str]:
+    """The argument names a metric's provider and conditions use."""
+    texts = [metric.success_condition, metric.failure_condition]
+    provider = metric.provider.prometheus or metric.provider.web
+    for value in provider.model_dump().values() if provider else ():
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, tuple | list):
+            texts += [h["value"] for h in value if isinstance(h, Mapping)]
+    return {name for text in texts for name in PLACEHOLDER.findall(text or "")}
 
 
 def rescheduled(template: AnalysisTemplate, **changes: object) -> AnalysisTemplate:
-    """`template` with the same fields of every metric changed (e.g.
-
-    interval_seconds, count), validated again: a change that makes a metric unreachable raises
-    ValidationError.
-    """
+    """`template` with the same fields of every metric changed (e.g. interval, count), validated."""
     metrics = tuple(
         MetricTemplate.model_validate({**m.model_dump(), **changes}) for m in template.metrics
     )
     return AnalysisTemplate.model_validate({**template.model_dump(), "metrics": metrics})
 
 
-def _number(template: str, arg: str, value: str) -> float:
-    """`value` as a finite float, or ConfigError naming the argument."""
+def load_templates(source: str) -> list[AnalysisTemplate]:
+    """Every AnalysisTemplate and ClusterAnalysisTemplate of a YAML file (`---`-separated).
+
+    Raises:
+        ConfigError: a document is not one, or not one this pipeline can run (naming which).
+    """
+    out = []
     try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise ConfigError(
-            f"analysis argument {arg!r} must be a number, got {value!r}", template=template
-        )
-    return number
-
-
-# --- Built-in templates: the seed's success-rate and error-rate, and its HighLatency alert ---
-
-_SEL = (
-    'service="{{args.service-name}}", namespace=~"{{args.namespace}}", '
-    'track=~"{{args.track}}", color=~"{{args.color}}", revision=~"{{args.revision}}"'
-)
-_W = "[{{args.window}}]"
-_ARGS = (
-    TemplateArg(name="service-name"),
-    # The rate window. The runner passes each metric's interval (at least four scrapes), as
-    # Flagger does, so a measurement sees only what happened since the previous one.
-    TemplateArg(name="window", default="5m", kind="duration"),
-    TemplateArg(name="namespace", default=".*"),
-    TemplateArg(name="track", default=".*"),
-    TemplateArg(name="color", default=".*"),  # blue-green: the color the planner measures
-    TemplateArg(name="revision", default=".*"),
-)
-_SCHEDULE = {
-    "interval_seconds": 60,
-    "count": 5,
-    "failure_limit": 1,
-    "inconclusive_limit": 2,
-    "min_samples": 3,
-}
-
-BUILTINS: dict[str, AnalysisTemplate] = {
-    "success-rate": AnalysisTemplate(
-        name="success-rate",
-        args=_ARGS,
-        metrics=(
-            MetricTemplate(
-                name="success-rate",
-                query=f'sum(rate(http_requests_total{{{_SEL}, status!~"5.."}}{_W})) / '
-                f"sum(rate(http_requests_total{{{_SEL}}}{_W}))",
-                success=Threshold(min=0.95),
-                **_SCHEDULE,
-            ),
-        ),
-    ),
-    "error-rate": AnalysisTemplate(
-        name="error-rate",
-        args=(*_ARGS, TemplateArg(name="error-threshold", default="0.05")),
-        metrics=(
-            MetricTemplate(
-                name="error-rate",
-                query=f'sum(rate(http_requests_total{{{_SEL}, status=~"5.."}}{_W})) / '
-                f"sum(rate(http_requests_total{{{_SEL}}}{_W}))",
-                success=Threshold(max=0.05, max_arg="error-threshold"),
-                **_SCHEDULE,
-            ),
-        ),
-    ),
-    "latency-p95": AnalysisTemplate(
-        name="latency-p95",
-        args=_ARGS,
-        metrics=(
-            MetricTemplate(
-                name="latency-p95",
-                query="histogram_quantile(0.95, sum by (le) "
-                f"(rate(http_request_duration_seconds_bucket{{{_SEL}}}{_W})))",
-                success=Threshold(max=0.5),
-                **_SCHEDULE,
-            ),
-        ),
-    ),
-}
+        documents = [d for d in yaml.safe_load_all(source) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the analysis templates are not YAML: {exc}") from None
+    for i, doc in enumerate(documents):
+        try:
+            out.append(AnalysisTemplate.model_validate(doc))
+        except ValueError as exc:
+            raise ConfigError(f"document {i + 1}: {exc}") from None
+    return out

@@ -45,7 +45,7 @@ def _image(value: str) -> str:
     return value
 
 
-def parse_duration(value: Any) -> Any:
+def _seconds(value: Any) -> Any:
     """Whole seconds of an Argo duration: seconds, or a Go duration ("30s", "5m", "1h30m")."""
     if value is None or isinstance(value, bool):
         return value
@@ -70,7 +70,7 @@ Image = Annotated[str, AfterValidator(_image)]
 #: whole seconds. The form shows a text field, so "5m" can be typed as written in a Rollout.
 Seconds = Annotated[
     int,
-    BeforeValidator(parse_duration),
+    BeforeValidator(_seconds),
     WithJsonSchema(
         {
             "anyOf": [

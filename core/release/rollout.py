@@ -73,6 +73,11 @@ def load_rollout(
         del spec["paused"]
     name = app or meta.get("name")
     template = spec.pop("template", None)
+    if template is not None and spec.get("workloadRef") is not None:
+        raise SpecError(
+            "spec.template and spec.workloadRef are both set: keep one (workloadRef takes the "
+            "Deployment's template)"
+        )
     labels = (spec.pop("selector", None) or {}).get("matchLabels")
     _check_selector(labels, template)
     pod = ((template or {}).get("spec") or {}).get("containers") or [{}]

@@ -37,7 +37,7 @@ from flows.environments import (
 )
 from flows.hooks import on_release_failure
 from flows.release.executor import Asker, Executor, ReleaseResult
-from tasks import kube, workload
+from tasks import analysis_templates, kube, workload
 from tasks.environment import check_namespaces, load_environment
 
 POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
@@ -184,6 +184,7 @@ def perform_release(
     that Deployment goes to zero when its `scaleDown` is `onsuccess`.
     """
     spec = workload.resolve_workload_ref(cluster, spec)
+    runner = analysis_templates.for_release(runner, cluster, spec)
     publish_plan(spec)
     name = lock_name(spec.app, spec.namespace)
     ensure_limit(name)
@@ -230,7 +231,7 @@ def release_in(
     """
     env = load_environment(environment)
     cluster = cluster_of(env, cluster_block)
-    check_templates(env, templates)
+    check_templates(env, templates, cluster)
     runner = runner_for(prometheus_of(env, prometheus_block), templates, judge)
     if spec is None:
         if not (app and image):

@@ -20,14 +20,9 @@ from prefect import flow
 from prefect.artifacts import Artifact
 
 from blocks import PrometheusServer
+from core.analysis.builtins import BUILTINS
 from core.analysis.judge import JudgeConfig
-from core.analysis.templates import (
-    BUILTINS,
-    AnalysisTemplate,
-    MetricTemplate,
-    Threshold,
-    rescheduled,
-)
+from core.analysis.templates import AnalysisTemplate, rescheduled
 from core.analysis.verdict import Verdict
 from core.errors import ConfigError
 from core.release.actions import AnalysisPhase
@@ -43,7 +38,7 @@ from tasks.prometheus import PrometheusRunner
 
 NS = "analysis-test"
 # Rates need two scrapes (2 s apart) of traffic: the initial delay waits for them, as Argo users do.
-FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
+FAST = {"interval": 2, "count": 4, "initial_delay": 5}
 
 
 def fast(name: str, **changes: object) -> AnalysisTemplate:
@@ -119,7 +114,8 @@ def test_twenty_percent_errors_fail_the_error_rate(platform: Platform, prom, app
     ):
         verdict = analyse(PrometheusRunner(prom, templates()), ("error-rate",), app, "errors")
     assert verdict.outcome is Outcome.FAILED, verdict.reason
-    assert "failed 2 > failureLimit 1" in verdict.reason and "want <= 0.05" in verdict.reason
+    assert "failed 2 > failureLimit 1" in verdict.reason
+    assert "want success: result[0] <= 0.05" in verdict.reason
     row = table(verdict.report)[0]
     assert row["outcome"] == "Failed" and row["values"].count(",") >= 1
 
@@ -131,15 +127,16 @@ def test_added_latency_fails_p95(platform: Platform, prom, app) -> None:
     ):
         verdict = analyse(PrometheusRunner(prom, templates()), ("latency-p95",), app, "slow")
     assert verdict.outcome is Outcome.FAILED, verdict.reason
-    assert "latency-p95" in verdict.reason and "want <= 0.5" in verdict.reason
+    assert "latency-p95" in verdict.reason
+    assert "want success: result[0] <= 0.5" in verdict.reason
 
 
 def test_idle_service_is_inconclusive_never_successful(platform: Platform, prom, app) -> None:
     with scraped(platform.prometheus, labels(app)):  # scraped, but nobody calls it
         verdict = analyse(PrometheusRunner(prom, templates()), ("success-rate",), app, "idle")
     assert verdict.outcome is Outcome.INCONCLUSIVE, verdict.reason
-    assert "no data 3 > inconclusiveLimit 2" in verdict.reason
-    assert "minimum sample size" in verdict.reason
+    assert "values no data, no data, no data" in verdict.reason
+    assert "inconclusive 3 > inconclusiveLimit 2" in verdict.reason
 
 
 def test_dry_run_metric_is_reported_but_never_decides(platform: Platform, prom, app) -> None:
@@ -157,31 +154,46 @@ def test_dry_run_metric_is_reported_but_never_decides(platform: Platform, prom, 
 
 
 def test_bad_query_is_error_and_names_the_rejection(prom, app) -> None:
-    broken = AnalysisTemplate(
-        name="broken",
-        metrics=(
-            MetricTemplate(
-                name="broken",
-                query="sum(rate(http_requests_total[5m])",
-                success=Threshold(max=1),
-                consecutive_error_limit=0,
-            ),
-        ),
-    )
+    broken = one_metric("broken", "sum(rate(http_requests_total[5m])", "result[0] <= 1")
     verdict = analyse(PrometheusRunner(prom, {"broken": broken}), ("broken",), app, "broken")
     assert verdict.outcome is Outcome.ERROR
     assert "query rejected" in verdict.reason and "consecutiveErrorLimit 0" in verdict.reason
 
 
-def test_several_series_are_an_error_asking_to_aggregate(prom, app) -> None:
-    one = 'label_replace(vector(1), "copy", "{}", "", "")'
-    two = f"{one.format('a')} or {one.format('b')}"  # two series, whatever Prometheus scrapes
-    metric = MetricTemplate(
-        name="many", query=two, success=Threshold(min=1), consecutive_error_limit=0
+def one_metric(name: str, query: str, condition: str) -> AnalysisTemplate:
+    """An Argo AnalysisTemplate of one Prometheus metric, measured once, no error allowed."""
+    return AnalysisTemplate.model_validate(
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": name},
+            "spec": {
+                "metrics": [
+                    {
+                        "name": name,
+                        "successCondition": condition,
+                        "consecutiveErrorLimit": 0,
+                        "provider": {"prometheus": {"query": query}},
+                    }
+                ]
+            },
+        }
     )
-    many = AnalysisTemplate(name="many", metrics=(metric,))
-    verdict = analyse(PrometheusRunner(prom, {"many": many}), ("many",), app, "many")
-    assert verdict.outcome is Outcome.ERROR and "aggregate" in verdict.reason
+
+
+def test_several_series_reach_the_conditions_as_argos_vector(prom, app) -> None:
+    one = 'label_replace(vector({v}), "copy", "{c}", "", "")'
+    two = f"{one.format(v=1, c='a')} or {one.format(v=3, c='b')}"  # two series, whatever is scraped
+    every = one_metric("every", two, "len(result) == 2 && all(result, {# >= 1})")
+    verdict = analyse(PrometheusRunner(prom, {"every": every}), ("every",), app, "every")
+    assert verdict.outcome is Outcome.SUCCESSFUL, verdict.reason
+    assert "[1, 3]" in verdict.reason
+    first = one_metric("first", two, "result[0] >= 2")  # the first series alone: 1
+    verdict = analyse(PrometheusRunner(prom, {"first": first}), ("first",), app, "first")
+    assert verdict.outcome is Outcome.FAILED, verdict.reason
+    beyond = one_metric("beyond", two, "result[2] >= 1")
+    verdict = analyse(PrometheusRunner(prom, {"beyond": beyond}), ("beyond",), app, "beyond")
+    assert verdict.outcome is Outcome.ERROR and "index out of range" in verdict.reason
 
 
 def test_unknown_template_is_refused_before_any_query(prom, app) -> None:
@@ -230,7 +242,7 @@ def test_prometheus_stopping_mid_analysis_gives_error_not_promotion(
 def test_judge_fails_a_slower_canary_that_thresholds_let_through(
     platform: Platform, prom, app
 ) -> None:
-    loose = {"latency-p95": fast("latency-p95", count=12, success=Threshold(max=5))}
+    loose = {"latency-p95": fast("latency-p95", count=12, success_condition="result[0] <= 5")}
     runner = PrometheusRunner(prom, loose, judge=JudgeConfig(min_samples=8))
     with (
         scraped(platform.prometheus, labels(app, "stable")) as stable,
@@ -246,3 +258,46 @@ def test_judge_fails_a_slower_canary_that_thresholds_let_through(
     overall = rows["judge: overall"]
     assert overall["outcome"] == "Failed" and overall["values"] == "score 0"
     assert "pass >= 95" in overall["why"]
+
+
+def test_the_web_provider_judges_a_real_json_endpoint(platform: Platform, prom, app) -> None:
+    def web(name: str, condition: str, path: str) -> AnalysisTemplate:
+        return AnalysisTemplate.model_validate(
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "AnalysisTemplate",
+                "metadata": {"name": name},
+                "spec": {
+                    "args": [{"name": "base"}],
+                    "metrics": [
+                        {
+                            "name": name,
+                            "successCondition": condition,
+                            "provider": {"web": {"url": "{{args.base}}/health", "jsonPath": path}},
+                        }
+                    ],
+                },
+            }
+        )
+
+    healthy = web("healthy", 'result == "healthy"', "{$.status}")
+    checks = web("checks", "len(result) >= 1", "{$.checks}")
+    absent = web("absent", "result == 1", "{$.nothing.here}")
+    runner = PrometheusRunner(prom, {t.name: t for t in (healthy, checks, absent)})
+
+    def ref_to(url: str, *names: str) -> AnalysisRef:
+        return AnalysisRef.model_validate(
+            {
+                "templates": [{"templateName": n} for n in names],
+                "args": [{"name": "base", "value": url}],
+            }
+        )
+
+    with scraped(platform.prometheus, labels(app)) as inst:
+        both = ref_to(inst.url, "healthy", "checks")
+        verdict = runner.run(both, AnalysisPhase.STEP, spec_for(app), "web")
+        nothing = runner.run(ref_to(inst.url, "absent"), AnalysisPhase.STEP, spec_for(app), "w0")
+    assert verdict.outcome is Outcome.SUCCESSFUL, verdict.reason
+    rows = {r["metric"]: r for r in table(verdict.report)}
+    assert rows["healthy"]["values"] == "'healthy'" and rows["healthy"]["query"].endswith("/health")
+    assert nothing.outcome is Outcome.INCONCLUSIVE, nothing.reason  # nothing at the path: no data

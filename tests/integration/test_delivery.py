@@ -21,7 +21,8 @@ from kubernetes.client.exceptions import ApiException
 from prefect.artifacts import Artifact
 
 from blocks import ContainerRegistry, GitRepository, KubernetesCluster
-from core.analysis.templates import BUILTINS, rescheduled
+from core.analysis.builtins import BUILTINS
+from core.analysis.templates import rescheduled
 from core.errors import ConfigError
 from flows.delivery import delivery
 from sandbox.load import Load
@@ -31,7 +32,7 @@ from tests.integration.release_helpers import deployments
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "kyb-platform"
 APP, PRODUCTION = "kyb-platform", "kyb-production"
-FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
+FAST = {"interval": 2, "count": 4, "initial_delay": 5}
 ERROR_RATE = rescheduled(BUILTINS["error-rate"], **FAST)
 CANARY = {
     "canary": {

@@ -21,7 +21,8 @@ from kubernetes import client
 from prefect.artifacts import Artifact
 
 from blocks import Environment, GitRepository, KubernetesCluster
-from core.analysis.templates import BUILTINS, rescheduled
+from core.analysis.builtins import BUILTINS
+from core.analysis.templates import rescheduled
 from core.errors import ConfigError
 from core.release.errors import ReleaseFailed
 from flows.delivery import delivery
@@ -202,7 +203,7 @@ def test_an_environment_that_requires_approval_waits_for_a_person(
     assert deployments(admin, namespace) == {APP: (V1, 3, 3)}
 
 
-FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
+FAST = {"interval": 2, "count": 4, "initial_delay": 5}
 
 
 def test_delivery_to_the_staging_environment_runs_with_staging_s_own_block(platform) -> None:

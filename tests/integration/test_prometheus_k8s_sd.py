@@ -23,7 +23,8 @@ import yaml
 from kubernetes import client
 
 from blocks import KubernetesCluster
-from core.analysis.templates import BUILTINS, render
+from core.analysis.builtins import BUILTINS
+from core.analysis.render import render
 from sandbox import prometheus as sd
 from sandbox.errors import PlatformError
 from sandbox.example_image import build_example, docker_client, push
@@ -163,7 +164,7 @@ def test_series_carry_the_pods_labels_and_the_analysis_selects_on_them(
     # the analysis's success-rate on the canary, rendered as the analysis renders it
     template = BUILTINS["success-rate"]
     args = {"service-name": "web", "namespace": namespace, "track": "canary", "window": "30s"}
-    (promql,) = render(template, args).values()
+    (promql,) = (r.query for r in render(template, args).values())
 
     def measured() -> float | None:
         result = _query(platform, promql)
@@ -172,7 +173,9 @@ def test_series_carry_the_pods_labels_and_the_analysis_selects_on_them(
 
     assert _poll("a success rate of the canary", measured) == 1.0
     other = render(template, {**args, "namespace": f"{namespace}-elsewhere"})
-    assert _query(platform, next(iter(other.values()))) == []  # it selects on the pods' namespace
+    assert (
+        _query(platform, next(iter(other.values())).query) == []
+    )  # it selects on the pods' namespace
 
     def dropped() -> bool:
         found = _targets(platform)["droppedTargets"]

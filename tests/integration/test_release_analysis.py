@@ -13,7 +13,8 @@ import pytest
 from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster
-from core.analysis.templates import BUILTINS, rescheduled
+from core.analysis.builtins import BUILTINS
+from core.analysis.templates import rescheduled
 from core.release.errors import ReleaseFailed
 from flows.release.flow import release
 from sandbox.fleet import scraped
@@ -21,7 +22,7 @@ from sandbox.load import Load
 from sandbox.platform import Platform
 from tests.integration.release_helpers import V1, V2, settle, spec
 
-FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
+FAST = {"interval": 2, "count": 4, "initial_delay": 5}
 ERROR_RATE = rescheduled(BUILTINS["error-rate"], **FAST)
 CANARY = {
     "canary": {

@@ -20,7 +20,8 @@ import pytest
 from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster, PrometheusServer
-from core.analysis.templates import BUILTINS, AnalysisTemplate, rescheduled
+from core.analysis.builtins import BUILTINS
+from core.analysis.templates import AnalysisTemplate, rescheduled
 from core.release.errors import ReleaseFailed
 from flows.release.flow import release
 from sandbox import example
@@ -39,7 +40,7 @@ from tests.integration.release_helpers import (
     spec,
 )
 
-FAST = {"interval_seconds": 2, "count": 4, "min_samples": 3, "initial_delay_seconds": 5}
+FAST = {"interval": 2, "count": 4, "initial_delay": 5}
 TEMPLATES = [rescheduled(BUILTINS[name], **FAST) for name in BUILTINS]
 
 
@@ -139,7 +140,7 @@ def test_slow_rolling_release_is_rolled_back_by_its_post_deploy_window(
     assert deployments(cluster, namespace) == {"web": (V1, 3, 3)}
     assert revision(cluster, namespace, "web") == "3"
     table = rows(f"analysis-{namespace}-web-post-deploy")
-    assert table[0]["threshold"] == "<= 0.5" and table[0]["outcome"] == "Failed"
+    assert table[0]["threshold"] == "success: result[0] <= 0.5" and table[0]["outcome"] == "Failed"
 
 
 def test_background_analysis_stops_a_faulty_canary_during_its_pause(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.analysis.builtins import BUILTINS
 from core.analysis.prepare import prepare
-from core.analysis.templates import BUILTINS
 from core.release.actions import AnalysisPhase
 from core.release.layout import pod_labels, selector, tracks, workload_manifest
 from core.release.observed import Track

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from core.durations import whole_seconds
 from core.release.spec import (
     GatewayApiRouting,
     NginxRouting,
     ReleaseSpec,
     StrategyKind,
-    parse_duration,
 )
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -137,7 +137,7 @@ def test_invalid_spec_says_what_to_fix(data: dict[str, Any], fix: str) -> None:
     [(0, 0), (30, 30), ("30", 30), ("30s", 30), ("5m", 300), ("1h", 3600), (" 10m ", 600)],
 )
 def test_durations_normalise_to_seconds(value: int | str, seconds: int) -> None:
-    assert parse_duration(value) == seconds
+    assert whole_seconds(value) == seconds  # the one parser, rounded up to whole seconds
     step = {"pause": {"duration": value}}
     spec = ReleaseSpec.model_validate(spec_data(canary(steps=[step])))
     assert spec.strategy.canary.steps[0].pause.duration == seconds
