@@ -9,8 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
-
+from core.quantity import parse_quantity
 from sandbox.podrunner import RUN_LABEL
 
 # lookup(kind, namespace, name) -> the ConfigMap's or Secret's data, or None when it is missing
