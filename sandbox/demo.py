@@ -98,7 +98,8 @@ def _templates() -> list[dict[str, Any]]:
     from core.analysis.templates import rescheduled
 
     return [
-        rescheduled(BUILTINS[name], **FAST).model_dump() for name in ("error-rate", "latency-p95")
+        rescheduled(BUILTINS[name], **FAST).model_dump(mode="json")
+        for name in ("error-rate", "latency-p95")
     ]
 
 

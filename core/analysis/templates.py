@@ -63,7 +63,11 @@ Count = Annotated[int, BeforeValidator(_whole)]
 
 class _Model(BaseModel):
     model_config = ConfigDict(
-        frozen=True, populate_by_name=True, alias_generator=to_camel, extra="forbid"
+        frozen=True,
+        populate_by_name=True,
+        alias_generator=to_camel,
+        extra="forbid",
+        serialize_by_alias=True,  # dumps (flow-run parameters) match the form's camelCase schema
     )
 
 
@@ -287,9 +291,12 @@ def placeholders(metric: MetricTemplate) -> set[str]:
 def rescheduled(template: AnalysisTemplate, **changes: object) -> AnalysisTemplate:
     """`template` with the same fields of every metric changed (e.g. interval, count), validated."""
     metrics = tuple(
-        MetricTemplate.model_validate({**m.model_dump(), **changes}) for m in template.metrics
+        MetricTemplate.model_validate({**m.model_dump(by_alias=False), **changes})
+        for m in template.metrics
     )
-    return AnalysisTemplate.model_validate({**template.model_dump(), "metrics": metrics})
+    return AnalysisTemplate.model_validate(
+        {**template.model_dump(by_alias=False), "metrics": metrics}
+    )
 
 
 def load_templates(source: str) -> list[AnalysisTemplate]:

@@ -88,5 +88,9 @@ class Model(BaseModel):
     """A frozen spec model: snake_case attributes, camelCase aliases, unknown keys refused."""
 
     model_config = ConfigDict(
-        frozen=True, populate_by_name=True, alias_generator=to_camel, extra="forbid"
+        frozen=True,
+        populate_by_name=True,
+        alias_generator=to_camel,
+        extra="forbid",
+        serialize_by_alias=True,  # dumps (flow-run parameters) match the form's camelCase schema
     )

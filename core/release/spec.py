@@ -358,4 +358,5 @@ class ReleaseSpec(_Model):
 
     def with_changes(self, **changes: Any) -> ReleaseSpec:
         """Return a validated copy with `changes` (snake_case names) applied; self is untouched."""
-        return ReleaseSpec.model_validate({**self.model_dump(exclude_none=True), **changes})
+        fields = self.model_dump(exclude_none=True, by_alias=False)
+        return ReleaseSpec.model_validate({**fields, **changes})
