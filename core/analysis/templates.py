@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from core.analysis import argo_fields
 from core.analysis.conditions import Condition
@@ -24,6 +23,7 @@ from core.analysis.jsonpath import steps
 from core.durations import parse_duration
 from core.errors import ConfigError
 from core.release import defaults
+from core.release.fields import Model as _Model
 
 _ARG_NAME = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"
 #: `{{args.name}}`, as Argo writes it (spaces inside the braces allowed).
@@ -59,16 +59,6 @@ GoSeconds = Annotated[
     ),
 ]
 Count = Annotated[int, BeforeValidator(_whole)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        frozen=True,
-        populate_by_name=True,
-        alias_generator=to_camel,
-        extra="forbid",
-        serialize_by_alias=True,  # dumps (flow-run parameters) match the form's camelCase schema
-    )
 
 
 class Header(_Model):
