@@ -12,6 +12,7 @@ from core.delivery.approval import DEMO_SETTING
 from core.delivery.reach import EGRESS_SETTING
 from sandbox.argo import crds as argo_crds
 from sandbox.components import Component, Status
+from sandbox.components.argo_rollouts import ArgoRollouts
 from sandbox.components.cluster import Cluster
 from sandbox.components.docker import Docker
 from sandbox.components.git_server import GitServer
@@ -82,6 +83,7 @@ class Platform:
         self.velero = Velero(s, self.cluster, self.s3)
         self.dr_velero = Velero(s, self.dr_cluster, self.s3)
         self.traefik = Traefik(s, self.cluster, self.dr_cluster)  # the entry point: Gateway API
+        self.argo_rollouts = ArgoRollouts(s, self.cluster)  # opt-in: `sandbox up argo-rollouts`
         self.components: list[Component] = [
             self.docker,
             self.registry,
@@ -101,15 +103,19 @@ class Platform:
             self.dr_velero,
             self.traefik,
         ]
+        # started only when named (`sandbox up argo-rollouts`), so the default platform's cost
+        # does not grow; `status`, `env` and a plain `down` include them
+        self.optional: list[Component] = [self.argo_rollouts]
 
     def _pick(self, only: list[str] | None) -> list[Component]:
         if not only:
             return self.components
-        names = {c.name for c in self.components}
-        unknown = sorted(set(only) - names)
+        every = [*self.components, *self.optional]
+        unknown = sorted(set(only) - {c.name for c in every})
         if unknown:
-            raise ValueError(f"unknown component(s) {unknown}: choose from {sorted(names)}")
-        return [c for c in self.components if c.name in only]
+            names = sorted(c.name for c in every)
+            raise ValueError(f"unknown component(s) {unknown}: choose from {names}")
+        return [c for c in every if c.name in only]
 
     def up(self, only: list[str] | None = None, say: Callable[[str], None] = print) -> Timings:
         """Install and start the components (all, or those named), then save the blocks.
@@ -231,19 +237,19 @@ class Platform:
 
     def down(self, only: list[str] | None = None) -> None:
         """Stop the components we started, in reverse order."""
-        for comp in reversed(self._pick(only)):
+        for comp in reversed(self._pick(only) if only else [*self.components, *self.optional]):
             comp.down()
         if not only:
             self.postgres.down()  # also when KYB_PREFECT_DB changed since it was started
 
     def status(self) -> list[Status]:
         """Status of every component."""
-        return [c.status() for c in self.components]
+        return [c.status() for c in [*self.components, *self.optional]]
 
     def env(self) -> dict[str, str]:
         """Environment variables that point clients at the platform."""
         merged: dict[str, str] = tool_env()
-        for comp in self.components:
+        for comp in [*self.components, *self.optional]:
             merged.update(comp.env())
         merged[EGRESS_SETTING] = LOOPBACK_ONLY  # the network rule: checks stay on loopback
         merged[DEMO_SETTING] = "true"  # the local platform is a demo: auto_approve may be used

@@ -72,6 +72,8 @@ class Ports:
     )
     traefik: int = field(default_factory=lambda: _port("KYB_TRAEFIK_PORT", 38080))
     traefik_admin: int = field(default_factory=lambda: _port("KYB_TRAEFIK_ADMIN_PORT", 38081))
+    argo_metrics: int = field(default_factory=lambda: _port("KYB_ARGO_METRICS_PORT", 38090))
+    argo_healthz: int = field(default_factory=lambda: _port("KYB_ARGO_HEALTHZ_PORT", 38091))
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,13 @@ class Settings:
     def s3tls_bin(self) -> Path:
         """Folder of the cached s3tls binary (gofakes3 served over TLS, sandbox/s3tls)."""
         return self.cache / f"s3tls-gofakes3-v{GOFAKES3_VERSION}"
+
+    @property
+    def argo_rollouts_bin(self) -> Path:
+        """Folder of the cached Argo Rollouts controller and kubectl plugin."""
+        from sandbox.argo.crds import VERSION
+
+        return self.cache / f"argo-rollouts-v{VERSION}"
 
     @property
     def traefik_bin(self) -> Path:
