@@ -8,10 +8,11 @@ build time (sandbox/gopatch.py). A cold build takes about 2 minutes on this mach
 
 It runs as a team would run it, only outside the cluster: ServiceAccount argo-rollouts/argo-rollouts
 bound to the release's own ClusterRole (manifests/role of the module), a bound token in a 0600 file
-its kubeconfig points at (`tokenFile`, re-read as `sandbox up` renews it), no leader election
-(one process, by its pid file; POD_NAMESPACE argo-rollouts for its notification config), metrics on 127.0.0.1:38090 (KYB_ARGO_METRICS_PORT) and
-healthz on 127.0.0.1:38091 (KYB_ARGO_HEALTHZ_PORT). Every HTTP(S) address outside loopback that it
-would dial (a web metric, a foreign Prometheus) goes to a proxy that cannot exist, as for Traefik.
+its kubeconfig points at (`tokenFile`, re-read as `sandbox up` renews it). No leader election: one
+process, by its pid file (POD_NAMESPACE argo-rollouts, for its notification config). Metrics on
+127.0.0.1:38090 (KYB_ARGO_METRICS_PORT), healthz on 127.0.0.1:38091 (KYB_ARGO_HEALTHZ_PORT). Every
+HTTP(S) address outside loopback it would dial (a web metric, a foreign Prometheus) goes to a proxy
+that cannot exist, as for Traefik.
 
 Opt-in: the default platform neither builds nor starts it (sandbox/platform.py OPTIONAL).
 """
