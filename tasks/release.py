@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -118,10 +119,15 @@ def observe(cluster: KubernetesCluster, spec: ReleaseSpec, rec: RunRecord) -> Ob
 
 
 @task(name="ensure-services", cache_policy=NO_CACHE, **RETRIES)
-def ensure_services(cluster: KubernetesCluster, spec: ReleaseSpec) -> None:
-    """Create the release's Services that are missing; never reset an existing selector."""
+def ensure_services(
+    cluster: KubernetesCluster, spec: ReleaseSpec, services: list[dict[str, Any]] | None = None
+) -> None:
+    """Create the release's Services that are missing; never reset an existing selector.
+
+    `services`: the Services to make sure of (default: the pipeline engine's, layout.services).
+    """
     core = client.CoreV1Api(kube.api_for(cluster))
-    for svc in layout.services(spec):
+    for svc in layout.services(spec) if services is None else services:
         try:
             core.create_namespaced_service(spec.namespace, svc)
         except ApiException as exc:

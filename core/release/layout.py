@@ -58,6 +58,30 @@ def track_metadata(spec: ReleaseSpec, track: Track) -> tuple[dict[str, str], dic
     return (dict(meta.labels), dict(meta.annotations)) if meta else ({}, {})
 
 
+def pod_template(
+    spec: ReleaseSpec,
+    image: str,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The spec's pod template with its container running `image`, `labels` and `annotations` added.
+
+    A copy: the spec's template is left as it is.
+    """
+    pod = copy.deepcopy(spec.template) if spec.template else {}
+    meta = pod.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    if annotations or meta.get("annotations"):
+        meta["annotations"] = {**(meta.get("annotations") or {}), **(annotations or {})}
+    containers = pod.setdefault("spec", {}).setdefault("containers", [])
+    mine = next((c for c in containers if c.get("name") == spec.container), None)
+    if mine is None:
+        containers.insert(0, {"name": spec.container, "image": image})
+    else:
+        mine["image"] = image
+    return pod
+
+
 def workload_manifest(spec: ReleaseSpec, track: Track, image: str, replicas: int) -> dict[str, Any]:
     """A Deployment for `track` running `image` at `replicas`.
 
@@ -77,18 +101,9 @@ def workload_manifest(spec: ReleaseSpec, track: Track, image: str, replicas: int
         image: the image (by digest) for the spec's container.
         replicas: the replica count.
     """
-    pod = copy.deepcopy(spec.template) if spec.template else {}
     extra_labels, extra_annotations = track_metadata(spec, track)
-    meta = pod.setdefault("metadata", {})
-    meta["labels"] = {**(meta.get("labels") or {}), **extra_labels, **pod_labels(spec, track)}
-    if extra_annotations or meta.get("annotations"):
-        meta["annotations"] = {**(meta.get("annotations") or {}), **extra_annotations}
-    containers = pod.setdefault("spec", {}).setdefault("containers", [])
-    mine = next((c for c in containers if c.get("name") == spec.container), None)
-    if mine is None:
-        containers.insert(0, {"name": spec.container, "image": image})
-    else:
-        mine["image"] = image
+    labels = {**extra_labels, **pod_labels(spec, track)}
+    pod = pod_template(spec, image, labels, extra_annotations)
     rolling = spec.strategy.rolling or spec.strategy.canary
     body: dict[str, Any] = {
         "replicas": replicas,
@@ -121,7 +136,7 @@ def workload_manifest(spec: ReleaseSpec, track: Track, image: str, replicas: int
 NO_COLOR = "none"  # a blue-green Service's color before its first release: selects no pod
 
 
-def _service(
+def service(
     spec: ReleaseSpec, name: str, selects: dict[str, str], track: Track | None = None
 ) -> dict[str, Any]:
     """A Service; a canary's stableService/canaryService carry their track's metadata too."""
@@ -142,18 +157,18 @@ def services(spec: ReleaseSpec) -> list[dict[str, Any]]:
     """The Services a release needs, each with its initial selector (created only if missing)."""
     out = []
     if spec.strategy.blue_green is None:  # both tracks behind one Service: replica-weighted
-        out.append(_service(spec, spec.app, dict(spec.labels)))
+        out.append(service(spec, spec.app, dict(spec.labels)))
     if spec.strategy.canary is not None:
         c = spec.strategy.canary
         for name, track in ((c.stable_service, Track.STABLE), (c.canary_service, Track.CANARY)):
             if name:
-                out.append(_service(spec, name, selector(spec, track), track))
+                out.append(service(spec, name, selector(spec, track), track))
     if spec.strategy.blue_green is not None:
         # no color yet: nothing serves until a first deploy passed its analyses and is switched in
         bg, nothing = spec.strategy.blue_green, {**spec.labels, COLOR_LABEL: NO_COLOR}
         for name in (bg.active_service, bg.preview_service):
             if name:
-                out.append(_service(spec, name, nothing))
+                out.append(service(spec, name, nothing))
     return [
         s
         for i, s in enumerate(out)

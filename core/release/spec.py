@@ -294,6 +294,11 @@ class ReleaseSpec(_Model):
     workload_ref: WorkloadRef | None = None
     min_ready_seconds: int = Field(0, ge=0, strict=True)
     revision_history_limit: int = Field(defaults.REVISION_HISTORY_LIMIT, ge=0, strict=True)
+    engine: Literal["pipeline", "argo"] = Field(
+        "pipeline",
+        description="Who performs the release: pipeline (the flow itself, the default) or argo "
+        "(the cluster's Argo Rollouts controller, which the flow writes a Rollout for and follows)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -51,23 +51,20 @@ def bad_verdict(background: Mapping[str, tuple[Any, PrefectFuture]]) -> tuple[st
     return None
 
 
-def _watch(
-    run_id: UUID, background: Mapping[str, tuple[Any, PrefectFuture]], stop: threading.Event
-) -> None:
+Check = Callable[[], "tuple[str, str] | None"]  # (who decided, why) once the pause must end
+
+
+def _watch(run_id: UUID, check: Check, stop: threading.Event) -> None:
     found = None
     while not stop.wait(WATCH_SECONDS):
-        found = found or bad_verdict(background)
+        found = found or check()
         if found is None:
             continue
-        key, why = found
-        answer = {
-            "choice": Choice.ABORT.value,
-            "decided_by": f"{key} analysis",
-            "reason": why[:500],
-        }
+        who, why = found
+        answer = {"choice": Choice.ABORT.value, "decided_by": who, "reason": why[:500]}
         try:
             resume_flow_run(run_id, run_input=answer)
-            logger.info("answered the pause with abort: %s analysis %s", key, why[:200])
+            logger.info("answered the pause with abort: %s: %s", who, why[:200])
             return
         except NotPausedError:
             continue  # not paused yet (or already answered): look again until stopped
@@ -76,29 +73,20 @@ def _watch(
 
 
 @contextlib.contextmanager
-def abort_pause_on_bad_verdict(
-    background: Mapping[str, tuple[Any, PrefectFuture]],
-) -> Iterator[None]:
-    """While the body waits for a human, abort the pause if a background analysis ends badly.
+def abort_pause_when(check: Check) -> Iterator[None]:
+    """While the body waits for a human, answer its pause with abort once `check` says why.
 
-    Background analyses during a human pause: Argo aborts a paused rollout as soon as its
-    background analysis fails, so a release waiting for a human must not wait on a verdict that has
-    already condemned it. While the pause waits, a watcher answers it with `abort` (the same typed
-    input a human would send through the UI) once a background analysis ends other than Successful.
-
-    While the body waits for a human, answer its pause with abort if a background analysis
-    ends badly. Nothing is watched when no background analysis runs or outside a flow run.
+    `check` is called every WATCH_SECONDS from a watcher thread; the answer is the same typed
+    input a human would send through the UI, decided by whom `check` names. Nothing is watched
+    outside a flow run.
     """
     ctx = FlowRunContext.get()
-    if not background or ctx is None or ctx.flow_run is None:
+    if ctx is None or ctx.flow_run is None:
         yield
         return
     stop = threading.Event()
     watcher = threading.Thread(
-        target=_watch,
-        args=(ctx.flow_run.id, background, stop),
-        name="background-verdict-watch",
-        daemon=True,
+        target=_watch, args=(ctx.flow_run.id, check, stop), name="pause-watch", daemon=True
     )
     watcher.start()
     try:
@@ -106,3 +94,25 @@ def abort_pause_on_bad_verdict(
     finally:
         stop.set()
         watcher.join(timeout=10)
+
+
+@contextlib.contextmanager
+def abort_pause_on_bad_verdict(
+    background: Mapping[str, tuple[Any, PrefectFuture]],
+) -> Iterator[None]:
+    """While the body waits for a human, abort the pause if a background analysis ends badly.
+
+    Argo aborts a paused rollout as soon as its background analysis fails, so a release waiting
+    for a human must not wait on a verdict that has already condemned it. Nothing is watched when
+    no background analysis runs.
+    """
+    if not background:
+        yield
+        return
+
+    def check() -> tuple[str, str] | None:
+        found = bad_verdict(background)
+        return None if found is None else (f"{found[0]} analysis", found[1])
+
+    with abort_pause_when(check):
+        yield

@@ -36,6 +36,7 @@ from flows.environments import (
     runner_for,
 )
 from flows.hooks import on_release_failure
+from flows.release.argo_engine import ArgoEngine
 from flows.release.executor import Asker, Executor, ReleaseResult
 from tasks import analysis_templates, kube, workload
 from tasks.environment import check_namespaces, load_environment
@@ -181,7 +182,8 @@ def perform_release(
 
     `ask` answers human gates: the Prefect UI form by default, `approve_promotions` in demo mode.
     A `workloadRef` spec takes its Deployment's pod template first, and once the release succeeded
-    that Deployment goes to zero when its `scaleDown` is `onsuccess`.
+    that Deployment goes to zero when its `scaleDown` is `onsuccess`. The spec's `engine` says who
+    performs it: the flow's own executor (pipeline) or the cluster's Argo Rollouts (argo).
     """
     spec = workload.resolve_workload_ref(cluster, spec)
     runner = analysis_templates.for_release(runner, cluster, spec)
@@ -189,7 +191,8 @@ def perform_release(
     name = lock_name(spec.app, spec.namespace)
     ensure_limit(name)
     with concurrency(name, occupy=1, strict=True, timeout_seconds=lock_timeout, lease_duration=60):
-        result = Executor(spec, cluster, runner, ask).run()
+        engine = ArgoEngine if spec.engine == "argo" else Executor
+        result = engine(spec, cluster, runner, ask).run()
         if result.ok and (retired := workload.retire_workload_ref(cluster, spec)):
             result.summary += f"; {retired}"
     publish_result(spec, result)
