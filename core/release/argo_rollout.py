@@ -51,17 +51,12 @@ def refusals(spec: ReleaseSpec) -> list[str]:
             "trafficRouting: the platform's Argo Rollouts controller loads no traffic-router "
             "plugin (Argo's Gateway API support is the plugin argoproj-labs/gatewayAPI, "
             "downloaded by the controller at start): use engine pipeline for a routed canary, "
-            "or remove trafficRouting for a replica-weighted one"
+            "or remove trafficRouting (and setCanaryScale) for a replica-weighted one"
         )
     if rolling is not None and rolling.analysis is not None:
         out.append(
             "a rolling update's post-deploy analysis has no Argo equivalent: use a canary with "
             "an analysis step, or engine pipeline"
-        )
-    if canary is not None and any(s.set_canary_scale for s in canary.steps):
-        out.append(
-            "setCanaryScale needs a traffic router in Argo Rollouts, which this engine cannot "
-            "use here: use engine pipeline"
         )
     return out
 
@@ -198,6 +193,19 @@ class RolloutStatus:
     updated: int
     ready: int
     replicas: int
+    active: str | None = None  # blue-green: the hash the active Service selects
+
+    @property
+    def back_on_stable(self) -> bool:
+        """Aborted, and the controller is done going back: all traffic on the stable version.
+
+        Blue-green: the active Service selects the stable pods (the preview's go after
+        abortScaleDownDelaySeconds). Canary without a router: no pod of the new version is left,
+        since its share of traffic is its share of pods.
+        """
+        if not (self.aborted and self.phase == "Degraded"):
+            return False
+        return self.active == self.stable if self.active is not None else self.updated == 0
 
     @property
     def promoted(self) -> bool:
@@ -226,7 +234,8 @@ def read_status(rollout: dict[str, Any]) -> RolloutStatus:
     """A Rollout's status as the controller wrote it."""
     meta, status = rollout.get("metadata") or {}, rollout.get("status") or {}
     generation = int(meta.get("generation") or 0)
-    canary = ((rollout.get("spec") or {}).get("strategy") or {}).get("canary") or {}
+    strategy = (rollout.get("spec") or {}).get("strategy") or {}
+    canary, blue_green = strategy.get("canary") or {}, "blueGreen" in strategy
     return RolloutStatus(
         generation=generation,
         observed=str(status.get("observedGeneration", "")) == str(generation),
@@ -241,4 +250,5 @@ def read_status(rollout: dict[str, Any]) -> RolloutStatus:
         updated=int(status.get("updatedReplicas") or 0),
         ready=int(status.get("readyReplicas") or 0),
         replicas=int(status.get("replicas") or 0),
+        active=(status.get("blueGreen") or {}).get("activeSelector") if blue_green else None,
     )

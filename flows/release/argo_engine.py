@@ -170,7 +170,7 @@ class ArgoEngine:
         if self._report(status):  # AnalysisRuns are read when the controller reports a change
             self._analyses(obj)
         if status.aborted:
-            if status.phase == "Degraded":  # the controller has gone back to stable
+            if status.back_on_stable:
                 self._end(
                     False, f"aborted: {status.message or 'by request'}; all traffic on stable"
                 )
@@ -181,7 +181,11 @@ class ArgoEngine:
             return True
         reason = status.human_pause
         if reason is not None:
-            key = f"argo:{reason}:{status.step}:{status.current}"
+            key = {
+                "CanaryPauseStep": f"argo:step-{status.step}:{status.current}",
+                "BlueGreenPause": f"argo:promotion:{status.current}",
+                "InconclusiveAnalysisRun": f"argo:analysis-{status.step}:{status.current}",
+            }[reason]  # lowercase: Prefect names the pause's input after it
             if key not in self.answered:
                 self.answered.add(key)
                 self._decide(reason, key, status)
@@ -189,7 +193,7 @@ class ArgoEngine:
 
     def _decide(self, reason: str, key: str, status: RolloutStatus) -> None:
         spec, cluster = self.spec, self.cluster
-        key += ":inconclusive" if reason == "InconclusiveAnalysisRun" else ""
+        key += ":inconclusive" if reason == "InconclusiveAnalysisRun" else ""  # demo mode aborts
         what = {
             "CanaryPauseStep": f"canary paused at step {status.step}/{status.steps}",
             "BlueGreenPause": "blue-green preview is up, waiting for promotion",

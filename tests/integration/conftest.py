@@ -58,3 +58,16 @@ def namespace(kube) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def argo_rollouts(platform: Platform):
+    """Argo Rollouts' controller on the main cluster (opt-in on the platform): started if needed.
+
+    `.ci/run` starts it; a run without it brings it up here (a cold build takes ~2 minutes).
+    """
+    try:
+        platform.up(["argo-rollouts"], say=lambda _msg: None)
+    except PlatformError as exc:
+        _unavailable(f"argo-rollouts: {exc}")
+    return platform.argo_rollouts
