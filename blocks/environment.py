@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -69,6 +69,12 @@ class Environment(Block):
         description="The default strategy (Argo Rollouts' fields, '{app}' for the app), e.g. "
         '{"blueGreen": {"activeService": "{app}", "autoPromotionEnabled": false}}. '
         "Empty: the overlay's rolling update.",
+    )
+    engine: Literal["pipeline", "argo"] = Field(
+        default="pipeline",
+        description="Who performs releases here: pipeline (the flow itself) or argo (the "
+        "cluster's Argo Rollouts controller, which must run there; the flow writes a Rollout "
+        "and follows it).",
     )
     approval_required: bool = Field(
         default=False, description="A person must approve before a release goes ahead."

@@ -152,6 +152,8 @@ def place(
         )
     if env.analysis_templates:
         spec = with_monitoring(spec, env.analysis_templates)
+    if spec.engine != env.engine:
+        spec = spec.with_changes(engine=env.engine)
     namespaces, others = split_namespaces(objects)
     return Placement(spec, others, namespaces)
 
@@ -167,7 +169,9 @@ def check_spec(env: Environment, spec: ReleaseSpec, app: str, image: str) -> Rel
     for name, given, have in (("app", app, spec.app), ("image", image, spec.image)):
         if given and given != have:
             raise ConfigError(f"{name}={given!r} differs from the spec's {have!r}: give one")
-    return spec
+    if "engine" in spec.model_fields_set:  # said in the spec: it must agree with the environment
+        settle("spec.engine", spec.engine, env.name, env.engine)
+    return spec if spec.engine == env.engine else spec.with_changes(engine=env.engine)
 
 
 @dataclass(frozen=True)

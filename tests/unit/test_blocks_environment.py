@@ -197,3 +197,23 @@ def test_bad_check_urls_never_repeat_a_password(url: str) -> None:
 
 def test_httpx_client_types() -> None:
     assert isinstance(ServiceEndpoint.from_url("http://127.0.0.1:1").client(), httpx.Client)
+
+
+def test_an_environment_s_engine_is_its_releases_engine_unless_a_spec_says_otherwise() -> None:
+    from core.release.spec import ReleaseSpec
+    from flows.environments import check_spec
+
+    base = {
+        "app": "web",
+        "namespace": "kyb-staging",
+        "image": "127.0.0.1:5001/web@sha256:" + "a" * 64,
+        "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
+    }
+    argo = env(engine="argo")
+    assert env().engine == "pipeline"
+    assert check_spec(argo, ReleaseSpec.model_validate(base), "", "").engine == "argo"
+    said = ReleaseSpec.model_validate({**base, "engine": "pipeline"})
+    with pytest.raises(ConfigError, match=r"spec\.engine='pipeline' conflicts with environment"):
+        check_spec(argo, said, "", "")
+    with pytest.raises(ValidationError, match="engine"):
+        env(engine="flagger")
