@@ -32,6 +32,7 @@ from core.release.rollback import (
 from core.release.spec import StrategyKind
 from core.release.status import RolloutState
 from flows.hooks import on_release_failure, on_rollback
+from flows.release.argo_rollback import rollback_rollout
 from flows.release.flow import ensure_limit, lock_name
 from tasks import kube
 from tasks.health import check_health
@@ -119,6 +120,43 @@ def _publish(lay: AppLayout, rec: RollbackRecord | None, journal: list[dict], su
     create_markdown_artifact("\n".join(lines), key=f"rollback-{lay.app}")
 
 
+def _rollback_rollout(
+    cluster: KubernetesCluster, found: History, to_revision: int, health_url: str
+) -> dict[str, Any]:
+    """An app released with engine argo: its Rollout back (flows/release/argo_rollback.py)."""
+    spec = found.spec
+    assert spec is not None
+    lay = AppLayout.of_release(spec)
+    by = flow_run.get_name() or "a run"
+    try:
+        rec, _, journal = rollback_rollout(
+            cluster, spec.namespace, spec.app, found, to_revision, by
+        )
+        health = _verify_health(health_url) if health_url else None
+    except PipelineError as exc:
+        _publish(lay, None, [], f"FAILED: {exc}")
+        raise
+    summary = (
+        f"{spec.app} rolled back from {rec.from_image} (revision {rec.from_revision}) to "
+        f"{rec.image} (revision {rec.revision}) by Argo Rollouts"
+    )
+    _publish(lay, rec, journal, summary + (f"; health: {health['status']}" if health else ""))
+    get_run_logger().info(summary)
+    return {
+        "app": spec.app,
+        "namespace": spec.namespace,
+        "strategy": f"{spec.kind} (engine argo)",
+        "from": rec.from_revision,
+        "to": rec.revision,
+        "image": rec.image,
+        "from_image": rec.from_image,
+        "reused": rec.decided_by != by,
+        "steps": journal,
+        "summary": summary,
+        "health": health,
+    }
+
+
 @flow(
     name="rollback",
     on_completion=[on_rollback],
@@ -148,6 +186,8 @@ def rollback(
     ensure_limit(lock)
     with concurrency(lock, occupy=1, strict=True, timeout_seconds=1800, lease_duration=60):
         found = load_history(cluster, namespace, app)
+        if found is not None and found.spec is not None and found.spec.engine == "argo":
+            return _rollback_rollout(cluster, found, to_revision, health_url)
         lay = _layout(cluster, namespace, app, found)
         history = found or History()
         state = observe_app(cluster, lay)

@@ -229,3 +229,39 @@ def analysis_runs(cluster: KubernetesCluster, namespace: str, uid: str) -> list[
         if any(o.get("uid") == uid for o in run["metadata"].get("ownerReferences") or ())
     ]
     return sorted(mine, key=lambda r: r["metadata"].get("creationTimestamp") or "")
+
+
+@task(name="argo-replica-sets", cache_policy=NO_CACHE, **RETRIES)
+def replica_sets(cluster: KubernetesCluster, namespace: str, uid: str) -> list[dict[str, Any]]:
+    """The Rollout's ReplicaSets (its revisions), as API JSON, newest revision last."""
+    api = kube.api_for(cluster)
+    found = client.AppsV1Api(api).list_namespaced_replica_set(namespace, _request_timeout=30)
+    mine = [
+        kube.to_dict(api, rs)
+        for rs in found.items
+        if any(o.uid == uid for o in rs.metadata.owner_references or ())
+    ]
+    return sorted(mine, key=lambda rs: int(_revision(rs) or 0))
+
+
+def _revision(rs: dict[str, Any]) -> str | None:
+    return (rs["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision")
+
+
+@task(name="argo-undo", cache_policy=NO_CACHE, **RETRIES)
+def set_template(
+    cluster: KubernetesCluster, namespace: str, name: str, template: dict[str, Any]
+) -> int:
+    """`kubectl argo rollouts undo`: the Rollout's pod template replaced; its new generation."""
+    patch = [{"op": "replace", "path": "/spec/template", "value": template}]
+    stored = _objects(cluster).patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        name,
+        patch,
+        _content_type="application/json-patch+json",
+        _request_timeout=30,
+    )
+    return int(stored["metadata"]["generation"])

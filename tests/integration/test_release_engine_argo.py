@@ -258,3 +258,22 @@ def test_what_argo_cannot_do_is_refused_before_any_rollout_exists(
     assert listed["items"] == []
     core = client.CoreV1Api(kube.api_for(KubernetesCluster.load("local")))
     assert core.list_namespaced_service(namespace).items == []
+
+
+def test_a_rollback_puts_the_rollouts_previous_template_back_and_never_further(
+    argo_rollouts, namespace: str
+) -> None:
+    from flows.rollback import rollback
+
+    straight = {"canary": {"steps": [{"setWeight": 50}, {"setWeight": 100}]}}
+    assert argo_release(_spec(namespace, V1, straight)).ok
+    assert argo_release(_spec(namespace, V2, straight)).ok
+    done = rollback(app="web", namespace=namespace)
+    assert (done["from_image"], done["image"]) == (V2, V1), done["summary"]
+    assert done["strategy"] == "canary (engine argo)"
+    status = _rollout(namespace)["status"]
+    assert status["phase"] == "Healthy" and status["stableRS"] == status["currentPodHash"]
+    assert _replica_sets(namespace)[status["stableRS"]] == (V1, 4, 4)
+    again = rollback(app="web", namespace=namespace)  # a re-run keeps the decided target
+    assert again["image"] == V1 and again["reused"] is True
+    assert _replica_sets(namespace)[_rollout(namespace)["status"]["stableRS"]][0] == V1

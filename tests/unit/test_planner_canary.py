@@ -172,10 +172,11 @@ def make_spec_keep() -> ReleaseSpec:
             seen(new(10, available=4, deadline_exceeded=True), new(10), promoted=True),
             Fail("kyb-a made no progress within 600s while taking the new image: roll it back"),
         ),
-        # abort: stable back to full and ready, then the canary to 0, then Fail
+        # abort: stable asked for full, the canary's pods (its traffic) gone at once, the
+        # stable waited for, then Fail
         (SPEC, seen(old(5), new(5), aborted="error rate"), Scale(S, 10)),
-        (SPEC, seen(old(10, available=6), new(5), aborted="error rate"), WaitReady(S, 600)),
-        (SPEC, seen(old(10), new(5), aborted="error rate"), Scale(C, 0)),
+        (SPEC, seen(old(10, available=6), new(5), aborted="error rate"), Scale(C, 0)),
+        (SPEC, seen(old(10, available=6), new(0), aborted="error rate"), WaitReady(S, 600)),
         (
             SPEC,
             seen(old(10), new(0), aborted="error rate"),

@@ -217,11 +217,20 @@ def _first_deploy(spec: ReleaseSpec, seen: ObservedState) -> ReleaseAction:
 
 
 def _rollback(spec: ReleaseSpec, seen: ObservedState) -> ReleaseAction:
-    """Traffic back to stable first (stable at N and ready, weight 0), then the canary to 0."""
+    """Traffic back to stable at once, stable capacity restored, then the canary gone.
+
+    Replica-weighted (no router): the canary's traffic is its pods, so they go as soon as the
+    stable has been asked for N again, without waiting for the stable's new pods to be Ready
+    (as Argo's basic canary does on abort): a version a verdict condemned serves no request
+    longer than it must, at the cost of fewer pods until the stable's are Ready. With a router:
+    the stable kept N, it is Ready, weight 0, then the canary after abortScaleDownDelaySeconds.
+    """
     c, n, reason = _canary(spec), spec.replicas, seen.record.aborted or "aborted"
     stable = seen.workload(STABLE)
     if stable is not None and stable.replicas != n:
         return Scale(STABLE, n)
+    if c.traffic_routing is None and (retire := _retire_canary(spec, seen, 0)):
+        return retire
     if stable is not None and not stable.settled and not stable.deadline_exceeded:
         return WaitReady(STABLE, spec.progress_deadline_seconds)
     return _retire_canary(spec, seen, c.abort_scale_down_delay_seconds) or Fail(
@@ -260,10 +269,10 @@ def next_action(spec: ReleaseSpec, observed: ObservedState) -> ReleaseAction:
     floating-point tie test misses a few exact ties (N=25, w=14), which never changes the choice.
 
     Promotion (after the last step): the stable workload takes the new image at N replicas, then the
-    canary goes to 0 (after scaleDownDelaySeconds when traffic-routed). Abort: stable back to N and
-    ready, router weight 0, then the canary to 0 (immediately for replica-weighted, after
-    abortScaleDownDelaySeconds with a router), then Fail. Abort skips the surge limits: restoring
-    stable capacity comes first.
+    canary goes to 0 (after scaleDownDelaySeconds when traffic-routed). Abort: stable asked for N,
+    then for a replica-weighted canary the canary to 0 at once and the stable waited for; with a
+    router the stable Ready, weight 0, then the canary after abortScaleDownDelaySeconds; then
+    Fail. Abort skips the surge limits.
     """
     c, run = _canary(spec), observed.record
     stable = observed.workload(STABLE)
