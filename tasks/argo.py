@@ -7,7 +7,6 @@ flow from a person at a terminal.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from core.errors import ConfigError
 from core.release.argo_rollout import GROUP, PLURAL, VERSION, read_status
 from core.release.errors import SpecError
 from tasks import RETRIES, kube
+from tasks.workload import apiserver_message
 
 MERGE = "application/merge-patch+json"
 REFUSED = (400, 403, 404, 409, 422)  # what a dry run reports as a permanent refusal
@@ -34,13 +34,6 @@ CLEAR_PAUSES = {"status": {"pauseConditions": None}}
 
 def _objects(cluster: KubernetesCluster) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(kube.api_for(cluster))
-
-
-def _reason(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
-    except ValueError:
-        return str(exc.reason)
 
 
 @task(name="argo-served", cache_policy=NO_CACHE, **RETRIES)
@@ -95,7 +88,7 @@ def _apply(cluster: KubernetesCluster, plural: str, body: dict[str, Any], dry: b
             raise
         raise SpecError(
             f"the cluster refused {body['kind']} {meta['namespace']}/{meta['name']} in a dry "
-            f"run: {_reason(exc)}; nothing was changed",
+            f"run: {apiserver_message(exc)}; nothing was changed",
         ) from None
 
 

@@ -20,7 +20,7 @@ from tasks import RETRIES, kube
 REFUSED = (400, 403, 404, 409, 422)  # what a dry run reports as a permanent refusal
 
 
-def _reason(exc: ApiException) -> str:
+def apiserver_message(exc: ApiException) -> str:
     """The apiserver's own message for a refused request (its Status body), without the body."""
     try:
         return str(json.loads(exc.body or "{}").get("message") or exc.reason)
@@ -58,7 +58,7 @@ def dry_run(cluster: KubernetesCluster, spec: ReleaseSpec) -> list[str]:
                 raise
             raise SpecError(
                 f"the cluster refused Deployment {spec.namespace}/{name} in a dry run: "
-                f"{_reason(exc)}; nothing was changed",
+                f"{apiserver_message(exc)}; nothing was changed",
                 app=spec.app,
             ) from None
         checked.append(name)

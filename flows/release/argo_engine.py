@@ -18,11 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect.artifacts import (
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
 from blocks import KubernetesCluster
@@ -39,6 +35,7 @@ from core.release.planners import plan_release
 from core.release.spec import ReleaseSpec
 from flows.release.background import abort_pause_when
 from flows.release.executor import Asker, JournalEntry, ReleaseResult
+from flows.release.progress import Progress
 from tasks import argo
 from tasks.release import ensure_services, remember_release
 
@@ -56,7 +53,7 @@ class ArgoEngine:
         self.result = ReleaseResult(ok=False, summary="")
         self.answered: set[str] = set()
         self.reported: dict[str, str] = {}  # AnalysisRun name -> the phase last reported
-        self.progress_id: Any = None
+        self.progress = Progress(spec.namespace, spec.app)
         self.last = ""
 
     # ---- before any write ----------------------------------------------------------------------
@@ -235,12 +232,7 @@ class ArgoEngine:
         get_run_logger().info("%s/%s: %s", self.spec.namespace, self.spec.app, text)
         steps = status.steps or 1
         done = 100.0 if status.promoted else round(100 * min(status.step or 0, steps) / steps, 1)
-        described = f"{self.spec.app} (engine argo): {text}"
-        if self.progress_id is None:
-            key = f"release-progress-{self.spec.namespace}-{self.spec.app}"
-            self.progress_id = create_progress_artifact(done, key=key, description=described)
-        else:
-            update_progress_artifact(self.progress_id, done, description=described)
+        self.progress.update(done, f"{self.spec.app} (engine argo): {text}")
         return True
 
     def _analyses(self, obj: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture
 
 from blocks import KubernetesCluster
@@ -37,6 +36,7 @@ from core.release.observed import Outcome, RunRecord, Track
 from core.release.planners import next_action
 from core.release.spec import NginxRouting, ReleaseSpec, StrategyKind
 from flows.release.background import abort_pause_on_bad_verdict, bad_verdict, finished
+from flows.release.progress import Progress
 from tasks import kube, router, workload
 from tasks.release import (
     ensure_services,
@@ -106,7 +106,7 @@ class Executor:
         self.result = ReleaseResult(ok=False, summary="")
         self.background: dict[str, tuple[RunAnalysis, PrefectFuture]] = {}
         self.background_ended = threading.Event()  # set when any background analysis ends
-        self.progress_id = None
+        self.progress = Progress(spec.namespace, spec.app)
 
     def run(self) -> ReleaseResult:
         """Drive the planner until the release is Done (ok) or Fail (rolled back where possible)."""
@@ -156,11 +156,7 @@ class Executor:
             return
         done = round(100 * min(rec.step_index, len(canary.steps)) / len(canary.steps), 1)
         text = f"{self.spec.app}: step {rec.step_index}/{len(canary.steps)} done; {last}"
-        if self.progress_id is None:
-            key = f"release-progress-{self.spec.namespace}-{self.spec.app}"
-            self.progress_id = create_progress_artifact(done, key=key, description=text)
-        else:
-            update_progress_artifact(self.progress_id, done, description=text)
+        self.progress.update(done, text)
 
     def _undo_rolling(self) -> bool:
         """A failed rolling update goes back to the previous revision (kubectl rollout undo).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from kubernetes import client, watch
@@ -126,12 +127,16 @@ def selector(cluster: KubernetesCluster, ns: str, service: str) -> dict[str, str
 
 
 def resume_when_paused(
-    answers: list[dict], timeout: float = 120, flow_name: str | None = None
+    answers: list[dict],
+    timeout: float = 120,
+    flow_name: str | None = None,
+    before: Callable[[], None] | None = None,
 ) -> threading.Thread:
     """Answer each pause of flow runs started from now on, in turn (another thread, as a human).
 
     `flow_name` limits it to runs of that flow, so a pause of another test's run (another session
-    on the same server) is never answered with this test's input.
+    on the same server) is never answered with this test's input. `before` runs at each pause
+    before it is answered (to look at the cluster as the person would).
     """
     since = datetime.now(UTC)
     only = FlowFilter(name=FlowFilterName(any_=[flow_name])) if flow_name else None
@@ -148,6 +153,8 @@ def resume_when_paused(
                     if r.state and r.state.is_paused() and r.start_time and r.start_time >= since
                 ]
                 if paused:
+                    if before is not None:
+                        before()
                     resume_flow_run(paused[0].id, run_input=pending.pop(0))
                 time.sleep(0.5)  # bounded by the deadline: polling for the next pause
 

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from kubernetes import client
-from prefect import flow, resume_flow_run
+from prefect import flow
 from prefect.artifacts import Artifact
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
 from blocks import KubernetesCluster, PrometheusServer
 from core.analysis.templates import AnalysisTemplate
@@ -31,7 +27,7 @@ from flows.release.executor import ReleaseResult
 from flows.release.flow import perform_release
 from sandbox.procs import run
 from tasks import kube
-from tests.integration.release_helpers import V1, V2
+from tests.integration.release_helpers import V1, V2, resume_when_paused
 
 FLOW = "argo-engine-under-test"
 
@@ -94,26 +90,11 @@ def _replica_sets(ns: str) -> dict[str, tuple[str, int, int]]:
 
 def _answer_pauses(answers: list[dict], seen: list[dict], ns: str) -> threading.Thread:
     """As a person at the Prefect UI: at each pause, note the Rollout as it is, then answer."""
-    since, only = datetime.now(UTC), FlowFilter(name=FlowFilterName(any_=[FLOW]))
 
-    def work() -> None:
-        deadline, pending = time.monotonic() + 180, list(answers)
-        with get_client(sync_client=True) as c:
-            while pending and time.monotonic() < deadline:
-                runs = c.read_flow_runs(flow_filter=only, limit=10, sort="START_TIME_DESC")
-                paused = [
-                    r
-                    for r in runs
-                    if r.state and r.state.is_paused() and r.start_time and r.start_time >= since
-                ]
-                if paused:
-                    seen.append({"rollout": _rollout(ns), "replica_sets": _replica_sets(ns)})
-                    resume_flow_run(paused[0].id, run_input=pending.pop(0))
-                time.sleep(0.5)  # bounded by the deadline: polling for the next pause
+    def look() -> None:
+        seen.append({"rollout": _rollout(ns), "replica_sets": _replica_sets(ns)})
 
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
+    return resume_when_paused(answers, timeout=180, flow_name=FLOW, before=look)
 
 
 CANARY = {
