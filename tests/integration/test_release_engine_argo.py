@@ -258,3 +258,21 @@ def test_a_rollback_puts_the_rollouts_previous_template_back_and_never_further(
     again = rollback(app="web", namespace=namespace)  # a re-run keeps the decided target
     assert again["image"] == V1 and again["reused"] is True
     assert _replica_sets(namespace)[_rollout(namespace)["status"]["stableRS"]][0] == V1
+
+
+def test_a_person_aborting_at_the_pause_sends_argo_back_to_stable(
+    argo_rollouts, namespace: str
+) -> None:
+    assert argo_release(_spec(namespace, V1, CANARY)).ok
+    dave = {"choice": "abort", "decided_by": "dave", "reason": "latency looks off"}
+    answering = _answer_pauses([dave], [], namespace)
+    result = argo_release(_spec(namespace, V2, CANARY))
+    answering.join(timeout=5)
+    assert not result.ok and "aborted" in result.summary
+    assert [(d.choice, d.decided_by) for d in result.decisions] == [("abort", "dave")]
+    status = _rollout(namespace)["status"]
+    assert status["abort"] is True and status["phase"] == "Degraded"
+    replica_sets = _replica_sets(namespace)
+    assert replica_sets[status["stableRS"]] == (V1, 4, 4)
+    assert {img: n for img, n, _ in replica_sets.values()} == {V1: 4, V2: 0}
+    assert result.verdicts == {}  # the step analysis after the pause never ran
