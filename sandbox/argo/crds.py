@@ -4,7 +4,8 @@ The pipeline reads AnalysisTemplates and ClusterAnalysisTemplates from the clust
 clusters serve Argo Rollouts' five CRDs as the release ships them (`manifests/crds/` of the Go
 module `github.com/argoproj/argo-rollouts`, fetched through Go's module proxy into the module
 cache: a no-op once there). The DR cluster gets them too: a restore may bring templates back.
-No controller runs here (yet): the CRDs only let the apiserver store and serve the objects.
+The controller is opt-in (sandbox/components/argo_rollouts.py); the CRDs alone let the apiserver
+store and serve the objects.
 
 `sandbox up` applies them (server-side, idempotent) right after each cluster comes up
 (sandbox/platform.py) and waits until each is Established.
