@@ -40,8 +40,12 @@ def test_second_up_reuses_running_services(platform: Platform) -> None:
     platform.up(say=lambda _m: None)
     after = [c.daemon.pid() for c in daemons]
     assert before == after and all(before)
-    assert all(row.state in ("running", "external") for row in platform.status())
-    names = [row.name for row in platform.status()]
+    rows = platform.status()
+    optional = {c.name for c in platform.optional}  # opt-in: listed last, up only when asked
+    assert [row.name for row in rows][-len(optional) :] == ["argo-rollouts"]
+    default = [row for row in rows if row.name not in optional]
+    assert all(row.state in ("running", "external") for row in default)
+    names = [row.name for row in default]
     assert names[:3] == ["docker", "registry", "s3"]
     assert names[-8:] == [
         "cluster",
