@@ -276,3 +276,49 @@ def test_a_person_aborting_at_the_pause_sends_argo_back_to_stable(
     assert replica_sets[status["stableRS"]] == (V1, 4, 4)
     assert {img: n for img, n, _ in replica_sets.values()} == {V1: 4, V2: 0}
     assert result.verdicts == {}  # the step analysis after the pause never ran
+
+
+def test_an_inconclusive_analysis_asks_a_person_and_their_promote_moves_argo_on(
+    argo_rollouts, namespace: str
+) -> None:
+    """Neither condition holds (0.7 between failure < 0.5 and success >= 0.95): Argo pauses."""
+    unsure = AnalysisTemplate.model_validate(
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "AnalysisTemplate",
+            "metadata": {"name": "unsure"},
+            "spec": {
+                "metrics": [
+                    {
+                        "name": "unsure",
+                        "count": 1,
+                        "successCondition": "result[0] >= 0.95",
+                        "failureCondition": "result[0] < 0.5",
+                        "provider": {"prometheus": {"query": "vector(0.7)"}},
+                    }
+                ]
+            },
+        }
+    )
+    steps = [{"analysis": {"templates": [{"templateName": "unsure"}]}}, {"setWeight": 100}]
+    strategy = {"canary": {"steps": [{"setWeight": 50}, *steps]}}
+    TEMPLATES.append(unsure)
+    try:
+        assert argo_release(_spec(namespace, V1, strategy)).ok
+        seen: list[dict] = []
+        erin = {"choice": "promote", "decided_by": "erin", "reason": "0.7 is fine for now"}
+        answering = _answer_pauses([erin], seen, namespace)
+        result = argo_release(_spec(namespace, V2, strategy))
+        answering.join(timeout=5)
+    finally:
+        TEMPLATES.remove(unsure)
+    assert result.ok, result.summary
+    (at_pause,) = seen
+    assert [c["reason"] for c in at_pause["rollout"]["status"]["pauseConditions"]] == [
+        "InconclusiveAnalysisRun"
+    ]
+    assert [v.outcome for v in result.verdicts.values()] == ["Inconclusive"]
+    assert [(d.choice, d.decided_by) for d in result.decisions] == [("promote", "erin")]
+    status = _rollout(namespace)["status"]
+    assert status["phase"] == "Healthy" and status["stableRS"] == status["currentPodHash"]
+    assert _replica_sets(namespace)[status["stableRS"]] == (V2, 4, 4)
