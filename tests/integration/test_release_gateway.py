@@ -212,7 +212,9 @@ def test_a_resumed_release_reads_the_weight_on_the_route(
     with pytest.raises(Crash):
         release_as(spec(namespace, v2, WALK, replicas=1), sa, Scripted(), crash_at_50)
     assert _weights(kube, namespace) == {"web-stable": 50, "web-canary": 50}
-    assert _send(web) == {"v1": REQUESTS // 2, "v2": REQUESTS // 2}  # the crash left it there
+    left = _send(web)  # the crash left it at 50%: within the tolerance the shares test uses
+    assert set(left) == {"v1", "v2"} and sum(left.values()) == REQUESTS, left
+    assert abs(100 * left["v2"] / REQUESTS - 50) <= TOLERANCE, left
 
     approve = lambda pause, _: Decision(Choice.PROMOTE, "test", "go on")  # noqa: E731
     resumed = release_as(spec(namespace, v2, WALK, replicas=1), sa, Scripted(), approve)
