@@ -48,7 +48,7 @@ from prefect import flow
 
 from blocks import KubernetesCluster, PrometheusServer
 from core.analysis.templates import AnalysisTemplate
-from core.release.argo_rollout import read_status, rollout_manifest
+from core.release.argo_rollout import read_status, rollout_manifest, services
 from core.release.spec import ReleaseSpec
 from flows.environments import runner_for
 from flows.release.executor import ReleaseResult
@@ -156,6 +156,7 @@ class Bench:
         self.cluster = KubernetesCluster.load(BLOCK_NAME)
         self.api = kube.api_for(self.cluster)
         self.runner = runner_for(PrometheusServer.load(BLOCK_NAME), TEMPLATES, False)
+        self.templates_written = False
 
     def spec(self, app: str, image: str, strategy: dict, engine: str) -> ReleaseSpec:
         """A release of `app` with the seed's readinessProbe, run by the pod runner."""
@@ -186,9 +187,10 @@ class Bench:
 
     def argo(self, spec: ReleaseSpec, timeout: float = 600) -> bool:
         """Apply the Rollout, wait until promoted (True) or aborted and back on stable (False)."""
-        ensure_services.fn(self.cluster, spec, _argo_services(spec))
-        for doc in _templates(self.ns):
-            argo.write_templates.fn(self.cluster, [doc])
+        ensure_services.fn(self.cluster, spec, services(spec))
+        if not self.templates_written:  # the same templates for every Rollout of the namespace
+            argo.write_templates.fn(self.cluster, _templates(self.ns))
+            self.templates_written = True
         live = argo.write_rollout.fn(self.cluster, rollout_manifest(spec))
         objects = client.CustomObjectsApi(self.api)
         deadline = time.monotonic() + timeout
@@ -266,7 +268,7 @@ class Traffic(threading.Thread):
             ]
             new = sum(1 for image in ready if image == self.new)
             self.samples.append((t, new, len(ready) - new))
-            self.stop.wait(0.05)
+            self.stop.wait(0.05)  # a sample every 50 ms until stopped: readiness has no watch here
         self.cpu = time.thread_time()
 
     def first(self, since: float, test: Callable[[int, int], bool]) -> float:
@@ -278,12 +280,6 @@ class Traffic(threading.Thread):
 def pipeline_flow(spec: ReleaseSpec, runner: Any) -> ReleaseResult:
     """The release flow's path, as a release run does it (demo-mode answers: none are asked)."""
     return perform_release(spec, KubernetesCluster.load(BLOCK_NAME), runner, ask=approve_promotions)
-
-
-def _argo_services(spec: ReleaseSpec) -> list[dict]:
-    from core.release.argo_rollout import services
-
-    return services(spec)
 
 
 def _templates(ns: str) -> list[dict]:

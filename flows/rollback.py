@@ -129,7 +129,7 @@ def _rollback_rollout(
     lay = AppLayout.of_release(spec)
     by = flow_run.get_name() or "a run"
     try:
-        rec, _, journal = rollback_rollout(
+        rec, reused, journal = rollback_rollout(
             cluster, spec.namespace, spec.app, found, to_revision, by
         )
         health = _verify_health(health_url) if health_url else None
@@ -150,7 +150,7 @@ def _rollback_rollout(
         "to": rec.revision,
         "image": rec.image,
         "from_image": rec.from_image,
-        "reused": rec.decided_by != by,
+        "reused": reused,
         "steps": journal,
         "summary": summary,
         "health": health,

@@ -234,11 +234,12 @@ def replica_sets(cluster: KubernetesCluster, namespace: str, uid: str) -> list[d
         for rs in found.items
         if any(o.uid == uid for o in rs.metadata.owner_references or ())
     ]
-    return sorted(mine, key=lambda rs: int(_revision(rs) or 0))
+    return sorted(mine, key=revision)
 
 
-def _revision(rs: dict[str, Any]) -> str | None:
-    return (rs["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision")
+def revision(rs: dict[str, Any]) -> int:
+    """A Rollout ReplicaSet's revision (its `rollout.argoproj.io/revision`; 0 if unset)."""
+    return int((rs["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision", 0))
 
 
 @task(name="argo-undo", cache_policy=NO_CACHE, **RETRIES)

@@ -164,7 +164,6 @@ def services(spec: ReleaseSpec) -> list[dict[str, Any]]:
     A canary without stable and canary Services gets `<app>` over both versions' pods, as under
     the pipeline engine; Argo leaves that one alone.
     """
-    names: list[str] = []
     if (bg := spec.strategy.blue_green) is not None:
         names = [n for n in (bg.active_service, bg.preview_service) if n]
     else:

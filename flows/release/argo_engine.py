@@ -198,7 +198,7 @@ class ArgoEngine:
         }[reason]
         pause = human_pause(key, f"{what} (Argo Rollouts)")
         entry = self._journal(f"ask: {pause.reason}")
-        with abort_pause_when(lambda: self._aborted_meanwhile()):
+        with abort_pause_when(self._aborted_meanwhile):
             decision = self.ask(pause, spec)
         self.result.decisions.append(decision)
         entry.note = f"{decision.choice} by {decision.decided_by}: {decision.reason}"

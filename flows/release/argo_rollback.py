@@ -31,10 +31,6 @@ def _image(rs: dict[str, Any], container: str) -> str:
     return next((c["image"] for c in containers if c["name"] == container), containers[0]["image"])
 
 
-def _revision(rs: dict[str, Any]) -> int:
-    return int((rs["metadata"].get("annotations") or {}).get("rollout.argoproj.io/revision", 0))
-
-
 def _hash(rs: dict[str, Any]) -> str:
     return (rs["metadata"].get("labels") or {}).get(HASH_LABEL, "")
 
@@ -47,9 +43,9 @@ def _target(
     container: str,
 ) -> dict[str, Any]:
     if to_revision:
-        found = [rs for rs in sets if _revision(rs) == to_revision]
+        found = [rs for rs in sets if argo.revision(rs) == to_revision]
         if not found:
-            known = ", ".join(str(_revision(rs)) for rs in sets)
+            known = ", ".join(str(argo.revision(rs)) for rs in sets)
             raise ConfigError(f"the Rollout has no revision {to_revision}: it keeps {known}")
         return found[0]
     before = history.previous(_image(serving, container))
@@ -70,10 +66,10 @@ def rollback_rollout(
     history: History,
     to_revision: int,
     by: str,
-) -> tuple[RollbackRecord, History, list[dict[str, Any]]]:
+) -> tuple[RollbackRecord, bool, list[dict[str, Any]]]:
     """Return the Rollout `app` to its previous stable version (or `to_revision`).
 
-    Returns the record, the history after it, and the journal of steps.
+    Returns the record, whether it was decided by an earlier run (and kept), and the journal.
 
     Raises:
         ConfigError: no Rollout, or nothing (or no such revision) to go back to.
@@ -92,7 +88,10 @@ def rollback_rollout(
             f"Rollout {namespace}/{app} reports no stable ReplicaSet to roll back from"
         )
     kept = history.rollback
-    if kept is not None and kept.fits(history.newest, to_revision, _image(serving, spec.container)):
+    reused = kept is not None and kept.fits(
+        history.newest, to_revision, _image(serving, spec.container)
+    )
+    if reused and kept is not None:
         record = kept
     else:
         target = _target(sets, serving, history, to_revision, spec.container)
@@ -104,11 +103,11 @@ def rollback_rollout(
             to_revision=to_revision,
             track=Track.STABLE,
             image=_image(target, spec.container),
-            revision=_revision(target),
+            revision=argo.revision(target),
             template=template,
             from_track=Track.STABLE,
             from_image=_image(serving, spec.container),
-            from_revision=_revision(serving),
+            from_revision=argo.revision(serving),
             decided_at=now_iso(),
             decided_by=by,
         )
@@ -141,7 +140,7 @@ def rollback_rollout(
     )
     history = history.finished(now_iso())
     save_history(cluster, namespace, app, history)
-    return record, history, journal
+    return record, reused, journal
 
 
 def _promote_fully(
