@@ -84,3 +84,21 @@ def whole_seconds(value: str | int | float, what: str = "duration") -> int:
         ConfigError: not a duration, or negative.
     """
     return math.ceil(parse_duration(value, what))
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds written as a Go duration, as a person writes it: 5400 -> "1h30m", 30 -> "30s".
+
+    The inverse of `parse_duration` for what specs hold (what the run form shows and a dumped
+    spec carries, so `parse_duration(go_duration(s)) == s`).
+    """
+    if seconds < 0 or math.isnan(seconds) or math.isinf(seconds):
+        raise ConfigError(f"{seconds!r} is not a duration: use 0 or more seconds")
+    if seconds == 0:
+        return "0s"
+    if seconds < 1:
+        return f"{round(seconds * 1000, 6):g}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{int(hours)}h" if hours else "", f"{int(minutes)}m" if minutes else ""]
+    return "".join(parts) + (f"{round(secs, 6):g}s" if secs else "")

@@ -34,3 +34,9 @@ def label_error(value: str, what: str = "DNS-1123 label") -> str:
         f"{value!r} is not a {what}: use 1-63 of a-z, 0-9, '-', starting with {start} and ending "
         "with a letter or digit"
     )
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (`^[a-z0-9-]*$`) from `parts`: lowercased, dashes for the rest."""
+    raw = "-".join(p for p in parts if p).lower()
+    return re.sub(r"[^a-z0-9-]+", "-", raw).strip("-")[:100].rstrip("-")

@@ -15,14 +15,15 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema, model_validator
 
 from core.analysis import argo_fields
 from core.analysis.conditions import Condition
 from core.analysis.jsonpath import steps
-from core.durations import parse_duration
+from core.durations import go_duration, parse_duration
 from core.errors import ConfigError
 from core.release import defaults
+from core.release.fields import DURATION_SCHEMA
 from core.release.fields import Model as _Model
 
 _ARG_NAME = r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$"
@@ -51,12 +52,8 @@ def _whole(value: Any) -> Any:
 GoSeconds = Annotated[
     float,
     BeforeValidator(_go_seconds),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "string"}, {"type": "number", "minimum": 0}],
-            "description": "A Go duration such as 30s, 5m or 1h30m.",
-        }
-    ),
+    PlainSerializer(go_duration, return_type=str, when_used="json"),
+    WithJsonSchema(DURATION_SCHEMA),
 ]
 Count = Annotated[int, BeforeValidator(_whole)]
 
@@ -65,28 +62,36 @@ class Header(_Model):
     """One HTTP header (`key`, `value`); the value may hold `{{args.x}}` (a secret, say)."""
 
     key: str = Field(min_length=1)
+    """The header's name."""
     value: str
+    """The header's value; may hold {{args.name}}."""
 
 
 class SecretKeyRef(_Model):
     """A key of a Secret in the release's namespace."""
 
     name: str = Field(min_length=1)
+    """The Secret's name."""
     key: str = Field(min_length=1)
+    """The key inside the Secret."""
 
 
 class ArgSource(_Model):
     """`valueFrom` of a template argument: `secretKeyRef` (its value is masked in every report)."""
 
     secret_key_ref: SecretKeyRef
+    """Read the value from this Secret's key (masked in every report)."""
 
 
 class TemplateArg(_Model):
     """A template argument: a default `value`, a `valueFrom.secretKeyRef`, or neither (required)."""
 
     name: str = Field(pattern=_ARG_NAME)
+    """The argument's name, used in queries as {{args.name}}."""
     value: str | None = None
+    """Its default value; a release's args override it."""
     value_from: ArgSource | None = None
+    """Read the value from a Secret instead."""
 
     @model_validator(mode="after")
     def _one(self) -> TemplateArg:
@@ -103,22 +108,34 @@ class PrometheusProvider(_Model):
     """
 
     query: str = Field(min_length=1)
+    """The PromQL query; may hold {{args.name}}."""
     address: str = ""
+    """The Prometheus to ask; empty: the release's Prometheus block."""
     timeout: int | None = Field(None, gt=0)
+    """Seconds one query may take."""
     headers: tuple[Header, ...] = ()
+    """HTTP headers sent with each query."""
     insecure: bool = False
+    """Skip TLS verification (not recommended)."""
 
 
 class WebProvider(_Model):
     """Argo's `web` provider: a JSON endpoint and a `jsonPath` into its answer."""
 
     url: str = Field(min_length=1)
+    """The JSON endpoint to ask; may hold {{args.name}}."""
     method: Literal["GET", "POST", "PUT"] = "GET"
+    """GET, POST or PUT."""
     headers: tuple[Header, ...] = ()
+    """HTTP headers sent with each request."""
     body: str | None = None
+    """The request's body (POST and PUT)."""
     timeout_seconds: int = Field(10, gt=0)
+    """Seconds one request may take (default 10)."""
     json_path: str = "{$}"
+    """Where the measured value sits in the answer (default {$}, the whole answer)."""
     insecure: bool = False
+    """Skip TLS verification (not recommended)."""
 
     @model_validator(mode="after")
     def _path(self) -> WebProvider:
@@ -130,7 +147,9 @@ class Provider(_Model):
     """Exactly one of `prometheus` or `web`."""
 
     prometheus: PrometheusProvider | None = None
+    """Measure with a Prometheus query."""
     web: WebProvider | None = None
+    """Measure with a JSON web endpoint."""
 
     @model_validator(mode="before")
     @classmethod
@@ -154,17 +173,29 @@ class MetricTemplate(_Model):
     """
 
     name: str = Field(pattern=_ARG_NAME)
+    """The metric's name in reports."""
     provider: Provider
+    """Where the measurement comes from: prometheus or web."""
     success_condition: str = ""
+    """When a measurement is successful, e.g. result[0] >= 0.95."""
     failure_condition: str = ""
+    """When a measurement fails, e.g. result[0] > 0.05."""
     interval: GoSeconds | None = Field(None, gt=0)
+    """Time between measurements (a Go duration such as 30s); unset: measure once."""
     initial_delay: GoSeconds = Field(0, ge=0)
+    """Wait this long before the first measurement (a Go duration)."""
     count: Count | None = Field(None, ge=1)
+    """How many measurements to take; unset with an interval: until the release ends."""
     failure_limit: Count = Field(0, ge=0)
+    """Failed measurements allowed before the metric fails (default 0)."""
     inconclusive_limit: Count = Field(0, ge=0)
+    """Inconclusive measurements allowed before the metric is inconclusive (default 0)."""
     consecutive_error_limit: Count = Field(defaults.CONSECUTIVE_ERROR_LIMIT, ge=0)
+    """Errors in a row allowed before the metric errs (default 4)."""
     dry_run: bool = False
+    """Measure and report, but never decide the verdict."""
     measurement_retention: int | None = Field(None, ge=1)
+    """How many measurements the report keeps."""
 
     @model_validator(mode="before")
     @classmethod
@@ -227,9 +258,13 @@ class AnalysisTemplate(_Model):
     """
 
     kind: Literal["AnalysisTemplate", "ClusterAnalysisTemplate"] = "AnalysisTemplate"
+    """AnalysisTemplate (the release's namespace) or ClusterAnalysisTemplate."""
     name: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", max_length=253)
+    """The template's name, as analyses refer to it."""
     args: tuple[TemplateArg, ...] = ()
+    """The arguments its queries use."""
     metrics: tuple[MetricTemplate, ...] = Field(min_length=1)
+    """What it measures and how each measurement is judged."""
 
     @model_validator(mode="before")
     @classmethod

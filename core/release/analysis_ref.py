@@ -16,7 +16,9 @@ class TemplateRef(_Model):
     """One analysis template by name (`templateName`); `clusterScope` names a cluster one."""
 
     template_name: DnsLabel
+    """The AnalysisTemplate's name (or a built-in: success-rate, error-rate, latency-p95)."""
     cluster_scope: bool = False
+    """true: a ClusterAnalysisTemplate of that name."""
 
     @property
     def key(self) -> str:
@@ -28,6 +30,7 @@ class FieldRef(_Model):
     """`fieldRef: {fieldPath}`: a field of the Rollout, e.g. metadata.labels['team']."""
 
     field_path: str = Field(min_length=1)
+    """The Rollout's field, e.g. metadata.labels['team']."""
 
 
 class ArgValueFrom(_Model):
@@ -40,7 +43,9 @@ class ArgValueFrom(_Model):
     """
 
     pod_template_hash_value: Literal["Stable", "Latest"] | None = None
+    """Stable or Latest: the pod template hash of that version's pods."""
     field_ref: FieldRef | None = None
+    """A field of the Rollout document."""
 
     @model_validator(mode="after")
     def _one(self) -> ArgValueFrom:
@@ -58,8 +63,11 @@ class AnalysisArg(_Model):
     """One argument passed to the analysis templates (`name`, and `value` or `valueFrom`)."""
 
     name: str = Field(min_length=1)
+    """The argument's name, as the template's args name it."""
     value: str | None = None
+    """The argument's value."""
     value_from: ArgValueFrom | None = None
+    """Where the value comes from instead of value."""
 
     @model_validator(mode="after")
     def _one(self) -> AnalysisArg:
@@ -72,23 +80,31 @@ class MetricRef(_Model):
     """`dryRun: [{metricName}]`: a metric (a regular expression over names) that never decides."""
 
     metric_name: str = Field(min_length=1)
+    """A regular expression over metric names."""
 
 
 class Retention(_Model):
     """`measurementRetention: [{metricName, limit}]`: how many measurements a report keeps."""
 
     metric_name: str = Field(min_length=1)
+    """A regular expression over metric names."""
     limit: int = Field(ge=1, strict=True)
+    """How many of its measurements the report keeps."""
 
 
 class AnalysisRef(_Model):
     """Analysis templates plus arguments; what they measure and judge lives elsewhere."""
 
     templates: tuple[TemplateRef, ...] = Field(min_length=1)
+    """The analysis templates to run, by name."""
     args: tuple[AnalysisArg, ...] = ()
+    """Arguments for the templates (the release fills app, namespace and track)."""
     starting_step: int | None = Field(None, ge=0, strict=True)
+    """Background analysis only: the canary step it starts at (default 0)."""
     dry_run: tuple[MetricRef, ...] = ()
+    """Metrics that are measured and reported but never decide the verdict."""
     measurement_retention: tuple[Retention, ...] = ()
+    """How many measurements a metric's report keeps."""
 
     @model_validator(mode="before")
     @classmethod

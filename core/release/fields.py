@@ -6,10 +6,17 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 
-from core.durations import whole_seconds
+from core.durations import go_duration, whole_seconds
 from core.errors import ConfigError
 from core.names import is_dns_1035_label, is_dns_label, label_error
 
@@ -66,26 +73,51 @@ def _int_or_percent(value: Any) -> int | str:
 DnsLabel = Annotated[str, _matching(is_dns_label, "DNS-1123 label")]
 ServiceName = Annotated[str, _matching(is_dns_1035_label, "DNS-1035 label")]
 Image = Annotated[str, AfterValidator(_image)]
+#: The run form's duration field: text such as 30s, 5m or 1h30m (bare digits are seconds).
+DURATION_SCHEMA = {
+    "type": "string",
+    "pattern": _GO_DURATION,
+    "description": "A Go duration such as 30s, 5m or 1h30m (bare digits are seconds).",
+}
 #: A duration as Argo writes it: a Go duration ("30s", "5m", "1h30m") or whole seconds; held in
-#: whole seconds. The form shows a text field, so "5m" can be typed as written in a Rollout.
+#: whole seconds, written back as a Go duration in JSON (a flow run's parameters, the form), so
+#: "5m" is typed and shown as written in a Rollout.
 Seconds = Annotated[
     int,
     BeforeValidator(_seconds),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": _GO_DURATION},
-                {"type": "integer", "minimum": 0},
-            ],
-            "description": "A Go duration such as 30s, 5m or 1h30m, or whole seconds.",
-        }
-    ),
+    PlainSerializer(go_duration, return_type=str, when_used="json"),
+    WithJsonSchema(DURATION_SCHEMA),
 ]
 IntOrPercent = Annotated[int | str, BeforeValidator(_int_or_percent)]
 
 
+def field_title(name: str) -> str:
+    """A field's title in the run form: its name in words, capitalised.
+
+    "progress_deadline_seconds" reads "Progress deadline seconds", not pydantic's
+    "Progressdeadlineseconds" of the alias.
+    """
+    return name.replace("_", " ").strip().capitalize()
+
+
+def _form(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Every property of the model's JSON schema gets its title, and a one-line description."""
+    props = schema.get("properties", {})
+    for name, info in model.model_fields.items():
+        prop = props.get(info.alias or name)
+        if prop is None:
+            continue
+        prop["title"] = field_title(name)
+        if prop.get("description"):
+            prop["description"] = " ".join(prop["description"].split())
+
+
 class Model(BaseModel):
-    """A frozen spec model: snake_case attributes, camelCase aliases, unknown keys refused."""
+    """A frozen spec model: snake_case attributes, camelCase aliases, unknown keys refused.
+
+    Each field's docstring is its description in the Prefect UI's run form, and its title is its
+    name in words (`field_title`), references to other models included.
+    """
 
     model_config = ConfigDict(
         frozen=True,
@@ -93,4 +125,6 @@ class Model(BaseModel):
         alias_generator=to_camel,
         extra="forbid",
         serialize_by_alias=True,  # dumps (flow-run parameters) match the form's camelCase schema
+        use_attribute_docstrings=True,
+        json_schema_extra=_form,
     )

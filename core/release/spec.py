@@ -48,7 +48,9 @@ __all__ = [
 
 class _Surge(_Model):
     max_surge: IntOrPercent = defaults.MAX_SURGE
+    """Pods above the desired count while updating: a number or a percentage (default 25%)."""
     max_unavailable: IntOrPercent = defaults.MAX_UNAVAILABLE
+    """Pods below the desired count while updating: a number or a percentage (default 25%)."""
 
     @model_validator(mode="after")
     def _can_progress(self) -> Any:
@@ -68,7 +70,11 @@ class RollingStrategy(_Surge):
     """
 
     progress_deadline_seconds: Seconds | None = Field(None, gt=0)
+    """How long the update may go without progress before it fails (a Go duration such as 10m, or
+    seconds); unset: the spec's.
+    """
     analysis: AnalysisRef | None = None
+    """Analysis of the new revision once the Deployment settles; a failed verdict rolls it back."""
 
     @model_validator(mode="after")
     def _no_steps(self) -> RollingStrategy:
@@ -84,14 +90,29 @@ class BlueGreenStrategy(_Model):
     """Argo's `blueGreen`: a new color behind `previewService`, then `activeService` switches."""
 
     active_service: ServiceName
+    """The Service users reach; it switches to the new color on promotion."""
     preview_service: ServiceName | None = None
+    """The Service that reaches the new color before promotion (for checks and analyses)."""
     auto_promotion_enabled: bool = defaults.AUTO_PROMOTION_ENABLED
+    """Promote without a person once the preview is ready and analysed (default true); false waits
+    for a human.
+    """
     auto_promotion_seconds: Seconds | None = None
+    """Promote automatically this long after the preview is ready (a Go duration such as 5m); unset:
+    at once.
+    """
     preview_replica_count: int | None = Field(None, ge=1, strict=True)
+    """Pods of the new color before promotion (scaled to replicas on promotion); unset: all
+    replicas.
+    """
     scale_down_delay_seconds: Seconds = defaults.SCALE_DOWN_DELAY_SECONDS
+    """How long the old color keeps running after the switch, for a fast way back (default 30s)."""
     abort_scale_down_delay_seconds: Seconds = defaults.ABORT_SCALE_DOWN_DELAY_SECONDS
+    """How long the new color keeps running after an abort before it scales down (default 30s)."""
     pre_promotion_analysis: AnalysisRef | None = None
+    """Analysis of the new color behind the preview Service, before the switch."""
     post_promotion_analysis: AnalysisRef | None = None
+    """Analysis after the switch; a failed verdict switches back."""
 
     @model_validator(mode="before")
     @classmethod
@@ -113,15 +134,20 @@ class NginxRouting(_Model):
     """Weights through ingress-nginx canary annotations next to `stableIngress`."""
 
     kind: Literal["nginx"] = "nginx"
+    """The router: nginx (ingress-nginx canary annotations)."""
     stable_ingress: DnsLabel
+    """The Ingress that serves the stable Service; the canary's Ingress is made beside it."""
 
 
 class GatewayApiRouting(_Model):
     """Weights on the backendRefs of a Gateway API HTTPRoute (Argo's gatewayAPI plugin)."""
 
     kind: Literal["gatewayAPI"] = "gatewayAPI"
+    """The router: gatewayAPI (weights on an HTTPRoute's backendRefs)."""
     http_route: DnsLabel
+    """The HTTPRoute whose rules name the stable and canary Services."""
     namespace: DnsLabel | None = None
+    """The HTTPRoute's namespace; unset: the release's."""
 
 
 def _router(value: Any) -> Any:
@@ -155,14 +181,25 @@ class CanaryStrategy(_Surge):
     """Argo's `canary`: steps over a stable and a canary workload, optionally traffic-routed."""
 
     steps: tuple[CanaryStep, ...] = ()
+    """The canary's steps in order: setWeight, pause, analysis or setCanaryScale."""
     stable_service: ServiceName | None = None
+    """The Service that selects the stable pods (needed with trafficRouting)."""
     canary_service: ServiceName | None = None
+    """The Service that selects the canary pods (needed with trafficRouting)."""
     analysis: AnalysisRef | None = None
+    """Background analysis: runs from startingStep until the end and aborts the canary when it
+    fails.
+    """
     traffic_routing: Annotated[Router | None, BeforeValidator(_router)] = None
+    """A router that sets the canary's share of traffic; unset: the share is its share of pods."""
     scale_down_delay_seconds: Seconds = defaults.SCALE_DOWN_DELAY_SECONDS
+    """How long the old stable pods keep running after promotion (a Go duration, default 30s)."""
     abort_scale_down_delay_seconds: Seconds = defaults.ABORT_SCALE_DOWN_DELAY_SECONDS
+    """How long the canary pods keep running after an abort, behind a router (default 30s)."""
     canary_metadata: PodMetadata | None = None
+    """Labels and annotations added to the canary's pods."""
     stable_metadata: PodMetadata | None = None
+    """Labels and annotations added to the stable pods."""
 
     @model_validator(mode="before")
     @classmethod
@@ -209,8 +246,11 @@ class Strategy(_Model):
     """Exactly one of `rolling`, `blueGreen`, `canary`."""
 
     rolling: RollingStrategy | None = None
+    """A rolling update of one Deployment (set exactly one of rolling, blue-green, canary)."""
     blue_green: BlueGreenStrategy | None = None
+    """Two colors behind an active and a preview Service (set exactly one strategy)."""
     canary: CanaryStrategy | None = None
+    """A canary in steps beside the stable version (set exactly one strategy)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -245,7 +285,9 @@ class FirstDeploy(_Model):
     """
 
     analysis: bool = True
+    """Analyse a first release too, with every analysis its strategy names (default true)."""
     on_failure: Literal["scaleToZero", "keep"] = "scaleToZero"
+    """What a first release that failed its analysis leaves: scaleToZero (default) or keep."""
 
 
 class WorkloadRef(_Model):
@@ -256,9 +298,15 @@ class WorkloadRef(_Model):
     """
 
     api_version: Literal["apps/v1"] = "apps/v1"
+    """The referenced workload's API version: apps/v1."""
     kind: Literal["Deployment"] = "Deployment"
+    """The referenced workload's kind: Deployment."""
     name: DnsLabel
+    """The Deployment whose pod template the release takes."""
     scale_down: Literal["never", "onsuccess"] = "never"
+    """onsuccess: scale that Deployment to zero once the release runs the app; never (default):
+    leave it.
+    """
 
     @model_validator(mode="before")
     @classmethod
@@ -282,18 +330,35 @@ class ReleaseSpec(_Model):
     """
 
     app: DnsLabel
+    """The application: its Deployments and Services are named after it."""
     namespace: DnsLabel
+    """The namespace to release into."""
     image: Image
-    container: DnsLabel
+    """The image to release, pinned by digest (registry/repo@sha256:...)."""
+    container: DnsLabel = ""  # filled with the app's name when empty (_fill)
+    """The container that runs the image; default: the app's name."""
     replicas: int = Field(defaults.REPLICAS, ge=0, strict=True)
+    """How many pods serve the app (default 1)."""
     strategy: Strategy
+    """How the release proceeds: exactly one of rolling, blue-green or canary."""
     progress_deadline_seconds: Seconds = Field(defaults.PROGRESS_DEADLINE_SECONDS, gt=0)
-    labels: dict[str, str]
+    """How long a step may go without progress before the release fails (a Go duration such as 10m,
+    or seconds; default 10m).
+    """
+    labels: dict[str, str] = Field(default_factory=dict)  # app=<app> when empty (_fill)
+    """The labels that select the app's pods; default: app=<app>."""
     first_deploy: FirstDeploy = FirstDeploy()
+    """What a release does when nothing of the app runs yet."""
     template: dict[str, Any] | None = None
+    """The pod template (a Rollout's spec.template): resources, probes, env, volumes; the image is
+    replaced by image.
+    """
     workload_ref: WorkloadRef | None = None
+    """Take the pod template from an existing Deployment instead (Argo's workloadRef)."""
     min_ready_seconds: int = Field(0, ge=0, strict=True)
+    """Seconds a new pod must be ready before it counts as available (default 0)."""
     revision_history_limit: int = Field(defaults.REVISION_HISTORY_LIMIT, ge=0, strict=True)
+    """Old ReplicaSets kept for rollbacks (default 10)."""
     engine: Literal["pipeline", "argo"] = Field(
         "pipeline",
         description="Who performs the release: pipeline (the flow itself, the default) or argo "
@@ -306,8 +371,9 @@ class ReleaseSpec(_Model):
         if not isinstance(data, Mapping):
             return data
         unsupported.refuse(data, unsupported.ROLLOUT, "spec")
-        if isinstance(app := data.get("app"), str):
-            data = {"container": app, "labels": {"app": app}, **data}
+        if isinstance(app := data.get("app"), str):  # the form sends "" and {} for these
+            data = {**data, "container": data.get("container") or app}
+            data["labels"] = data.get("labels") or {"app": app}
         container, image = data.get("container"), data.get("image")
         if data.get("template") is not None and isinstance(container, str):
             shown = image if isinstance(image, str) else ""

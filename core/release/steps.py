@@ -18,6 +18,9 @@ class CanaryPause(_Model):
     """`pause: {}` waits for a human; `pause: {duration: 5m}` waits that long (held in seconds)."""
 
     duration: Seconds | None = None
+    """How long to wait (a Go duration such as 30s or 5m); empty: wait for a person to promote or
+    abort.
+    """
 
 
 class SetCanaryScale(_Model):
@@ -29,8 +32,11 @@ class SetCanaryScale(_Model):
     """
 
     replicas: int | None = Field(None, ge=0, strict=True)
+    """The canary's pods as a count."""
     weight: int | None = Field(None, ge=0, le=100, strict=True)
+    """The canary's pods as a percentage of replicas (rounded up)."""
     match_traffic_weight: bool | None = None
+    """true: the canary's pods follow its traffic weight again."""
 
     @model_validator(mode="after")
     def _one(self) -> SetCanaryScale:
@@ -53,9 +59,13 @@ class CanaryStep(_Model):
     """One canary step: one of `setWeight` (0..100), `pause`, `analysis`, `setCanaryScale`."""
 
     set_weight: int | None = Field(None, ge=0, le=100, strict=True)
+    """Send this percentage (0-100) of traffic to the canary."""
     pause: CanaryPause | None = None
+    """Wait: for a duration, or for a person when no duration is given."""
     analysis: AnalysisRef | None = None
+    """Run these analysis templates now; a failed verdict aborts the canary."""
     set_canary_scale: SetCanaryScale | None = None
+    """Set the canary's pods apart from its weight (needs trafficRouting)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -91,4 +101,6 @@ class PodMetadata(_Model):
     """Labels and annotations put on one track's pods (`canaryMetadata`, `stableMetadata`)."""
 
     labels: dict[str, str] = Field(default_factory=dict)
+    """Labels added to the pods."""
     annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations added to the pods."""

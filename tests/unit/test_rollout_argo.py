@@ -209,10 +209,16 @@ def test_go_durations_everywhere_and_a_text_field_in_the_form() -> None:
     assert spec.strategy.canary.scale_down_delay_seconds == 60
     schema = ReleaseSpec.model_json_schema()
     pause = {**schema["$defs"]["CanaryPause"], "$defs": schema["$defs"]}
-    for good in ("5m", "1h30m", "90s", 45):
+    assert pause["properties"]["duration"]["anyOf"][0]["type"] == "string"  # a text field
+    for good in ("5m", "1h30m", "90s", "45"):
         jsonschema.validate({"duration": good}, pause)  # the form takes them as typed
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"duration": "5 minutes"}, pause)
+    dumped = spec.model_dump(mode="json")  # a run's parameters carry them as written
+    steps = dumped["strategy"]["canary"]["steps"]
+    assert [s["pause"]["duration"] for s in steps] == ["1m30s", "45s"]
+    assert dumped["strategy"]["canary"]["scaleDownDelaySeconds"] == "1m"
+    assert type(spec).model_validate(dumped) == spec
 
 
 def _set(doc: dict, path: str, value: Any) -> dict:
