@@ -72,6 +72,8 @@ class CanaryStep(_Model):
     def _exactly_one(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
+        if len(data) > 1:  # a dumped step (or the form) writes the kinds it is not as null
+            data = {k: v for k, v in data.items() if v is not None} or data
         keys = [to_camel(k) for k in data]
         kinds = ", ".join(_STEP_KINDS)
         for key in keys:
