@@ -35,15 +35,16 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from kubernetes import client
 from prefect import flow
 
-from blocks import KubernetesCluster
+from blocks import KubernetesCluster, PrometheusServer
 from core.analysis.builtins import BUILTINS
 from core.analysis.templates import rescheduled
 from core.release import route
 from core.release.actions import Pause
 from core.release.decisions import Choice, Decision
 from core.release.spec import ReleaseSpec
+from flows.environments import runner_for
 from flows.release.executor import ReleaseResult
-from flows.release.flow import analysis_runner, perform_release
+from flows.release.flow import perform_release
 from sandbox.components.prometheus import SCRAPE_INTERVAL
 from sandbox.example_image import build_example, docker_client, push
 from sandbox.load import Load
@@ -110,7 +111,7 @@ class Timed:
     """The platform's Prometheus runner, noting when each verdict came (monotonic seconds)."""
 
     def __init__(self) -> None:
-        self.inner = analysis_runner(BLOCK_NAME, [ERROR_RATE], False)
+        self.inner = runner_for(PrometheusServer.load(BLOCK_NAME), [ERROR_RATE], False)
         self.verdicts: list[tuple[float, str]] = []
 
     def run(self, ref, phase, spec, key: str = ""):

@@ -4,6 +4,7 @@ from blocks.cluster import KubernetesCluster
 from blocks.environment import Environment
 from blocks.git import GitRepository
 from blocks.prometheus import PrometheusServer
+from blocks.refs import block_ref
 from blocks.registry import ContainerRegistry
 from blocks.velero import ObjectStore, VeleroInstall
 
@@ -15,4 +16,5 @@ __all__ = [
     "ObjectStore",
     "PrometheusServer",
     "VeleroInstall",
+    "block_ref",
 ]

@@ -85,8 +85,8 @@ class Environment(Block):
     )
     prometheus: PrometheusServer | None = Field(
         default=None,
-        description="The Prometheus its analyses and checks query; empty: the flow's "
-        "prometheus_block.",
+        description="The Prometheus its analyses and checks query; empty: the one the flow "
+        "run is given.",
     )
     check_access: CheckAccess = Field(
         default=CheckAccess.SERVICE_PROXY,

@@ -25,7 +25,29 @@ PARAMETERS = (
     "pushed_by",
     "git_block",
 )
+#: Push parameters that name a saved block, and the flow parameter (typed by that block's kind)
+#: the run gets them as: the reference the UI's block selector would send.
+BLOCK_PARAMETERS = {
+    "environment": ("environment", "kyb-environment"),
+    "git_block": ("git", "kyb-git-repository"),
+}
 log = logging.getLogger("kyb.webhook")
+
+
+def _ref(slug: str, name: str) -> dict[str, Any]:
+    return {"$ref": {"block_document_slug": f"{slug}/{name}"}}
+
+
+def flow_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """A push's parameters as the delivery flow takes them: block names become references.
+
+    An empty block name (no git repository: the worker's checkout) is left out.
+    """
+    out = {k: v for k, v in parameters.items() if k not in BLOCK_PARAMETERS}
+    for name, (parameter, slug) in BLOCK_PARAMETERS.items():
+        if parameters.get(name):
+            out[parameter] = _ref(slug, parameters[name])
+    return out
 
 
 @dataclass(frozen=True)
@@ -167,12 +189,13 @@ class PrefectRunStarter:
         client = await self._api()
         for attempt in (1, 2):  # a cached deployment id may be stale (deployment re-created)
             try:
+                wanted = flow_parameters(request.parameters)
                 known = self._deployments.get(request.deployment)
                 if known is None:
                     deployment = await client.read_deployment_by_name(request.deployment)
                     names = declared(deployment.parameter_openapi_schema)
                     known = self._deployments[request.deployment] = (deployment.id, names)
-                    if names is not None and (extra := set(request.parameters) - names):
+                    if names is not None and (extra := set(wanted) - names):
                         log.info("%s takes no %s: not sent", request.deployment, sorted(extra))
                 deployment_id, names = known
                 if names is not None and (unknown := sorted(set(request.fixed) - names)):
@@ -181,9 +204,7 @@ class PrefectRunStarter:
                         "take: remove them or deploy a flow that takes them",
                         deployment=request.deployment,
                     )
-                params = {
-                    k: v for k, v in request.parameters.items() if names is None or k in names
-                }
+                params = {k: v for k, v in wanted.items() if names is None or k in names}
                 run = await client.create_flow_run_from_deployment(
                     deployment_id,
                     parameters=params,
@@ -251,7 +272,9 @@ def _emit(request: RunRequest, run_id: str | None) -> str | None:
     return str(event.id) if event else None
 
 
-def push_trigger(deployment: str = "delivery/delivery", names: Iterable[str] = PARAMETERS) -> Any:
+def push_trigger(
+    deployment: str = "delivery/delivery", names: Iterable[str] = PARAMETERS, git: bool = False
+) -> Any:
     """A deployment trigger that starts `deployment` from the receiver's push events.
 
     A deployment trigger that starts `deployment` from the receiver's push events when it runs
@@ -260,15 +283,26 @@ def push_trigger(deployment: str = "delivery/delivery", names: Iterable[str] = P
     Args:
         deployment: the deployment's "<flow>/<deployment>" name, as in WebhookSettings.
         names: the parameters to pass (those the flow takes), from the event's payload.
+        git: the receiver names a git repository block (KYB_WEBHOOK_GIT_BLOCK): the run fetches
+            the pushed commit from it.
 
     Returns:
-        prefect.events.DeploymentEventTrigger with the push's parameters templated from the event.
+        prefect.events.DeploymentEventTrigger with the push's parameters templated from the event
+        (block names as block references, as flow_parameters sends them).
     """
     from prefect.events import DeploymentEventTrigger
 
+    parameters: dict[str, Any] = {}
+    for name in names:
+        template = f"{{{{ event.payload.{name} }}}}"
+        if name not in BLOCK_PARAMETERS:
+            parameters[name] = template
+        elif name != "git_block" or git:
+            parameter, slug = BLOCK_PARAMETERS[name]
+            parameters[parameter] = _ref(slug, template)
     return DeploymentEventTrigger(
         name=f"github-push-{deployment.replace('/', '-')}",
         expect={EVENT},
         match={"kyb.started-by": "trigger", "kyb.deployment": deployment},
-        parameters={name: f"{{{{ event.payload.{name} }}}}" for name in names},
+        parameters=parameters,
     )

@@ -6,7 +6,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from kubernetes.client.exceptions import ApiException
 from prefect import flow, get_run_logger
@@ -46,11 +46,12 @@ from flows.environments import (
     chain,
     cluster_of,
     prometheus_of,
+    runner_for,
     stage_in,
 )
+from flows.form import titled
 from flows.hooks import on_release_failure
 from flows.release.flow import (
-    analysis_runner,
     approve_promotions,
     ask_in_ui,
     perform_release,
@@ -258,24 +259,24 @@ def _endpoint(
 
 @flow(name="delivery", on_failure=[on_release_failure], on_crashed=[on_release_failure])
 def delivery(
-    commit: str,
-    branch: str,
-    commit_time: str = "",
-    app: str = "kyb-platform",
-    app_dir: str = "examples/kyb-platform",
-    repository: str = "kyb-platform",
-    source: str = "https://github.com/acme/kyb-platform",
-    production_strategy: dict[str, Any] | None = None,
-    templates: list[AnalysisTemplate] | None = None,
-    auto_approve: bool = False,
-    approval_timeout: int = 3600,
-    service_urls: dict[str, str] | None = None,
-    version: str = "",
-    registry_block: str = "local",
-    cluster_block: str = "",
-    prometheus_block: str | None = None,
-    environment: str = "",
-    git_block: str = "",
+    commit: Annotated[str, titled("Commit")],
+    branch: Annotated[str, titled("Branch")],
+    commit_time: Annotated[str, titled("Commit time")] = "",
+    app: Annotated[str, titled("App")] = "kyb-platform",
+    app_dir: Annotated[str, titled("App folder")] = "examples/kyb-platform",
+    repository: Annotated[str, titled("Image repository")] = "kyb-platform",
+    source: Annotated[str, titled("Source URL")] = "https://github.com/acme/kyb-platform",
+    production_strategy: Annotated[dict[str, Any] | None, titled("Production strategy")] = None,
+    templates: Annotated[list[AnalysisTemplate] | None, titled("Analysis templates")] = None,
+    auto_approve: Annotated[bool, titled("Approve gates at once (demo)")] = False,
+    approval_timeout: Annotated[int, titled("Approval timeout (seconds)")] = 3600,
+    service_urls: Annotated[dict[str, str] | None, titled("Service URLs")] = None,
+    version: Annotated[str, titled("Version")] = "",
+    registry: Annotated[ContainerRegistry | None, titled("Registry")] = None,
+    cluster: Annotated[KubernetesCluster | None, titled("Cluster")] = None,
+    prometheus: Annotated[PrometheusServer | None, titled("Prometheus")] = None,
+    environment: Annotated[Environment | None, titled("Up to environment")] = None,
+    git: Annotated[GitRepository | None, titled("Git repository")] = None,
 ) -> dict[str, Any]:
     """Deliver one commit: CI, then each environment its branch deploys to.
 
@@ -305,25 +306,25 @@ def delivery(
             (e.g. an ingress, or `kubectl port-forward svc/kyb-platform 8080:80`);
             staging's smoke requests and every environment's health check go there.
         version: the version compiled into the binary (default: the commit's first 12 digits).
-        registry_block: the ContainerRegistry block to push to.
-        cluster_block: the KubernetesCluster block to release on, without environment (default
-            "local"); with one, each environment's own cluster block is used.
-        prometheus_block: the PrometheusServer block analyses and checks query (default
+        registry: the KYB Container Registry to push to (unset: the block named "local").
+        cluster: the KYB Kubernetes Cluster to release on, without environment (unset: the
+            block named "local"); with one, each environment's own cluster is used.
+        prometheus: the KYB Prometheus analyses and checks query (unset: the block named
             "local"); an environment's own Prometheus, if it names one, is used there.
-        environment: the KYB Environment block to deliver up to, e.g. production: the branch's
+        environment: the KYB Environment to deliver up to, e.g. production: the branch's
             environments up to it are released with their own blocks (cluster and credentials,
             namespace, overlay, default strategy, approval, analysis templates, check access).
             Empty: the parameters above, for every environment the branch deploys to.
-        git_block: the KYB Git Repository block to fetch `commit` from (a clean working
+        git: the KYB Git Repository to fetch `commit` from (a clean working
             directory of its own, exactly that commit; app_dir is relative to the repository).
             Empty: the worker's own checkout is built, and `commit` only names it.
     """
     envs = environments_for(branch)  # a branch that deploys nowhere fails before any work
     check_auto_approve(auto_approve, envs, _Modes().demo_mode)
     checkout = None  # the fetched commit's tree: removed when the delivery ends, however
-    if git_block:  # build exactly the pushed commit, not whatever the worker has checked out
+    if git is not None:  # build exactly the pushed commit, not whatever the worker has checked out
         _inside(app_dir)  # a bad app_dir fails before the fetch
-        checkout = Path(fetch_source(GitRepository.load(git_block), commit))
+        checkout = Path(fetch_source(git, commit))
         app_path = _resolve(app_dir, checkout)
     else:
         app_path = _resolve(app_dir)
@@ -336,10 +337,11 @@ def delivery(
             endpoint_of(url)  # a malformed URL, or a host egress forbids, fails before any work
         blocks = chain(envs, environment, app, production_strategy, templates or [])
         for block in blocks.values():  # explicit blocks must be the environments' own
-            cluster_of(block, cluster_block)
-            prometheus_of(block, prometheus_block)
+            cluster_of(block, cluster)
+            prometheus_of(block, prometheus)
         log = get_run_logger()
-        registry = ContainerRegistry.load(registry_block)
+        registry = registry or ContainerRegistry.load("local")
+        prometheus = prometheus or PrometheusServer.load("local")
         ci = run_ci_stages(
             registry,
             repository,
@@ -362,10 +364,10 @@ def delivery(
             app=app,
             app_path=app_path,
             root=checkout or ROOT,
-            cluster=KubernetesCluster.load(cluster_block or "local") if not blocks else None,
+            cluster=(cluster or KubernetesCluster.load("local")) if not blocks else None,
             registry=registry,
-            prometheus=PrometheusServer.load(prometheus_block or "local"),
-            runner=analysis_runner(prometheus_block or "local", templates or [], False),
+            prometheus=prometheus,
+            runner=runner_for(prometheus, templates or [], False),
             production_strategy=production_strategy,
             auto_approve=auto_approve,
             approval_timeout=approval_timeout,

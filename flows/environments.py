@@ -35,27 +35,28 @@ def block_name(block: Any) -> str | None:
     return getattr(block, "_block_document_name", None)
 
 
-def cluster_of(env: Environment, cluster_block: str) -> KubernetesCluster:
-    """The environment's cluster; an explicit cluster_block must be that very block.
+def cluster_of(env: Environment, cluster: KubernetesCluster | None) -> KubernetesCluster:
+    """The environment's cluster; an explicit cluster must be that very block.
 
     Raises:
-        ConfigError: cluster_block names another block.
+        ConfigError: `cluster` is another block than the environment's.
     """
-    settle("cluster_block", cluster_block or None, env.name, block_name(env.cluster) or "?")
+    given = (block_name(cluster) or "an unsaved cluster block") if cluster else None
+    settle("cluster", given, env.name, block_name(env.cluster) or "?")
     return env.cluster
 
 
-def prometheus_of(env: Environment, prometheus_block: str | None) -> PrometheusServer | None:
-    """The environment's Prometheus, else the block named ("local" if unset, none if empty).
+def prometheus_of(env: Environment, prometheus: PrometheusServer | None) -> PrometheusServer:
+    """The environment's Prometheus, else the one given, else the block named "local".
 
     Raises:
-        ConfigError: prometheus_block names another block than the environment's.
+        ConfigError: `prometheus` is another block than the environment's.
     """
     if env.prometheus is not None:
-        settle("prometheus_block", prometheus_block, env.name, block_name(env.prometheus) or "?")
+        given = (block_name(prometheus) or "an unsaved Prometheus block") if prometheus else None
+        settle("prometheus", given, env.name, block_name(env.prometheus) or "?")
         return env.prometheus
-    name = "local" if prometheus_block is None else prometheus_block
-    return PrometheusServer.load(name) if name else None
+    return prometheus or PrometheusServer.load("local")
 
 
 def runner_for(
@@ -189,25 +190,29 @@ class Stage:
 
 def chain(
     envs: tuple[str, ...],
-    environment: str,
+    environment: Environment | None,
     app: str,
     production_strategy: dict[str, Any] | None,
     templates: Sequence[AnalysisTemplate],
 ) -> dict[str, Environment]:
     """The Environment blocks of the branch's environments up to `environment` (none without it).
 
+    The ones before it are the blocks saved under their names (staging before production).
+
     Raises:
         ConfigError: `environment` is not one the branch deploys to, a block is missing, or
             the production strategy or templates conflict with a block (all before any work).
     """
-    if not environment:
+    if environment is None:
         return {}
-    if environment not in envs:
+    last = environment.name
+    if last not in envs:
         raise ConfigError(
-            f"environment {environment!r} is not one the branch deploys to ({' -> '.join(envs)})",
-            environment=environment,
+            f"environment {last!r} is not one the branch deploys to ({' -> '.join(envs)})",
+            environment=last,
         )
-    blocks = {e: load_environment(e) for e in envs[: envs.index(environment) + 1]}
+    blocks = {e: load_environment(e) for e in envs[: envs.index(last)]}
+    blocks[last] = environment
     for name, block in blocks.items():
         check_templates(block, templates, block.cluster)
         strategy_of(block, app, production_strategy if name == "production" else None)

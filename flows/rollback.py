@@ -8,7 +8,7 @@ back), moves traffic back first, then scales the bad version down, then verifies
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from prefect import flow, get_run_logger
@@ -31,6 +31,7 @@ from core.release.rollback import (
 )
 from core.release.spec import StrategyKind
 from core.release.status import RolloutState
+from flows.form import titled
 from flows.hooks import on_release_failure, on_rollback
 from flows.release.argo_rollback import rollback_rollout
 from flows.release.flow import ensure_limit, lock_name
@@ -164,11 +165,11 @@ def _rollback_rollout(
     on_crashed=[on_release_failure],
 )
 def rollback(
-    app: str,
-    namespace: str,
-    to_revision: int = 0,
-    cluster_block: str = "local",
-    health_url: str = "",
+    app: Annotated[str, titled("App")],
+    namespace: Annotated[str, titled("Namespace")],
+    to_revision: Annotated[int, titled("To revision")] = 0,
+    cluster: Annotated[KubernetesCluster | None, titled("Cluster")] = None,
+    health_url: Annotated[str, titled("Health URL")] = "",
 ) -> dict[str, Any]:
     """Return `app` to its previous stable version (rolling, blue-green or canary), verified.
 
@@ -177,11 +178,11 @@ def rollback(
         namespace: its namespace.
         to_revision: 0 for the version that served before the current one, or a revision of
             the stable Deployment (rolling and canary) from its history.
-        cluster_block: name of the KYB Kubernetes Cluster block.
+        cluster: the KYB Kubernetes Cluster the app runs on (unset: the block named "local").
         health_url: optional URL answering the /health contract after the rollback.
     """
     log = get_run_logger()
-    cluster = KubernetesCluster.load(cluster_block)
+    cluster = cluster or KubernetesCluster.load("local")
     lock = lock_name(app, namespace)  # the same lock as releases: never interleave with one
     ensure_limit(lock)
     with concurrency(lock, occupy=1, strict=True, timeout_seconds=1800, lease_duration=60):

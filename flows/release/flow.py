@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, pause_flow_run
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -25,6 +25,7 @@ from core.release.actions import Pause, human_pause, worst_case_seconds
 from core.release.decisions import Choice, Decision
 from core.release.errors import ReleaseFailed
 from core.release.planners import plan_release
+from core.release.rollout import load_rollout
 from core.release.spec import ReleaseSpec
 from flows.environments import (
     Placement,
@@ -35,11 +36,12 @@ from flows.environments import (
     prometheus_of,
     runner_for,
 )
+from flows.form import titled
 from flows.hooks import on_release_failure
 from flows.release.argo_engine import ArgoEngine
 from flows.release.executor import Asker, Executor, ReleaseResult
 from tasks import analysis_templates, kube, workload
-from tasks.environment import check_namespaces, load_environment
+from tasks.environment import check_namespaces
 
 POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
 
@@ -135,17 +137,6 @@ def report_link(key: str | None) -> str:
     return f" ([report `{key}`]({ui}/artifacts/key/{key}))" if ui else f" (report `{key}`)"
 
 
-def analysis_runner(
-    prometheus_block: str, templates: list[AnalysisTemplate], judge: bool
-) -> AnalysisRunner:
-    """The Prometheus runner for a block name, with user templates over the built-ins.
-
-    NoJudge (every analysis asks a human) when no block is named.
-    """
-    prometheus = PrometheusServer.load(prometheus_block) if prometheus_block else None
-    return runner_for(prometheus, templates, judge)
-
-
 def publish_result(spec: ReleaseSpec, result: ReleaseResult) -> None:
     """The release result artifact: every action with timings, verdicts and decisions."""
     lines = [
@@ -218,86 +209,113 @@ def approve_release(env: Environment, spec: ReleaseSpec, ask: Asker = ask_in_ui)
 
 
 def release_in(
-    environment: str,
+    env: Environment,
     spec: ReleaseSpec | None,
     app: str,
     image: str,
-    cluster_block: str,
-    prometheus_block: str | None,
+    cluster: KubernetesCluster | None,
+    prometheus: PrometheusServer | None,
     templates: list[AnalysisTemplate],
     judge: bool,
 ) -> tuple[ReleaseSpec, ReleaseResult]:
-    """Release into a saved Environment: its cluster, namespace, overlay, strategy and rules.
+    """Release into an Environment: its cluster, namespace, overlay, strategy and rules.
 
     Raises:
-        ConfigError: the environment is missing, or a parameter conflicts with it.
+        ConfigError: a parameter conflicts with the environment.
     """
-    env = load_environment(environment)
-    cluster = cluster_of(env, cluster_block)
-    check_templates(env, templates, cluster)
-    runner = runner_for(prometheus_of(env, prometheus_block), templates, judge)
+    target = cluster_of(env, cluster)
+    check_templates(env, templates, target)
+    runner = runner_for(prometheus_of(env, prometheus), templates, judge)
     if spec is None:
         if not (app and image):
-            raise ConfigError(f"environment {environment!r}: give app and image (or a spec)")
+            raise ConfigError(f"environment {env.name!r}: give app and image (or a spec)")
         placed = place(env, app, image)
     else:
         placed = Placement(check_spec(env, spec, app, image))
-    if placed.namespaces and (drift := check_namespaces(cluster, placed.namespaces)):
+    if placed.namespaces and (drift := check_namespaces(target, placed.namespaces)):
         raise ConfigError(
             f"{'; '.join(drift)}: the pipeline does not change Namespaces, an administrator "
             "applies the overlay's namespace.yaml",
-            environment=environment,
+            environment=env.name,
         )
     if env.approval_required:
         approve_release(env, placed.spec)
     if placed.others:
-        get_run_logger().info("applied %s", ", ".join(kube.apply_objects(cluster, placed.others)))
-    return placed.spec, perform_release(placed.spec, cluster, runner)
+        get_run_logger().info("applied %s", ", ".join(kube.apply_objects(target, placed.others)))
+    return placed.spec, perform_release(placed.spec, target, runner)
+
+
+def spec_of_rollout(
+    rollout: str, spec: ReleaseSpec | None, env: Environment | None, app: str, image: str
+) -> ReleaseSpec | None:
+    """The spec a Rollout's YAML text describes (with `image`, in the environment's namespace).
+
+    Raises:
+        ConfigError: both a spec and a Rollout, or a Rollout that does not read (what to fix).
+    """
+    if not rollout.strip():
+        return spec
+    if spec is not None:
+        raise ConfigError("give a spec or a Rollout's YAML, not both")
+    try:
+        return load_rollout(
+            rollout,
+            app=app or None,
+            image=image or None,
+            namespace=env.namespace if env is not None else None,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"rollout: {exc}") from None
 
 
 @flow(name="release", on_failure=[on_release_failure], on_crashed=[on_release_failure])
 def release(
-    spec: ReleaseSpec | None = None,
-    cluster_block: str = "",
-    prometheus_block: str | None = None,
-    templates: list[AnalysisTemplate] | None = None,
-    judge: bool = False,
-    environment: str = "",
-    app: str = "",
-    image: str = "",
+    environment: Annotated[Environment | None, titled("Environment")] = None,
+    app: Annotated[str, titled("App")] = "",
+    image: Annotated[str, titled("Image")] = "",
+    rollout: Annotated[str, titled("Rollout YAML")] = "",
+    spec: Annotated[ReleaseSpec | None, titled("Spec")] = None,
+    cluster: Annotated[KubernetesCluster | None, titled("Cluster")] = None,
+    prometheus: Annotated[PrometheusServer | None, titled("Prometheus")] = None,
+    templates: Annotated[list[AnalysisTemplate] | None, titled("Analysis templates")] = None,
+    judge: Annotated[bool, titled("Judge canary against stable")] = False,
 ) -> dict[str, Any]:
     """Release an image to an environment (or spec.namespace); fails if it was rolled back.
 
-    Either name an app, an image and an environment (a saved KYB Environment block: its cluster,
-    namespace, overlay, default strategy, approval and analysis templates), or give a whole spec
-    (with an environment too, the spec must agree with it).
+    Name an environment, an app and an image (the environment gives the cluster, namespace,
+    overlay, default strategy, approval and analysis templates); or paste a Rollout's YAML with
+    an image; or give a whole spec. With an environment, a Rollout or a spec must agree with it.
 
     Args:
-        spec: what to release and how (Argo Rollouts' fields; the image by digest); optional
-            with environment, app and image.
-        cluster_block: the KYB Kubernetes Cluster block to release to; empty: the environment's
-            (without one: "local").
-        prometheus_block: the KYB Prometheus block the analyses query; unset: the environment's
-            (without one: "local"); empty: no Prometheus, so every analysis is Inconclusive and a
-            human decides.
+        environment: the KYB Environment to release into, e.g. staging.
+        app: the app (its Deployment in the environment's overlay, or the Rollout's name).
+        image: the image by digest, registry/repo@sha256:...
+        rollout: an Argo Rollouts Rollout (YAML text) saying how to release; its namespace is
+            the environment's when one is named.
+        spec: what to release and how, field by field (Argo Rollouts' fields), instead.
+        cluster: the KYB Kubernetes Cluster to release to; unset: the environment's (without
+            one: the block named "local").
+        prometheus: the KYB Prometheus the analyses query; unset: the environment's (without
+            one: the block named "local").
         templates: analysis templates beside the built-ins (success-rate, error-rate,
             latency-p95); one with a built-in's name replaces it.
         judge: also compare canary against stable statistically (Mann-Whitney U) in canary
             analyses; both the thresholds and the judge must pass.
-        environment: the KYB Environment block to release into, e.g. staging.
-        app: the app (its Deployment in the environment's overlay), with environment.
-        image: the image by digest, with environment.
     """
-    if environment:
+    spec = spec_of_rollout(rollout, spec, environment, app, image)
+    if environment is not None:
         spec, result = release_in(
-            environment, spec, app, image, cluster_block, prometheus_block, templates or [], judge
+            environment, spec, app, image, cluster, prometheus, templates or [], judge
         )
-    elif spec is None or app or image:
-        raise ConfigError("give a spec, or an app, an image and an environment to release into")
+    elif spec is None or (app and not rollout) or (image and not rollout):
+        raise ConfigError(
+            "give an environment with an app and an image, a Rollout's YAML with an image, "
+            "or a spec"
+        )
     else:
-        prometheus = "local" if prometheus_block is None else prometheus_block
-        runner = analysis_runner(prometheus, templates or [], judge)
-        result = perform_release(spec, KubernetesCluster.load(cluster_block or "local"), runner)
+        runner = runner_for(prometheus or PrometheusServer.load("local"), templates or [], judge)
+        target = cluster or KubernetesCluster.load("local")
+        result = perform_release(spec, target, runner)
     if not result.ok:
         raise ReleaseFailed(result.summary, app=spec.app, namespace=spec.namespace)
     return {"app": spec.app, "image": spec.image, "summary": result.summary}

@@ -140,7 +140,9 @@ def test_faulty_commit_is_rolled_back_in_production(platform, cluster, tmp_path)
     faulty = {"deploy/production/config.env": f"{config.read_text()}KYB_ERROR_RATE=0.3\n"}
     commit = _pushed(tmp_path, faulty)
     with users(platform, "production") as production:
-        state = _deliver(commit, git_block="test-delivery", app_dir="examples/kyb-platform")
+        state = _deliver(
+            commit, git=GitRepository.load("test-delivery"), app_dir="examples/kyb-platform"
+        )
         after = production.send(100)
     assert state.is_failed()
     assert "analysis error-rate ended Failed" in state.message
@@ -166,7 +168,9 @@ def test_failing_tests_or_scan_stop_before_push_and_deploy(
             "var _ = dbPassword\n"
         }
     staging, commit = _image(cluster, "kyb-staging"), _pushed(tmp_path, planted)
-    state = _deliver(commit, git_block="test-delivery", app_dir="examples/kyb-platform")
+    state = _deliver(
+        commit, git=GitRepository.load("test-delivery"), app_dir="examples/kyb-platform"
+    )
     assert state.is_failed()
     assert ("TestPlantedBroken" if broken == "tests" else "G101") in state.message, state.message
     assert _image(cluster, "kyb-staging") == staging  # nothing deployed

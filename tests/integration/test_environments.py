@@ -19,8 +19,9 @@ import pytest
 import yaml
 from kubernetes import client
 from prefect.artifacts import Artifact
+from prefect.exceptions import ParameterTypeError
 
-from blocks import Environment, GitRepository, KubernetesCluster
+from blocks import Environment, GitRepository, KubernetesCluster, block_ref
 from core.analysis.builtins import BUILTINS
 from core.analysis.templates import rescheduled
 from core.errors import ConfigError
@@ -93,7 +94,7 @@ def environment(admin, namespace, overlay) -> Iterator[Callable[..., str]]:
         defaults = {"name": "staging", "namespace": namespace, "analysis_templates": []}
         Environment(cluster=cluster, overlay=str(overlay), **{**defaults, **fields}).save(name)
         saved.append(name)
-        return name
+        return Environment.load(name)  # a saved block, as the run form's selector gives it
 
     yield save
     for name in saved:
@@ -152,8 +153,8 @@ def test_parameters_that_conflict_with_the_environment_fail_before_any_write(
             f"'staging', which sets '{namespace}'",
         ),
         (
-            {"app": APP, "image": V1, "cluster_block": BLOCK_NAME},
-            "cluster_block='local' conflicts with environment 'staging'",
+            {"app": APP, "image": V1, "cluster": KubernetesCluster.load(BLOCK_NAME)},
+            "cluster='local' conflicts with environment 'staging'",
         ),
         ({"app": APP}, "give app and image"),
     ]
@@ -161,9 +162,10 @@ def test_parameters_that_conflict_with_the_environment_fail_before_any_write(
         with pytest.raises(ConfigError) as refused:
             release(environment=name, **kwargs)
         assert message in str(refused.value)
-    with pytest.raises(ConfigError, match="no environment 'absent-env'"):
-        release(app=APP, image=V1, environment="absent-env")
-    with pytest.raises(ConfigError, match="give a spec, or an app, an image and an environment"):
+    with pytest.raises(ParameterTypeError) as absent:  # named by reference, as a script does
+        release(app=APP, image=V1, environment=block_ref(Environment, "absent-env"))
+    assert "absent-env" in repr(absent.value.__cause__)
+    with pytest.raises(ConfigError, match="give an environment with an app and an image"):
         release(app=APP, image=V1)
     canary = environment(strategy={"canary": {"steps": [{"setWeight": 50}]}})
     bluegreen = spec(namespace, V1, {"blueGreen": {"activeService": "web"}})
@@ -214,10 +216,15 @@ def test_delivery_to_the_staging_environment_runs_with_staging_s_own_block(platf
     """
     staging = Environment.load("staging")
     with pytest.raises(ConfigError, match="environment 'production' is not one the branch"):
-        delivery(commit=uuid.uuid4().hex, branch="develop", environment="production")
-    with pytest.raises(ConfigError, match="cluster_block='local' conflicts"):
         delivery(
-            commit=uuid.uuid4().hex, branch="develop", environment="staging", cluster_block="local"
+            commit=uuid.uuid4().hex, branch="develop", environment=Environment.load("production")
+        )
+    with pytest.raises(ConfigError, match="cluster='local' conflicts"):
+        delivery(
+            commit=uuid.uuid4().hex,
+            branch="develop",
+            environment=staging,
+            cluster=KubernetesCluster.load("local"),
         )
     commit = uuid.uuid4().hex + uuid.uuid4().hex[:8]
     # staging's users, through the platform's entry point and staging's route (route.yaml)
@@ -226,7 +233,7 @@ def test_delivery_to_the_staging_environment_runs_with_staging_s_own_block(platf
         state = delivery(
             commit=commit,
             branch="develop",
-            environment="staging",
+            environment=Environment.load("staging"),
             templates=[rescheduled(BUILTINS["error-rate"], **FAST)],
             auto_approve=True,
             return_state=True,
@@ -260,8 +267,8 @@ def test_an_environment_releases_the_overlay_of_the_commit_it_fetched(platform, 
         state = delivery(
             commit=commit,
             branch="develop",
-            environment="staging",
-            git_block="test-environment-source",
+            environment=Environment.load("staging"),
+            git=GitRepository.load("test-environment-source"),
             app_dir="examples/kyb-platform",
             templates=[rescheduled(BUILTINS["error-rate"], **FAST)],
             auto_approve=True,

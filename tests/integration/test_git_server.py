@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from blocks import GitRepository
+from blocks import GitRepository, block_ref
 from deployments.webhook import PATH, create_app
 from deployments.webhook_settings import WebhookSettings
 from sandbox.platform import Platform
@@ -47,7 +47,7 @@ def test_a_push_starts_a_delivery_of_exactly_the_pushed_commit(platform: Platfor
         [run] = flow_runs(deployment)
         assert run.parameters["commit"] == sha
         assert run.parameters["branch"] == "develop"
-        assert run.parameters["git_block"] == "git-test"
+        assert run.parameters["git"] == block_ref(GitRepository, "git-test")
         # what that run will build: the pushed commit, fetched from the git server
         tree = Path(fetch_source(GitRepository(url=url), sha))
         assert (tree / "README").read_text() == "first\n"

@@ -348,7 +348,7 @@ def test_rolling_release_and_rollback_as_the_service_account(admin, sa, namespac
     block = f"kyb-pipeline-{namespace}"  # the rollback flow loads its cluster block by name
     sa.save(block, overwrite=True)
     try:
-        undone = rollback("web", namespace, cluster_block=block)
+        undone = rollback("web", namespace, cluster=KubernetesCluster.load(block))
     finally:
         KubernetesCluster.delete(block)
     assert (undone["from"], undone["to"], undone["image"]) == (2, 1, V1)

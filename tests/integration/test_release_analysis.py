@@ -43,7 +43,7 @@ def _canary_release(platform: Platform, namespace: str, **faults: float) -> tupl
     labels = {"service": "web", "namespace": namespace, "track": "canary"}
     with scraped(platform.prometheus, labels, **faults) as inst, Load([inst.url]):
         state = release(
-            spec(namespace, V2, CANARY, replicas=5), templates=[ERROR_RATE], return_state=True
+            spec=spec(namespace, V2, CANARY, replicas=5), templates=[ERROR_RATE], return_state=True
         )
     if state.is_completed():
         return True, state.result()["summary"]
@@ -55,7 +55,7 @@ def _canary_release(platform: Platform, namespace: str, **faults: float) -> tupl
 def test_faulty_canary_is_rolled_back_on_the_prometheus_verdict(
     platform: Platform, cluster: KubernetesCluster, namespace: str
 ) -> None:
-    release(spec(namespace, V1, CANARY, replicas=5))  # first release: straight to full size
+    release(spec=spec(namespace, V1, CANARY, replicas=5))  # first release: straight to full size
     ok, summary = _canary_release(platform, namespace, error_rate=0.3)
     assert not ok and "step analysis error-rate ended Failed" in summary
     want = {"web": (V1, 5, 5), "web-canary": (V2, 0, 0)}
@@ -73,7 +73,7 @@ def test_faulty_canary_is_rolled_back_on_the_prometheus_verdict(
 def test_healthy_canary_is_promoted_on_the_prometheus_verdict(
     platform: Platform, cluster: KubernetesCluster, namespace: str
 ) -> None:
-    release(spec(namespace, V1, CANARY, replicas=5))
+    release(spec=spec(namespace, V1, CANARY, replicas=5))
     ok, summary = _canary_release(platform, namespace)
     assert ok, summary
     want = {"web": (V2, 5, 5), "web-canary": (V2, 0, 0)}
@@ -93,7 +93,7 @@ def test_a_faulty_first_deploy_is_scaled_to_zero_on_the_prometheus_verdict(
         scraped(platform.prometheus, labels, error_rate=0.3) as inst,
         Load([inst.url]),
     ):
-        state = release(first, templates=[ERROR_RATE], return_state=True)
+        state = release(spec=first, templates=[ERROR_RATE], return_state=True)
     with pytest.raises(ReleaseFailed) as failed:
         state.result()
     why = str(failed.value)

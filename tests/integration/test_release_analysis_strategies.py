@@ -78,7 +78,7 @@ def released(
     labels: dict[str, str],
     prometheus: Prometheus,
     templates: list[AnalysisTemplate] = TEMPLATES,
-    prometheus_block: str = "local",
+    prometheus_block: str = "local",  # the name of the KYB Prometheus block the analyses ask
     **faults: float,
 ) -> tuple[bool, str, float]:
     """Release `new_spec` while a labelled instance serves traffic and is scraped.
@@ -89,7 +89,10 @@ def released(
     with scraped(prometheus, labels, **faults) as inst, Load([inst.url]):
         started = time.monotonic()
         state = release(
-            new_spec, prometheus_block=prometheus_block, templates=templates, return_state=True
+            spec=new_spec,
+            prometheus=PrometheusServer.load(prometheus_block),
+            templates=templates,
+            return_state=True,
         )
         took = time.monotonic() - started
     if state.is_completed():
@@ -108,7 +111,7 @@ def rows(key: str) -> list[dict]:
 def test_faulty_blue_green_preview_fails_pre_promotion_and_is_never_active(
     platform: Platform, cluster: KubernetesCluster, namespace: str
 ) -> None:
-    release(spec(namespace, V1, BLUE_GREEN))
+    release(spec=spec(namespace, V1, BLUE_GREEN))
     old = selector(cluster, namespace, "web-active")["color"]
     new = "green" if old == "blue" else "blue"
     # the new color's pods are labelled with their color, which the analysis selects
@@ -130,7 +133,7 @@ def test_faulty_blue_green_preview_fails_pre_promotion_and_is_never_active(
 def test_slow_rolling_release_is_rolled_back_by_its_post_deploy_window(
     platform: Platform, cluster: KubernetesCluster, namespace: str
 ) -> None:
-    release(spec(namespace, V1, {"rolling": {"maxSurge": 1, "maxUnavailable": 0}}))
+    release(spec=spec(namespace, V1, {"rolling": {"maxSurge": 1, "maxUnavailable": 0}}))
     stable = {"service": "web", "namespace": namespace, "track": "stable"}
     ok, why, _ = released(
         spec(namespace, V2, ROLLING), labels=stable, prometheus=platform.prometheus, latency_ms=700
@@ -146,7 +149,7 @@ def test_slow_rolling_release_is_rolled_back_by_its_post_deploy_window(
 def test_background_analysis_stops_a_faulty_canary_during_its_pause(
     platform: Platform, cluster: KubernetesCluster, namespace: str
 ) -> None:
-    release(spec(namespace, V1, BACKGROUND, replicas=5))
+    release(spec=spec(namespace, V1, BACKGROUND, replicas=5))
     canary = {"service": "web", "namespace": namespace, "track": "canary"}
     ok, why, took = released(
         spec(namespace, V2, BACKGROUND, replicas=5),
@@ -179,7 +182,7 @@ def test_prometheus_stopping_mid_canary_is_an_error_and_nothing_is_promoted(
 ) -> None:
     prometheus, block = own_prometheus
     step = {"canary": {"steps": [{"setWeight": 40}, {"analysis": only("error-rate")}]}}
-    release(spec(namespace, V1, step, replicas=5))
+    release(spec=spec(namespace, V1, step, replicas=5))
     patient = [
         rescheduled(BUILTINS["error-rate"], **{**FAST, "count": 30, "consecutive_error_limit": 1})
     ]
@@ -209,7 +212,7 @@ def test_background_analysis_aborts_a_canary_waiting_for_a_human(
     waiting = {
         "canary": {"analysis": only("error-rate"), "steps": [{"setWeight": 40}, {"pause": {}}]}
     }
-    release(spec(namespace, V1, waiting, replicas=5))
+    release(spec=spec(namespace, V1, waiting, replicas=5))
     canary = {"service": "web", "namespace": namespace, "track": "canary"}
     ok, why, took = released(
         spec(namespace, V2, waiting, replicas=5),

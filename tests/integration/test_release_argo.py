@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client
 from prefect.artifacts import Artifact
 
-from blocks import KubernetesCluster
+from blocks import KubernetesCluster, PrometheusServer
 from core.release.rollout import load_rollout
 from flows.release.flow import release
 from sandbox.platform import Platform
@@ -85,7 +85,7 @@ def test_the_rollouts_pod_template_reaches_the_pods(
     cluster: KubernetesCluster, namespace: str
 ) -> None:
     for image in (V1, V2):  # a first release, then a canary over it
-        release(load_rollout(_rollout(namespace, image), image=image))
+        release(spec=load_rollout(_rollout(namespace, image), image=image))
     assert settle(cluster, namespace, {"web": (V2, 2, 2), "web-canary": (V2, 0, 0)})
     pods = [
         p
@@ -118,7 +118,7 @@ def test_the_apiserver_refuses_a_template_before_any_write(
     doc["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
         {"name": "nowhere", "mountPath": "/data"}
     ]
-    state = release(load_rollout(doc, image=V1), return_state=True)
+    state = release(spec=load_rollout(doc, image=V1), return_state=True)
     assert state.is_failed()
     with pytest.raises(ValueError, match=r"refused Deployment .*/web in a dry run: .*nowhere"):
         state.result()
@@ -161,7 +161,7 @@ def test_workload_ref_takes_the_deployments_template_and_retires_it(
         },
     )
     doc = yaml.safe_load(WORKLOAD_REF) | {"metadata": {"name": "web", "namespace": namespace}}
-    result = release(load_rollout(doc, image=V1))
+    result = release(spec=load_rollout(doc, image=V1))
     assert "Deployment web-deployment scaled to 0" in result["summary"]
     found = apps.read_namespaced_deployment("web", namespace)
     assert found.spec.template.metadata.labels["from"] == "deployment"
@@ -234,9 +234,9 @@ def test_templates_from_the_cluster_with_a_secret_and_the_canary_hash(
         "args": [{"name": "canary-hash", "valueFrom": {"podTemplateHashValue": "Latest"}}],
     }
     canary = {"steps": [{"setWeight": 50}, {"analysis": analysis}]}
-    release(load_rollout(_rollout(namespace, V1), image=V1))
+    release(spec=load_rollout(_rollout(namespace, V1), image=V1))
     doc = _rollout(namespace, V2, strategy={"canary": canary})
-    result = release(load_rollout(doc, image=V2), prometheus_block="local")
+    result = release(spec=load_rollout(doc, image=V2), prometheus=PrometheusServer.load("local"))
     assert "runs" in result["summary"], result["summary"]
     rows = Artifact.get(f"analysis-{namespace}-web-step-1")
     assert rows is not None
@@ -262,7 +262,11 @@ def test_a_missing_cluster_template_fails_before_any_write(
         "steps": [{"analysis": {"templates": [{"templateName": "nowhere", "clusterScope": True}]}}]
     }
     doc = _rollout(namespace, V1, strategy={"canary": canary})
-    state = release(load_rollout(doc, image=V1), prometheus_block="local", return_state=True)
+    state = release(
+        spec=load_rollout(doc, image=V1),
+        prometheus=PrometheusServer.load("local"),
+        return_state=True,
+    )
     with pytest.raises(Exception, match="no analysis template 'cluster/nowhere'"):
         state.result()
     assert client.AppsV1Api(kube.api_for(cluster)).list_namespaced_deployment(namespace).items == []

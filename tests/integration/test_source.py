@@ -72,7 +72,11 @@ def test_a_delivery_builds_the_pushed_commit_not_the_worker_checkout(
     GitRepository(url=url).save("test-source", overwrite=True)
     scratch = repository_scratch(monkeypatch)
     state = delivery(
-        commit=middle, branch="develop", git_block="test-source", app_dir="svc", return_state=True
+        commit=middle,
+        branch="develop",
+        git=GitRepository.load("test-source"),
+        app_dir="svc",
+        return_state=True,
     )
     assert state.is_failed()
     assert "TestPlantedOnlyInTheMiddleCommit" in state.message, state.message

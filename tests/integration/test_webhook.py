@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
+from blocks import Environment, GitRepository, block_ref
 from core.delivery.branches import parse_branch_map
 from deployments.webhook import create_app
 from deployments.webhook_github import body_digest, sign
@@ -47,13 +48,13 @@ TIME = "2026-05-01T12:00:00+02:00"
 def delivery(
     commit: str,
     branch: str,
-    environment: str,
+    environment: Environment,
     tagged_image: str,
     repository: str,
     source: str,
     commit_time: str,
     pushed_by: str,
-    git_block: str = "",
+    git: GitRepository | None = None,
 ) -> None:
     """Stands in for the delivery flow, taking every parameter the receiver sends.
 
@@ -175,17 +176,17 @@ def test_good_push_creates_one_run_with_the_push_parameters(client, deployment) 
     [run] = [run for run in flow_runs(deployment) if run.id not in before]
     assert str(run.id) == answer.json()["flow_run_id"]
     commit = json.loads(body)["after"]
+    staging = block_ref(Environment, "staging")
     assert run.parameters == {
         "commit": commit,
         "branch": "develop",
-        "environment": "staging",
+        "environment": staging,
         "tagged_image": f"127.0.0.1:5001/kyb-platform:develop-{commit[:7]}",
         "repository": "kyb-platform",
         "source": "https://github.com/acme/kyb",
         "commit_time": TIME,
         "pushed_by": "dev",
-        "git_block": "",
-    }
+    }  # the environment as the block's reference; no git repository block: none sent
     delivery_id = headers["X-GitHub-Delivery"]
     assert run.idempotency_key == f"github-push-{body_digest(body)}"  # the signed body
     assert run.name.endswith(delivery_id)
@@ -197,7 +198,9 @@ def test_branches_map_to_environments(client, deployment, branch, env) -> None:
     answer = post(client, *signed_push(branch))
     assert answer.status_code == 202
     runs = {str(run.id): run for run in flow_runs(deployment)}
-    assert runs[answer.json()["flow_run_id"]].parameters["environment"] == env
+    assert runs[answer.json()["flow_run_id"]].parameters["environment"] == block_ref(
+        Environment, env
+    )
 
 
 def test_other_branches_start_nothing(client, deployment) -> None:
@@ -228,8 +231,8 @@ def test_branch_rules_decide_which_repository_deploys_which_branch(deployment: s
     assert (develop.status_code, main.status_code) == (202, 202), (develop.text, main.text)
     created = {str(r.id): r for r in flow_runs(deployment) if r.id not in before}
     assert {run_id: run.parameters["environment"] for run_id, run in created.items()} == {
-        develop.json()["flow_run_id"]: "staging",
-        main.json()["flow_run_id"]: "production",
+        develop.json()["flow_run_id"]: block_ref(Environment, "staging"),
+        main.json()["flow_run_id"]: block_ref(Environment, "production"),
     }
     assert created[develop.json()["flow_run_id"]].parameters["source"].endswith("acme/fork")
 
@@ -375,7 +378,7 @@ def test_a_deployment_trigger_can_start_the_run_instead(platform: Platform) -> N
             time.sleep(0 if runs else 1)
         [run] = runs
         assert run.parameters["commit"] == json.loads(body)["after"]
-        assert run.parameters["environment"] == "staging"
+        assert run.parameters["environment"] == block_ref(Environment, "staging")
         # a replay under a new delivery id, to a restarted receiver, then a new push as a marker
         renamed = {**headers, "X-GitHub-Delivery": str(uuid.uuid4())}
         marker, marker_headers = signed_push("develop")

@@ -30,7 +30,14 @@ from deployments.webhook_github import (
     sign,
     signature_ok,
 )
-from deployments.webhook_runs import PARAMETERS, RunRequest, StartedRun, declared, push_trigger
+from deployments.webhook_runs import (
+    PARAMETERS,
+    RunRequest,
+    StartedRun,
+    declared,
+    flow_parameters,
+    push_trigger,
+)
 from deployments.webhook_settings import WebhookSettings, load_settings
 
 SECRET = "s3cret-for-tests"
@@ -257,8 +264,27 @@ def test_bad_settings_are_refused_without_echoing_the_secret() -> None:
 def test_push_trigger_templates_every_parameter() -> None:
     trigger = push_trigger("delivery/delivery")
     assert trigger.expect == {"kyb.webhook.push"}
-    assert trigger.parameters == {p: "{{ event.payload." + p + " }}" for p in PARAMETERS}
+    plain = [p for p in PARAMETERS if p not in ("environment", "git_block")]
+    assert trigger.parameters == {
+        **{p: "{{ event.payload." + p + " }}" for p in plain},
+        "environment": {
+            "$ref": {"block_document_slug": "kyb-environment/{{ event.payload.environment }}"}
+        },
+    }  # no git repository block named: the worker's checkout is built
+    assert push_trigger(git=True).parameters["git"] == {
+        "$ref": {"block_document_slug": "kyb-git-repository/{{ event.payload.git_block }}"}
+    }
     assert push_trigger(names=["commit"]).parameters == {"commit": "{{ event.payload.commit }}"}
+
+
+def test_block_names_reach_the_run_as_block_references() -> None:
+    params = flow_parameters({"commit": "abc", "environment": "production", "git_block": "kyb"})
+    assert params == {
+        "commit": "abc",
+        "environment": {"$ref": {"block_document_slug": "kyb-environment/production"}},
+        "git": {"$ref": {"block_document_slug": "kyb-git-repository/kyb"}},
+    }
+    assert "git" not in flow_parameters({"environment": "staging", "git_block": ""})
 
 
 # --- HTTP answers -----------------------------------------------------------------------------
