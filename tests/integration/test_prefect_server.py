@@ -170,6 +170,26 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
     assert "service_account_name" in pool["base_job_template"]["variables"]["properties"]
     dr_form = found["disaster-recovery/disaster-recovery"]["parameter_openapi_schema"]
     assert dr_form["properties"]["backup"]["default"] == "latest"
+    limits = {
+        name: (
+            d["global_concurrency_limit"]["limit"],
+            d["concurrency_options"]["collision_strategy"],
+        )
+        for name, d in found.items()
+    }
+    assert limits["backup/backup"] == (1, "CANCEL_NEW")  # a second backup meanwhile is dropped
+    assert limits["release/release"] == (20, "ENQUEUE")  # more releases wait, none is dropped
+    assert all(limit >= 1 for limit, _ in limits.values()), limits
+    automations = api.post("/automations/filter", json={}).json()
+    [push] = [a for a in automations if a["name"] == "github-push-delivery-delivery"]
+    assert push["trigger"]["expect"] == ["kyb.webhook.push"]
+    [action] = push["actions"]
+    assert action["deployment_id"] == found["delivery/delivery"]["id"]
+    # the environment reaches the run as a block reference, as the receiver itself sends it
+    assert action["parameters"]["environment"] == {
+        "$ref": {"block_document_slug": "kyb-environment/{{ event.payload.environment }}"}
+    }
+    assert set(action["parameters"]) <= set(form["properties"])  # only what the flow takes
 
 
 def _handles(pid: int, database: str) -> int:
