@@ -17,6 +17,7 @@ from kubernetes.client import ApiClient, Configuration, VersionApi, rest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from prefect.blocks.core import Block
+from prefect.blocks.core import schema_extra as block_schema_extra
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from core.errors import ConfigError, CredentialsError, TransientError
@@ -141,10 +142,23 @@ class TimedRESTClient(rest.RESTClientObject):
             ) from None
 
 
+def _not_a_reference(schema: dict[str, Any], model: type[Block]) -> None:
+    """Prefect's block schema, refusing an object that is a block reference.
+
+    Every field has a default, so `{"$ref": ...}` (what the run form's selector and `block_ref`
+    send) would also pass as a cluster's own fields, and a parameter validated against "one of
+    the block or a reference" would be refused as both.
+    """
+    block_schema_extra(schema, model)
+    schema["not"] = {"required": ["$ref"]}
+
+
 class KubernetesCluster(Block):
     """A Kubernetes cluster: kubeconfig (secret) or in-cluster service account, plus namespace."""
 
-    model_config = ConfigDict(hide_input_in_errors=True)  # never echo a kubeconfig in errors
+    model_config = ConfigDict(  # never echo a kubeconfig in errors
+        hide_input_in_errors=True, json_schema_extra=_not_a_reference
+    )
 
     _block_type_name = "KYB Kubernetes Cluster"
     _block_type_slug = "kyb-kubernetes-cluster"

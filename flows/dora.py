@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from core.delivery.dora import PRODUCTION, dora
+from flows.form import titled
 from tasks.dora import facts_from_prefect
 
 ARTIFACT = "dora-report"
@@ -16,10 +17,10 @@ ARTIFACT = "dora-report"
 
 @flow(name="dora-report")
 def dora_report(
-    days: int = 30,
-    app: str = "",
-    environments: dict[str, str] | None = None,
-    production: list[str] | None = None,
+    days: Annotated[int, titled("Days")] = 30,
+    app: Annotated[str, titled("App")] = "",
+    environments: Annotated[dict[str, str] | None, titled("Environment of each namespace")] = None,
+    production: Annotated[list[str] | None, titled("Production environments")] = None,
 ) -> dict[str, Any]:
     """Compute the DORA keys over the last `days` days and publish the `dora-report` artifact.
 
