@@ -59,13 +59,15 @@ def one_size(local: VeleroInstall, dr: VeleroInstall, size: int) -> dict[str, fl
     objects = fill(local, ns, max(0, size - 2))
     try:
         started = time.monotonic()
-        done = backup(namespaces=[ns], velero_block="local")
+        done = backup(namespaces=[ns], velero_install=VeleroInstall.load("local"))
         backup_wall = time.monotonic() - started
         started = time.monotonic()
         velero.wait_for(dr, "backups", done["name"], velero.phase_in("Completed"), 120, "sync")
         sync = time.monotonic() - started
         started = time.monotonic()
-        drill = dr_drill(backup=done["name"], velero_block="dr", timeout_seconds=600)
+        drill = dr_drill(
+            backup=done["name"], velero_install=VeleroInstall.load("dr"), timeout_seconds=600
+        )
         drill_wall = time.monotonic() - started
     finally:
         client.CoreV1Api(api_for(local.cluster)).delete_namespace(ns)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from kubernetes import client
 from prefect import flow, get_run_logger, task
@@ -24,8 +25,11 @@ from core.recovery.backups import (
 )
 from core.recovery.contents import read_backup_tarball
 from core.recovery.errors import BackupFailed
+from core.recovery.progress import BACKED_UP, BACKUP
 from core.recovery.volumes import fs_backup_warning
+from flows.form import titled
 from flows.hooks import on_backup_failure
+from flows.progress import FAILED, Progress
 from tasks import RETRIES, velero
 from tasks.kube import api_for, to_dict
 
@@ -54,10 +58,15 @@ def create_backup(install: VeleroInstall, manifest: dict[str, Any]) -> dict[str,
 
 
 @task(name="velero-wait-backup", cache_policy=NO_CACHE, **RETRIES)
-def wait_backup(install: VeleroInstall, name: str, timeout: float) -> dict[str, Any]:
-    """Watch the Backup until its phase is final."""
+def wait_backup(
+    install: VeleroInstall,
+    name: str,
+    timeout: float,
+    seen: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Watch the Backup until its phase is final (`seen` gets it at every event)."""
     done = lambda obj: is_terminal(obj.get("status", {}).get("phase", "New"))  # noqa: E731
-    return velero.wait_for(install, "backups", name, done, timeout, f"backup {name}")
+    return velero.wait_for(install, "backups", name, done, timeout, f"backup {name}", seen)
 
 
 @task(name="velero-backup-contents", cache_policy=NO_CACHE, **RETRIES)
@@ -93,11 +102,11 @@ def _report(
 
 @flow(name="backup", on_failure=[on_backup_failure], on_crashed=[on_backup_failure])
 def backup(
-    namespaces: list[str] | None = None,
-    ttl: str = DEFAULT_TTL,
-    excluded_resources: list[str] | None = None,
-    velero_block: str = "local",
-    timeout_seconds: float = 1800,
+    namespaces: Annotated[list[str] | None, titled("Namespaces")] = None,
+    ttl: Annotated[str, titled("Keep for (TTL)")] = DEFAULT_TTL,
+    excluded_resources: Annotated[list[str] | None, titled("Excluded resources")] = None,
+    velero_install: Annotated[VeleroInstall | None, titled("Velero")] = None,
+    timeout_seconds: Annotated[float, titled("Timeout (seconds)")] = 1800,
 ) -> dict[str, Any]:
     """Back up `namespaces` with Velero and wait for the result.
 
@@ -114,7 +123,8 @@ def backup(
         ttl: how long Velero keeps the backup (a Go duration; the seed's 720h is 30 days).
         excluded_resources: resources left out (default pods and replicasets, as the seed:
             controllers recreate them on restore).
-        velero_block: the VeleroInstall block of the cluster to back up.
+        velero_install: the KYB Velero install of the cluster to back up (unset: the block named
+            "local").
         timeout_seconds: how long to wait for Velero to finish.
 
     Raises:
@@ -122,42 +132,55 @@ def backup(
         BackupFailed: Velero ended the backup Failed/PartiallyFailed (its errors are listed).
     """
     log = get_run_logger()
-    install = VeleroInstall.load(velero_block)
+    install = velero_install or VeleroInstall.load("local")
     wanted = list(namespaces or DEFAULT_NAMESPACES)
     excluded = list(DEFAULT_EXCLUDED if excluded_resources is None else excluded_resources)
     name = backup_name(datetime.now(UTC))
     manifest = backup_manifest(
         name, wanted, excluded, ttl, install.storage_location, namespace=install.namespace
     )
-    pods = check_namespaces(install, wanted)
-    velero.storage_location(install)
+    progress = Progress("backup", title=f"backup {name}", stages=BACKUP)
+    with progress.stage("check namespaces", ", ".join(wanted)):
+        pods = check_namespaces(install, wanted)
+    with progress.stage("storage location", install.storage_location):
+        velero.storage_location(install)
     warning = fs_backup_warning(excluded, pods, default_volumes_to_fs_backup=False)
     if warning:
         log.warning(warning)
-    create_backup(install, manifest)
-    info = BackupInfo.from_object(wait_backup(install, name, timeout_seconds))
+    with progress.stage("create backup", name):
+        create_backup(install, manifest)
+    with progress.stage("back up items", counted=True) as items:
+        seen = progress.items(items, BACKED_UP, "backed up")
+        final = wait_backup(install, name, timeout_seconds, seen)
+    info = BackupInfo.from_object(final)
     ok, reason = backup_verdict(info)
-    try:
-        found = velero.results(install, "BackupResults", name)
-    except PipelineError as exc:  # a failed backup's results may be unreadable: its failure first
-        if ok:
-            raise
-        found, reason = {}, f"{reason} (its errors cannot be read: {exc})"
-    problems = velero.messages(found, "errors") + velero.messages(found, "warnings")
+    with progress.stage("read results") as row:
+        try:
+            found = velero.results(install, "BackupResults", name)
+        except PipelineError as exc:  # a failed backup's results may be unreadable: its failure
+            if ok:  # first
+                raise
+            found, reason = {}, f"{reason} (its errors cannot be read: {exc})"
+        problems = velero.messages(found, "errors") + velero.messages(found, "warnings")
+        progress.note(row, f"{info.errors} error(s), {info.warnings} warning(s)")
     if not ok:
         create_markdown_artifact(
             _report(info, 0, 0, warning, problems),
             key=ARTIFACT,
             description=f"backup {name}: {info.phase}",
         )
+        progress.end(items, f"{info.phase}: {reason}"[:300], state=FAILED)
         detail = "; ".join(velero.messages(found, "errors", limit=5))
         raise BackupFailed(f"{reason}" + (f": {detail}" if detail else ""), backup=name)
-    size, readable = contents_size(install, name)
+    with progress.stage("check stored contents") as row:
+        size, readable = contents_size(install, name)
+        progress.note(row, f"{readable} objects, {size / 1024:.1f} KiB in the object store")
     create_markdown_artifact(
         _report(info, size, readable, warning, problems),
         key=ARTIFACT,
         description=f"backup {name}: {info.items_backed_up} items",
     )
+    progress.finish(f"{info.items_backed_up} items backed up in {name}")
     seconds = info.duration.total_seconds() if info.duration else 0.0
     log.info(
         "backup %s completed: %d items, %d warnings, %.1f KiB in %.1fs",

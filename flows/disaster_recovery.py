@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, pause_flow_run, task
 from prefect.artifacts import create_markdown_artifact
@@ -17,9 +17,12 @@ from blocks import VeleroInstall
 from core.errors import ConfigError
 from core.recovery.drill import check_restore
 from core.recovery.errors import RestoreFailed
+from core.recovery.progress import DISASTER_RECOVERY, RESTORED
 from core.recovery.restore_plan import plan_restore
 from core.recovery.selection import recovery_times
+from flows.form import titled
 from flows.hooks import on_backup_failure
+from flows.progress import FAILED, Progress
 from tasks import restore, velero
 from tasks.health import check_health
 from tasks.kube import api_for
@@ -109,16 +112,16 @@ def _report(
 
 @flow(name="disaster-recovery", on_failure=[on_backup_failure], on_crashed=[on_backup_failure])
 def disaster_recovery(
-    backup: str = "latest",
-    namespaces: list[str] | None = None,
-    velero_block: str = "dr",
-    existing_policy: str = "none",
-    dns_service: str = "kyb-production/kyb-platform",
-    dns_name: str = "kyb.example.com",
-    health_url: str = "",
-    confirm_dns_as: str = "",
-    dns_timeout_seconds: int = 3600,
-    timeout_seconds: float = 900,
+    backup: Annotated[str, titled("Backup")] = "latest",
+    namespaces: Annotated[list[str] | None, titled("Namespaces")] = None,
+    velero_install: Annotated[VeleroInstall | None, titled("Velero of the DR cluster")] = None,
+    existing_policy: Annotated[Literal["none", "update"], titled("Existing objects")] = "none",
+    dns_service: Annotated[str, titled("Service DNS points at")] = "kyb-production/kyb-platform",
+    dns_name: Annotated[str, titled("DNS name")] = "kyb.example.com",
+    health_url: Annotated[str, titled("Health URL")] = "",
+    confirm_dns_as: Annotated[str, titled("Confirm DNS as (demo)")] = "",
+    dns_timeout_seconds: Annotated[int, titled("DNS step timeout (seconds)")] = 3600,
+    timeout_seconds: Annotated[float, titled("Timeout (seconds)")] = 900,
 ) -> dict[str, Any]:
     """Restore a backup into the DR cluster and hand over to a person for DNS.
 
@@ -139,7 +142,7 @@ def disaster_recovery(
     Args:
         backup: "latest", a day (YYYY-MM-DD or YYYYMMDD: that day's newest) or a backup name.
         namespaces: which of the backup's namespaces to restore (default: all of them).
-        velero_block: the VeleroInstall block of the DR cluster.
+        velero_install: the KYB Velero install of the DR cluster (unset: the block named "dr").
         existing_policy: Velero's existingResourcePolicy for objects already there: "none"
             (keep them) or "update".
         dns_service: "namespace/name" of the Service whose address DNS must point at.
@@ -156,24 +159,35 @@ def disaster_recovery(
     """
     log = get_run_logger()
     started = datetime.now(UTC)
-    install = VeleroInstall.load(velero_block)
+    install = velero_install or VeleroInstall.load("dr")
     if existing_policy not in ("none", "update"):
         raise ConfigError(f"existing_policy {existing_policy!r}: use none or update")
     if dns_service.count("/") != 1:
         raise ConfigError(f"dns_service {dns_service!r}: write it as namespace/name")
-    chosen, wanted, objects = restore.choose(install, backup, namespaces)
-    plan = plan_restore(
-        objects, restore.existing(install.cluster, objects, {}), {}, existing_policy=existing_policy
-    )
-    create_markdown_artifact(
-        "\n".join([f"## Restore plan for `{chosen.name}`", "", plan.summary(), "", *plan.rows()]),
-        key=PLAN_ARTIFACT,
-        description=plan.summary(),
-    )
+    progress = Progress("dr", title="disaster recovery", stages=DISASTER_RECOVERY)
+    with progress.stage("choose backup", backup) as row:
+        chosen, wanted, objects = restore.choose(install, backup, namespaces)
+        progress.note(row, f"{chosen.name}: {len(objects)} objects of {', '.join(wanted)}")
+    with progress.stage("restore plan") as row:
+        plan = plan_restore(
+            objects,
+            restore.existing(install.cluster, objects, {}),
+            {},
+            existing_policy=existing_policy,
+        )
+        create_markdown_artifact(
+            "\n".join(
+                [f"## Restore plan for `{chosen.name}`", "", plan.summary(), "", *plan.rows()]
+            ),
+            key=PLAN_ARTIFACT,
+            description=plan.summary(),
+        )
+        progress.note(row, plan.summary())
     new = sorted(set(wanted) - restore.namespaces(install.cluster))
     suffix = (flow_run.get_id() or started.strftime("%H%M%S"))[:8]
     name = f"dr-{suffix}-{chosen.name}"[:63].rstrip("-")
-    previous = velero.set_access_mode(install, "ReadOnly")
+    with progress.stage("storage location read-only", install.storage_location):
+        previous = velero.set_access_mode(install, "ReadOnly")
     try:
         with transaction():
             start_restore(
@@ -181,39 +195,57 @@ def disaster_recovery(
                 restore.restore_manifest(name, chosen.name, wanted, {}, existing_policy),
                 new,
             )
-            restore.wait_restore(install, name, timeout_seconds)
-            restore.wait_available(install.cluster, wanted, timeout_seconds)
-            result = check_restore(objects, restore.existing(install.cluster, objects, {}), {})
-            if not result.passed:
-                raise RestoreFailed(f"restored objects differ: {result.summary()}")
+            with progress.stage("restore items", name, counted=True) as row:
+                seen = progress.items(row, RESTORED, "restored")
+                restore.wait_restore(install, name, timeout_seconds, seen)
+            with progress.stage("deployments available", ", ".join(wanted), counted=True) as row:
+                seen = progress.counter(row, "Deployments available")
+                restore.wait_available(install.cluster, wanted, timeout_seconds, seen)
+            with progress.stage("check objects") as row:
+                result = check_restore(objects, restore.existing(install.cluster, objects, {}), {})
+                ok = result.total - result.failed
+                progress.note(row, f"{ok} of {result.total} objects as backed up")
+                if not result.passed:
+                    raise RestoreFailed(f"restored objects differ: {result.summary()}")
             if health_url:
-                health = check_health(health_url)
-                if not health.ok:
-                    raise RestoreFailed(f"restored application unhealthy: {health.reason}")
+                with progress.stage("health check", health_url):
+                    health = check_health(health_url)
+                    if not health.ok:
+                        raise RestoreFailed(f"restored application unhealthy: {health.reason}")
     finally:
-        velero.set_access_mode(install, previous)
+        with progress.stage("storage location mode back", previous):
+            velero.set_access_mode(install, previous)
     healthy = datetime.now(UTC)
     times = recovery_times(started, healthy, chosen.completed or started)
     log.info(
         "restored %s into the DR cluster: healthy after %.1fs", chosen.name, times["rto_seconds"]
     )
-    address = _address(install, dns_service)
-    dns = (
-        DnsSwitch(dns_updated=True, confirmed_by=confirm_dns_as, note="automatic")
-        if confirm_dns_as
-        else _ask_dns(address, dns_name, dns_timeout_seconds)
-    )
-    report = _report(chosen.name, plan.summary(), times, dns, address, dns_name, result.summary())
-    create_markdown_artifact(
-        report,
-        key=REPORT_ARTIFACT,
-        description=f"DR from {chosen.name}: RTO {times['rto_seconds']:.0f}s",
-    )
+    with progress.stage("DNS switch", f"waiting for a person to switch {dns_name}") as row:
+        address = _address(install, dns_service)
+        progress.note(row, f"waiting for a person to point {dns_name} at {address}")
+        dns = (
+            DnsSwitch(dns_updated=True, confirmed_by=confirm_dns_as, note="automatic")
+            if confirm_dns_as
+            else _ask_dns(address, dns_name, dns_timeout_seconds)
+        )
+        done = "switched" if dns.dns_updated else "NOT switched"
+        progress.note(row, f"{dns_name} {done}, confirmed by {dns.confirmed_by}")
+    with progress.stage("report", REPORT_ARTIFACT):
+        report = _report(
+            chosen.name, plan.summary(), times, dns, address, dns_name, result.summary()
+        )
+        create_markdown_artifact(
+            report,
+            key=REPORT_ARTIFACT,
+            description=f"DR from {chosen.name}: RTO {times['rto_seconds']:.0f}s",
+        )
     if not dns.dns_updated:
+        progress.next("DNS not switched", dns.note or "no reason given", state=FAILED)
         raise ConfigError(
             f"DNS for {dns_name} was not switched ({dns.confirmed_by}: "
             f"{dns.note or 'no reason given'}): traffic still goes to the old site"
         )
+    progress.finish(f"{chosen.name} restored, healthy after {times['rto_seconds']:.1f}s")
     return {
         "backup": chosen.name,
         "namespaces": wanted,

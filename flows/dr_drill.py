@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -14,10 +14,13 @@ from blocks import VeleroInstall
 from core.errors import ConfigError
 from core.recovery.drill import DrillResult, check_restore, scratch_mapping
 from core.recovery.errors import DrillFailed, RestoreFailed
+from core.recovery.progress import DRILL, RESTORED
 from core.recovery.resource_list import missing_from, parse_resource_list
 from core.recovery.selection import recovery_times
 from core.recovery.stored import gunzip_json
+from flows.form import titled
 from flows.hooks import on_backup_failure
+from flows.progress import FAILED, Progress
 from tasks import RETRIES, restore, velero
 
 ARTIFACT = "dr-drill-report"
@@ -58,11 +61,11 @@ def _report(
 
 @flow(name="dr-drill", on_failure=[on_backup_failure], on_crashed=[on_backup_failure])
 def dr_drill(
-    backup: str = "latest",
-    namespaces: list[str] | None = None,
-    velero_block: str = "dr",
-    timeout_seconds: float = 600,
-    keep_namespaces: bool = False,
+    backup: Annotated[str, titled("Backup")] = "latest",
+    namespaces: Annotated[list[str] | None, titled("Namespaces")] = None,
+    velero_install: Annotated[VeleroInstall | None, titled("Velero of the DR cluster")] = None,
+    timeout_seconds: Annotated[float, titled("Timeout (seconds)")] = 600,
+    keep_namespaces: Annotated[bool, titled("Keep the scratch namespaces")] = False,
 ) -> dict[str, Any]:
     """Restore a backup into scratch namespaces of the DR cluster and check what came back.
 
@@ -76,7 +79,8 @@ def dr_drill(
     Args:
         backup: "latest", a day (YYYY-MM-DD) or a backup name.
         namespaces: which of the backup's namespaces to drill (default: all of them).
-        velero_block: the VeleroInstall block of the cluster to restore into.
+        velero_install: the KYB Velero install of the cluster to restore into (unset: the
+            block named "dr").
         timeout_seconds: for the restore, and again for the Deployments to become available.
         keep_namespaces: leave the scratch namespaces for inspection (default: deleted).
 
@@ -85,9 +89,14 @@ def dr_drill(
         DrillFailed: the backup did not restore completely (the report says what is wrong).
     """
     log = get_run_logger()
-    install = VeleroInstall.load(velero_block)
-    chosen, wanted, objects = restore.choose(install, backup, namespaces)
-    listed = [i for i in resource_list(install, chosen.name) if i.namespace in wanted]
+    install = velero_install or VeleroInstall.load("dr")
+    progress = Progress("dr-drill", title="DR drill", stages=DRILL)
+    with progress.stage("choose backup", backup) as row:
+        chosen, wanted, objects = restore.choose(install, backup, namespaces)
+        progress.note(row, f"{chosen.name}: {len(objects)} objects of {', '.join(wanted)}")
+    with progress.stage("resource list", chosen.name) as row:
+        listed = [i for i in resource_list(install, chosen.name) if i.namespace in wanted]
+        progress.note(row, f"{len(listed)} items listed by Velero")
     suffix = (flow_run.get_id() or datetime.now(UTC).strftime("%H%M%S"))[:8]
     mapping = scratch_mapping(wanted, suffix)
     clash = sorted(set(mapping.values()) & restore.namespaces(install.cluster))
@@ -98,28 +107,46 @@ def dr_drill(
     result, extra, times, error = None, [], {}, ""
     try:
         manifest = restore.restore_manifest(name, chosen.name, wanted, mapping)
-        restore.create_restore(install, manifest)
-        restore.wait_restore(install, name, timeout_seconds)
-        restore.wait_available(install.cluster, list(mapping.values()), timeout_seconds)
-        live = restore.existing(install.cluster, objects, mapping)
-        result = check_restore(objects, live, mapping)
-        extra = missing_from(listed, set(live), mapping)
+        with progress.stage("restore items", name, counted=True) as row:
+            restore.create_restore(install, manifest)
+            restore.wait_restore(
+                install, name, timeout_seconds, progress.items(row, RESTORED, "restored")
+            )
+        scratch = list(mapping.values())
+        with progress.stage("deployments available", ", ".join(scratch), counted=True) as row:
+            seen = progress.counter(row, "Deployments available")
+            restore.wait_available(install.cluster, scratch, timeout_seconds, seen)
+        with progress.stage("check objects") as row:
+            live = restore.existing(install.cluster, objects, mapping)
+            result = check_restore(objects, live, mapping)
+            extra = missing_from(listed, set(live), mapping)
+            good = result.total - result.failed
+            bad = not result.passed or bool(extra)
+            detail = f"{good} of {result.total} objects as backed up" + (
+                f", {len(extra)} listed but not restored" if extra else ""
+            )
+            progress.note(row, detail, state=FAILED if bad else None)
         times = recovery_times(started, datetime.now(UTC), chosen.completed or started)
     except RestoreFailed as exc:
         error = str(exc)
     finally:
-        if not keep_namespaces:
-            restore.delete_namespaces(install.cluster, list(mapping.values()))
-    report = _report(chosen.name, result, extra, times, mapping, error)
+        what = "kept for inspection" if keep_namespaces else "deleted"
+        with progress.stage("cleanup", f"scratch namespaces {what}"):
+            if not keep_namespaces:
+                restore.delete_namespaces(install.cluster, list(mapping.values()))
     passed = result is not None and result.passed and not extra and not error
-    create_markdown_artifact(
-        report,
-        key=ARTIFACT,
-        description=f"DR drill of {chosen.name}: {'passed' if passed else 'FAILED'}",
-    )
+    with progress.stage("report", ARTIFACT):
+        report = _report(chosen.name, result, extra, times, mapping, error)
+        create_markdown_artifact(
+            report,
+            key=ARTIFACT,
+            description=f"DR drill of {chosen.name}: {'passed' if passed else 'FAILED'}",
+        )
     if not passed:
         problems = ([error] if error else []) + extra + (result.failures if result else [])
+        progress.next("drill failed", "; ".join(problems[:3]), state=FAILED)
         raise DrillFailed(f"backup {chosen.name} does not restore: " + "; ".join(problems[:5]))
+    progress.finish(f"{chosen.name} restores: RTO {times['rto_seconds']:.1f}s")
     log.info(
         "drill of %s passed: RTO %.1fs, RPO %.0fs",
         chosen.name,

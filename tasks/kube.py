@@ -162,7 +162,11 @@ def watch_pods(
 
 
 def wait_for_rollout(
-    api: ApiClient, namespace: str, name: str, timeout: float = 600
+    api: ApiClient,
+    namespace: str,
+    name: str,
+    timeout: float = 600,
+    seen: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[RolloutState, str]:
     """Watch a Deployment until its rollout completes or exceeds its progress deadline.
 
@@ -171,6 +175,8 @@ def wait_for_rollout(
         namespace: the Deployment's namespace.
         name: the Deployment's name.
         timeout: seconds to wait in all.
+        seen: called with the Deployment (API JSON) at every read and watch event, to report
+            progress from what the watch already shows.
 
     Returns:
         (COMPLETE or DEADLINE_EXCEEDED, the reason in one line).
@@ -183,7 +189,7 @@ def wait_for_rollout(
     reason = "no status yet"
     while (left := deadline - time.monotonic()) > 0:
         current = apps.read_namespaced_deployment(name, namespace)
-        state, reason = rollout_state(to_dict(api, current))
+        state, reason = rollout_state(_seen(seen, to_dict(api, current)))
         if state is not RolloutState.PROGRESSING:
             return state, reason
         stream = watch.Watch().stream(
@@ -195,7 +201,7 @@ def wait_for_rollout(
         )
         try:
             for event in stream:
-                state, reason = rollout_state(to_dict(api, event["object"]))
+                state, reason = rollout_state(_seen(seen, to_dict(api, event["object"])))
                 if state is not RolloutState.PROGRESSING:
                     return state, reason
         except ApiException as exc:
@@ -208,9 +214,21 @@ def wait_for_rollout(
     )
 
 
+def _seen(
+    seen: Callable[[dict[str, Any]], None] | None, deployment: dict[str, Any]
+) -> dict[str, Any]:
+    if seen is not None:
+        seen(deployment)
+    return deployment
+
+
 @task(name="k8s-wait-rollout", cache_policy=NO_CACHE, **RETRIES)
 def wait_rollout(
-    cluster: KubernetesCluster, namespace: str, name: str, timeout: float = 600
+    cluster: KubernetesCluster,
+    namespace: str,
+    name: str,
+    timeout: float = 600,
+    seen: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[RolloutState, str]:
     """Task form of wait_for_rollout (a dropped watch or apiserver restart is retried)."""
-    return wait_for_rollout(api_for(cluster), namespace, name, timeout)
+    return wait_for_rollout(api_for(cluster), namespace, name, timeout, seen)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -165,14 +166,20 @@ def refused_for_storage(restore: dict[str, Any]) -> bool:
 
 
 @task(name="velero-wait-restore", cache_policy=NO_CACHE)
-def wait_restore(install: VeleroInstall, name: str, timeout: float) -> dict[str, Any]:
+def wait_restore(
+    install: VeleroInstall,
+    name: str,
+    timeout: float,
+    seen: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Watch the Restore to its end; Failed/PartiallyFailed raise with Velero's own errors.
 
     A Restore refused only because the storage location was briefly Unavailable is asked again
     once, under a new name, after the location is Available again (see refused_for_storage).
+    `seen` gets the Restore at every event the watch sees (its status.progress moves there).
     """
     done = lambda o: is_terminal(o.get("status", {}).get("phase", "New"))  # noqa: E731
-    final = velero.wait_for(install, "restores", name, done, timeout, f"restore {name}")
+    final = velero.wait_for(install, "restores", name, done, timeout, f"restore {name}", seen)
     if refused_for_storage(final):
         velero.storage_location.fn(install, wait_seconds=60)
         again = {
@@ -187,7 +194,7 @@ def wait_restore(install: VeleroInstall, name: str, timeout: float) -> dict[str,
         }
         velero.create(install, "restores", again)
         name = again["metadata"]["name"]
-        final = velero.wait_for(install, "restores", name, done, timeout, f"restore {name}")
+        final = velero.wait_for(install, "restores", name, done, timeout, f"restore {name}", seen)
     status = final.get("status", {})
     if status.get("phase") != "Completed":
         # the failed restore stays the news: if its results cannot be read, say why
@@ -232,20 +239,32 @@ def restore_manifest(
 
 
 @task(name="k8s-wait-available", cache_policy=NO_CACHE)
-def wait_available(cluster: KubernetesCluster, namespaces: list[str], timeout: float) -> int:
-    """Wait until every Deployment in `namespaces` is available; return how many there are."""
+def wait_available(
+    cluster: KubernetesCluster,
+    namespaces: list[str],
+    timeout: float,
+    seen: Callable[[int, int, str], None] | None = None,
+) -> int:
+    """Wait until every Deployment in `namespaces` is available; return how many there are.
+
+    `seen(available, total, "namespace/name")` is called as each one becomes available.
+    """
     api = api_for(cluster)
     apps = client.AppsV1Api(api)
     deadline = time.monotonic() + timeout
-    count = 0
-    for ns in namespaces:
-        for dep in apps.list_namespaced_deployment(ns).items:
-            left = max(1.0, deadline - time.monotonic())
-            state, reason = wait_for_rollout(api, ns, dep.metadata.name, timeout=left)
-            if state is not RolloutState.COMPLETE:
-                raise RestoreFailed(f"restored Deployment {ns}/{dep.metadata.name}: {reason}")
-            count += 1
-    return count
+    names = [
+        (ns, dep.metadata.name)
+        for ns in namespaces
+        for dep in apps.list_namespaced_deployment(ns).items
+    ]
+    for count, (ns, name) in enumerate(names, start=1):
+        left = max(1.0, deadline - time.monotonic())
+        state, reason = wait_for_rollout(api, ns, name, timeout=left)
+        if state is not RolloutState.COMPLETE:
+            raise RestoreFailed(f"restored Deployment {ns}/{name}: {reason}")
+        if seen is not None:
+            seen(count, len(names), f"{ns}/{name}")
+    return len(names)
 
 
 @task(name="k8s-delete-namespaces", cache_policy=NO_CACHE, **RETRIES)

@@ -79,8 +79,12 @@ def wait_for(
     done: Callable[[dict[str, Any]], bool],
     timeout: float,
     what: str,
+    seen: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Watch one Velero object until `done(obj)` holds; return it.
+
+    `seen`, if given, is called with the object at every read and watch event (a Backup's or
+    Restore's status.progress moves there), so progress is reported from what the watch shows.
 
     Raises:
         VeleroTimeout: not done within `timeout` seconds (the message says `what` we waited for
@@ -91,6 +95,8 @@ def wait_for(
     last: dict[str, Any] | None = None
     while (left := deadline - time.monotonic()) > 0:
         last = get(install, plural, name)
+        if last is not None and seen is not None:
+            seen(last)
         if last is not None and done(last):
             return last
         version = (last or {}).get("metadata", {}).get("resourceVersion")
@@ -106,7 +112,11 @@ def wait_for(
         )
         try:
             for event in stream:
-                if event["type"] in ("ADDED", "MODIFIED") and done(event["object"]):
+                if event["type"] not in ("ADDED", "MODIFIED"):
+                    continue
+                if seen is not None:
+                    seen(event["object"])
+                if done(event["object"]):
                     return event["object"]
         except ApiException as exc:
             if exc.status != 410:  # 410 Gone: the resourceVersion expired; read again

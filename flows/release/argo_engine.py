@@ -32,10 +32,11 @@ from core.release.actions import human_pause, worst_case_seconds
 from core.release.argo_rollout import RolloutStatus, read_status
 from core.release.decisions import Choice
 from core.release.planners import plan_release
+from core.release.progress import argo_percent
 from core.release.spec import ReleaseSpec
+from flows.progress import FAILED
 from flows.release.background import abort_pause_when
-from flows.release.executor import Asker, JournalEntry, ReleaseResult
-from flows.release.progress import Progress
+from flows.release.executor import Asker, JournalEntry, ReleaseResult, release_progress
 from tasks import argo
 from tasks.release import ensure_services, remember_release
 
@@ -53,7 +54,7 @@ class ArgoEngine:
         self.result = ReleaseResult(ok=False, summary="")
         self.answered: set[str] = set()
         self.reported: dict[str, str] = {}  # AnalysisRun name -> the phase last reported
-        self.progress = Progress(spec.namespace, spec.app)
+        self.progress = release_progress(spec)
         self.last = ""
 
     # ---- before any write ----------------------------------------------------------------------
@@ -230,9 +231,8 @@ class ArgoEngine:
         self.last = text
         self._journal(f"Argo Rollouts: {text}")
         get_run_logger().info("%s/%s: %s", self.spec.namespace, self.spec.app, text)
-        steps = status.steps or 1
-        done = 100.0 if status.promoted else round(100 * min(status.step or 0, steps) / steps, 1)
-        self.progress.update(done, f"{self.spec.app} (engine argo): {text}")
+        counts = f"{status.updated} updated, {status.ready} ready of {self.spec.replicas}"
+        self.progress.next(f"Argo Rollouts: {text}", counts, argo_percent(self.spec, status))
         return True
 
     def _analyses(self, obj: dict[str, Any]) -> None:
@@ -256,3 +256,7 @@ class ArgoEngine:
     def _end(self, ok: bool, summary: str) -> None:
         self.result.ok, self.result.summary = ok, summary
         self._journal(summary)
+        if ok:
+            self.progress.finish(summary)
+        else:
+            self.progress.next("failed", summary, state=FAILED)

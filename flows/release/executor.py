@@ -32,11 +32,12 @@ from core.release.actions import (
 )
 from core.release.decisions import Choice, Decision
 from core.release.errors import SpecError
-from core.release.observed import Outcome, RunRecord, Track
+from core.release.observed import ObservedState, Outcome, RunRecord, Track, WorkloadView
 from core.release.planners import next_action
+from core.release.progress import release_percent
 from core.release.spec import NginxRouting, ReleaseSpec, StrategyKind
+from flows.progress import FAILED, Progress, Step
 from flows.release.background import abort_pause_on_bad_verdict, bad_verdict, finished
-from flows.release.progress import Progress
 from tasks import kube, router, workload
 from tasks.release import (
     ensure_services,
@@ -87,6 +88,11 @@ def preflight(spec: ReleaseSpec) -> None:
         )
 
 
+def release_progress(spec: ReleaseSpec) -> Progress:
+    """The progress artifacts of a release: `release-progress-` and `release-steps-<ns>-<app>`."""
+    return Progress("release", f"{spec.namespace}-{spec.app}", f"{spec.app} ({spec.kind})")
+
+
 class Executor:
     """Runs one release to Done or Fail; the flow supplies the analysis runner and the asker.
 
@@ -106,7 +112,7 @@ class Executor:
         self.result = ReleaseResult(ok=False, summary="")
         self.background: dict[str, tuple[RunAnalysis, PrefectFuture]] = {}
         self.background_ended = threading.Event()  # set when any background analysis ends
-        self.progress = Progress(spec.namespace, spec.app)
+        self.progress = release_progress(spec)
 
     def run(self) -> ReleaseResult:
         """Drive the planner until the release is Done (ok) or Fail (rolled back where possible)."""
@@ -131,13 +137,19 @@ class Executor:
             if action.terminal:
                 self.result.ok = isinstance(action, Done)
                 self.result.summary = entry.action
+                self._ended(action, rec)
                 break
-            before, rec = rec, self._perform(action, rec, entry)
+            row = self.progress.start(entry.action, percent=self._percent(action, rec, seen))
+            try:
+                before, rec = rec, self._perform(action, rec, entry, row)
+            except Exception as exc:
+                self.progress.end(row, f"{type(exc).__name__}: {exc}"[:300], state=FAILED)
+                raise
             entry.seconds = round(time.time() - entry.started, 2)
+            self.progress.end(row, self._said(entry, rec), self._percent(action, rec, seen))
             if rec != before:  # only decisions change the record; writes show on the cluster
                 save_record(self.cluster, self.spec, rec)
                 stored = True
-                self._progress(rec, action.describe())
         else:
             self.result.summary = f"gave up after {MAX_ACTIONS} actions: not converging"
         if self.result.ok:  # what a later rollback reads: this layout, this version serving
@@ -149,22 +161,58 @@ class Executor:
             save_record(self.cluster, self.spec, None)
         return self.result
 
-    def _progress(self, rec: RunRecord, last: str) -> None:
-        """Move the canary's progress artifact: the share of steps done, and the last decision."""
+    def _percent(self, action: ReleaseAction, rec: RunRecord, seen: ObservedState) -> float | None:
+        """How far the release is at `action`, from the workload it works on as last seen."""
+        track = getattr(action, "track", Track.STABLE)
+        return release_percent(self.spec, action, rec, seen.workload(track))
+
+    def _said(self, entry: JournalEntry, rec: RunRecord) -> str:
+        """A step's last word: what came of it, and a canary's steps done."""
         canary = self.spec.strategy.canary
         if canary is None or not canary.steps:
-            return
-        done = round(100 * min(rec.step_index, len(canary.steps)) / len(canary.steps), 1)
-        text = f"{self.spec.app}: step {rec.step_index}/{len(canary.steps)} done; {last}"
-        self.progress.update(done, text)
+            return entry.note
+        steps = f"step {min(rec.step_index, len(canary.steps))}/{len(canary.steps)} done"
+        return f"{steps}; {entry.note}" if entry.note else steps
+
+    def _ended(self, action: ReleaseAction, rec: RunRecord) -> None:
+        """The last row: done at 100 percent, or failed where the release got to."""
+        said = self._said(JournalEntry(action.describe(), time.time()), rec)
+        if isinstance(action, Done):
+            self.progress.finish(f"{said}; {action.summary}" if said else action.summary)
+        else:
+            self.progress.next(action.describe(), said, state=FAILED)
+
+    def _watched(self, action: WaitReady, rec: RunRecord, row: Step) -> Callable[[dict], None]:
+        """What the watch of `action`'s Deployment reports: its counts and the percent they make."""
+
+        def seen(deployment: dict) -> None:
+            view = WorkloadView.from_deployment(deployment, self.spec.container)
+            if view.image != self.spec.image:
+                return
+            counts = f"{view.updated}/{view.replicas} updated, {view.ready} ready"
+            total = view.replicas if view.total is None else view.total
+            old = f", {total - view.updated} old" if total > view.updated else ""
+            percent = release_percent(self.spec, action, rec, view)
+            self.progress.note(row, f"{view.name}: {counts}{old}", percent)
+
+        return seen
 
     def _undo_rolling(self) -> bool:
         """A failed rolling update goes back to the previous revision (kubectl rollout undo).
 
         Returns False if there was nothing to go back to (a first release).
         """
-        spec, entry = self.spec, JournalEntry("roll back to the previous revision", time.time())
+        entry = JournalEntry("roll back to the previous revision", time.time())
         self.result.journal.append(entry)
+        row = self.progress.start(entry.action)
+        try:
+            undone = self._undo(entry)
+        finally:
+            self.progress.end(row, entry.note)
+        return undone
+
+    def _undo(self, entry: JournalEntry) -> bool:
+        spec = self.spec
         view = observe(self.cluster, spec, RunRecord()).workload(Track.STABLE)
         if view is None or view.image != spec.image:  # a crashed run already undid it
             entry.note = f"already off {spec.image}: nothing to undo"
@@ -186,7 +234,9 @@ class Executor:
         self.result.summary += f"; rolled back to revision {undone['to']} ({state})"
         return True
 
-    def _perform(self, action: ReleaseAction, rec: RunRecord, entry: JournalEntry) -> RunRecord:
+    def _perform(
+        self, action: ReleaseAction, rec: RunRecord, entry: JournalEntry, row: Step
+    ) -> RunRecord:
         spec, cluster = self.spec, self.cluster
         name = lambda track: layout.workload_name(spec, track)  # noqa: E731
         match action:
@@ -197,7 +247,8 @@ class Executor:
             case SwitchService(service=svc, selector=sel):
                 kube.switch_selector(cluster, spec.namespace, svc, dict(sel))
             case WaitReady(track=t, timeout_seconds=secs):
-                state, why = kube.wait_rollout(cluster, spec.namespace, name(t), secs + 60)
+                seen = self._watched(action, rec, row)
+                state, why = kube.wait_rollout(cluster, spec.namespace, name(t), secs + 60, seen)
                 entry.note = f"{state}: {why}"
             case ScaleDownAfter(track=t, delay_seconds=secs):
                 timed_pause(secs, f"let endpoints converge before {name(t)} goes")

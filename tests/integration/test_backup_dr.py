@@ -26,6 +26,7 @@ from flows.dr_drill import dr_drill
 from sandbox.platform import Platform
 from tasks import velero
 from tasks.kube import api_for
+from tests.integration.progress_helpers import assert_progressed, final_progress, tables
 from tests.integration.release_helpers import resume_when_paused
 
 IMAGE = "127.0.0.1:5001/kyb-platform@sha256:" + "7" * 64
@@ -155,8 +156,15 @@ def test_backup_delete_restore_brings_back_the_same_objects(local, app_ns) -> No
         "configmaps/web-config",
         "secrets/web-secrets",
     } <= set(before)
-    done = backup(namespaces=[app_ns], velero_block="local")
+    state = backup(
+        namespaces=[app_ns], velero_install=VeleroInstall.load("local"), return_state=True
+    )
+    done = state.result()
     assert done["phase"] == "Completed" and done["items"] >= 5, done
+    stages = ["check namespaces", "create backup", "back up items", "check stored contents"]
+    versions = assert_progressed("backup", state.state_details.flow_run_id, stages)
+    items = next(r for r in versions[-1] if r["step"] == "back up items")
+    assert items["detail"] == f"Completed: {done['items']} of {done['items']} items backed up"
     report = Artifact.get("backup-report")
     assert (
         report is not None
@@ -165,13 +173,21 @@ def test_backup_delete_restore_brings_back_the_same_objects(local, app_ns) -> No
     )
 
     _delete_ns(local.cluster, app_ns)
-    out = disaster_recovery(
+    state = disaster_recovery(
         backup=done["name"],
-        velero_block="local",
+        velero_install=VeleroInstall.load("local"),
         confirm_dns_as="tests",
         dns_service=f"{app_ns}/web",
         timeout_seconds=300,
+        return_state=True,
     )
+    out = state.result()
+    stages = ["restore items", "deployments available", "check objects", "DNS switch", "report"]
+    versions = assert_progressed("dr", state.state_details.flow_run_id, stages)
+    rows = {r["step"]: r for r in versions[-1]}
+    assert "restored" in rows["restore items"]["detail"], rows
+    assert rows["deployments available"]["detail"].startswith("1 of 1 Deployments available")
+    assert "confirmed by tests" in rows["DNS switch"]["detail"]
     assert out["backup"] == done["name"] and out["namespaces"] == [app_ns]
     assert out["rto_seconds"] > 0 and out["rpo_seconds"] >= 0
     after = _snapshot(local.cluster, app_ns)
@@ -183,9 +199,15 @@ def test_backup_delete_restore_brings_back_the_same_objects(local, app_ns) -> No
 
 
 def test_drill_passes_on_a_good_backup_and_cleans_up(local, dr, app_ns) -> None:
-    name = backup(namespaces=[app_ns], velero_block="local")["name"]
-    out = dr_drill(backup=name, velero_block="dr", timeout_seconds=300)
+    name = backup(namespaces=[app_ns], velero_install=VeleroInstall.load("local"))["name"]
+    state = dr_drill(
+        backup=name, velero_install=VeleroInstall.load("dr"), timeout_seconds=300, return_state=True
+    )
+    out = state.result()
     assert out["passed"] and out["backup"] == name
+    stages = ["restore items", "deployments available", "check objects", "cleanup", "report"]
+    versions = assert_progressed("dr-drill", state.state_details.flow_run_id, stages)
+    assert {r["state"] for r in versions[-1]} == {"done"}
     assert out["rto_seconds"] > 0
     scratch = out["mapping"][app_ns]
     assert scratch != app_ns
@@ -212,10 +234,12 @@ def _tamper(name: str, drop: str) -> None:
 
 
 def test_drill_fails_on_a_backup_that_lost_an_object(local, dr, app_ns) -> None:
-    name = backup(namespaces=[app_ns], velero_block="local")["name"]
+    name = backup(namespaces=[app_ns], velero_install=VeleroInstall.load("local"))["name"]
     velero.wait_for(dr, "backups", name, velero.phase_in("Completed"), 90, "sync")
     _tamper(name, "configmaps/namespaces/")
-    state = dr_drill(backup=name, velero_block="dr", timeout_seconds=300, return_state=True)
+    state = dr_drill(
+        backup=name, velero_install=VeleroInstall.load("dr"), timeout_seconds=300, return_state=True
+    )
     assert state.is_failed()
     assert "ConfigMap" in state.message and "web-config" in state.message, state.message
     report = Artifact.get("dr-drill-report")
@@ -223,14 +247,14 @@ def test_drill_fails_on_a_backup_that_lost_an_object(local, dr, app_ns) -> None:
 
 
 def test_dr_into_the_second_cluster_waits_for_the_dns_step(local, dr, app_ns) -> None:
-    name = backup(namespaces=[app_ns], velero_block="local")["name"]
+    name = backup(namespaces=[app_ns], velero_install=VeleroInstall.load("local"))["name"]
     velero.wait_for(dr, "backups", name, velero.phase_in("Completed"), 90, "sync")
     answer = {"dns_updated": True, "confirmed_by": "alice", "note": "ttl 60"}
     resumer = resume_when_paused([answer], flow_name="disaster-recovery")
     out = disaster_recovery(
         backup="latest",
         namespaces=[app_ns],
-        velero_block="dr",
+        velero_install=VeleroInstall.load("dr"),
         dns_service=f"{app_ns}/web",
         timeout_seconds=300,
     )
@@ -248,17 +272,22 @@ def _restores(install: VeleroInstall) -> set[str]:
 
 
 def test_bad_input_restores_nothing(local, dr, app_ns) -> None:
-    name = backup(namespaces=[app_ns], velero_block="local")["name"]
+    name = backup(namespaces=[app_ns], velero_install=VeleroInstall.load("local"))["name"]
     velero.wait_for(dr, "backups", name, velero.phase_in("Completed"), 90, "sync")
     before = _restores(dr)
     with pytest.raises(ConfigError, match="no-such-backup"):
-        disaster_recovery(backup="no-such-backup", velero_block="dr", confirm_dns_as="t")
+        disaster_recovery(
+            backup="no-such-backup", velero_install=VeleroInstall.load("dr"), confirm_dns_as="t"
+        )
     with pytest.raises(ConfigError, match="does not hold namespace"):
         disaster_recovery(
-            backup=name, namespaces=["not-there"], velero_block="dr", confirm_dns_as="t"
+            backup=name,
+            namespaces=["not-there"],
+            velero_install=VeleroInstall.load("dr"),
+            confirm_dns_as="t",
         )
     with pytest.raises(ConfigError, match="do not exist"):
-        backup(namespaces=["no-such-namespace"], velero_block="local")
+        backup(namespaces=["no-such-namespace"], velero_install=VeleroInstall.load("local"))
     assert _restores(dr) == before
     assert app_ns not in {
         n.metadata.name for n in client.CoreV1Api(api_for(dr.cluster)).list_namespace().items
@@ -283,7 +312,11 @@ def test_unavailable_storage_location_is_a_clear_error(platform, local) -> None:
             cluster=local.cluster, namespace=local.namespace, storage_location="broken"
         )
         install.save("broken-store", overwrite=True)
-        state = backup(namespaces=["default"], velero_block="broken-store", return_state=True)
+        state = backup(
+            namespaces=["default"],
+            velero_install=VeleroInstall.load("broken-store"),
+            return_state=True,
+        )
         assert state.is_failed()
         assert "broken" in state.message and "Unavailable" in state.message, state.message
         used = [o["spec"].get("storageLocation") for o in velero.list_objects(local, "backups")]
@@ -306,11 +339,11 @@ def test_a_restore_that_does_not_become_available_is_rolled_back(local, dr, app_
         }
     }
     apps.patch_namespaced_deployment("web", app_ns, broken)
-    name = backup(namespaces=[app_ns], velero_block="local")["name"]
+    name = backup(namespaces=[app_ns], velero_install=VeleroInstall.load("local"))["name"]
     velero.wait_for(dr, "backups", name, velero.phase_in("Completed"), 90, "sync")
     state = disaster_recovery(
         backup=name,
-        velero_block="dr",
+        velero_install=VeleroInstall.load("dr"),
         confirm_dns_as="t",
         dns_service=f"{app_ns}/web",
         timeout_seconds=120,
@@ -330,10 +363,17 @@ def test_a_backup_velero_refuses_fails_loudly_with_its_reason(local, app_ns) -> 
     """A read-only storage location: Velero fails the Backup validation; the run says why."""
     previous = velero.set_access_mode.fn(local, "ReadOnly")
     try:
-        state = backup(namespaces=[app_ns], velero_block="local", return_state=True)
+        state = backup(
+            namespaces=[app_ns], velero_install=VeleroInstall.load("local"), return_state=True
+        )
     finally:
         velero.set_access_mode.fn(local, previous)
     assert state.is_failed()
     assert "FailedValidation" in state.message and "read-only" in state.message, state.message
+    run = state.state_details.flow_run_id  # the progress stops where the failure came
+    percent, text = final_progress("backup-progress", run)
+    assert 0 < percent < 100 and "FailedValidation" in text, (percent, text)
+    rows = tables("backup-steps", run)[-1]
+    assert [r["state"] for r in rows if r["step"] == "back up items"] == ["failed"], rows
     report = Artifact.get("backup-report")
     assert report is not None and "FailedValidation" in report.data

@@ -8,6 +8,7 @@ from prefect.artifacts import Artifact
 from blocks import KubernetesCluster
 from core.release.actions import AnalysisPhase
 from core.release.observed import Outcome
+from tests.integration.progress_helpers import assert_progressed
 from tests.integration.release_helpers import (
     V1,
     V2,
@@ -58,7 +59,8 @@ def test_canary_walks_its_steps_and_promotes(cluster, namespace) -> None:
     _first(namespace, CANARY)
     resumer = resume_when_paused([{"choice": "promote", "decided_by": "ana", "reason": "green"}])
     runner = Scripted()
-    result = release_flow(spec(namespace, V2, CANARY, replicas=5), runner)
+    state = release_flow(spec(namespace, V2, CANARY, replicas=5), runner, return_state=True)
+    result = state.result()
     resumer.join(5)
     assert result.ok, result.summary
     want = {"web": (V2, 5, 5), "web-canary": (V2, 0, 0)}
@@ -72,6 +74,9 @@ def test_canary_walks_its_steps_and_promotes(cluster, namespace) -> None:
     progress = Artifact.get(f"release-progress-{namespace}-web")
     assert progress is not None and float(progress.data) == 100.0
     assert "step 5/5 done" in (progress.description or "")
+    steps = ["apply canary", "step 1/5 complete", "wait for approval", "step 5/5 complete", "done"]
+    run = state.state_details.flow_run_id
+    assert_progressed("release", run, steps, name=f"{namespace}-web")
 
 
 def test_failed_analysis_aborts_canary_back_to_stable(cluster, namespace) -> None:
@@ -119,7 +124,8 @@ def test_blue_green_previews_promotes_and_scales_old_color_down(cluster, namespa
     first_color = selector(cluster, namespace, "web-active")["color"]
     resume_when_paused([{"choice": "promote", "decided_by": "ana"}])
     runner = Scripted()
-    result = release_flow(spec(namespace, V2, BLUE_GREEN, replicas=5), runner)
+    state = release_flow(spec(namespace, V2, BLUE_GREEN, replicas=5), runner, return_state=True)
+    result = state.result()
     assert result.ok, result.summary
     new = "green" if first_color == "blue" else "blue"
     assert selector(cluster, namespace, "web-active") == {"app": "web", "color": new}
@@ -132,6 +138,22 @@ def test_blue_green_previews_promotes_and_scales_old_color_down(cluster, namespa
         AnalysisPhase.PRE_PROMOTION,
         AnalysisPhase.POST_PROMOTION,
     ]
+    phases = [
+        f"apply {new}",  # the preview scaled up
+        "point Service web-preview",  # ready: the preview serves it (a wait only if slow)
+        "run prePromotion analysis",
+        "wait for approval",
+        "point Service web-active",
+        "run postPromotion analysis",
+        f"scale {first_color} down",
+        "done",
+    ]
+    run = state.state_details.flow_run_id
+    versions = assert_progressed("release", run, phases, name=f"{namespace}-web")
+    by_step = {r["step"]: r["progress"] for r in versions[-1]}
+    pre = next(p for s, p in by_step.items() if s.startswith("run prePromotion"))
+    post = next(p for s, p in by_step.items() if s.startswith("run postPromotion"))
+    assert 0 < pre < post < 100  # percent by phase
 
 
 def test_blue_green_failed_post_promotion_switches_back(cluster, namespace) -> None:

@@ -14,6 +14,7 @@ from core.analysis.verdict import Verdict
 from core.release.actions import AnalysisPhase
 from core.release.observed import Outcome
 from core.release.spec import AnalysisRef, ReleaseSpec
+from tests.integration.progress_helpers import assert_progressed
 from tests.integration.release_helpers import (
     NOT_READY,
     V1,
@@ -41,9 +42,20 @@ def cluster(platform) -> KubernetesCluster:
 def test_rolling_release_then_rerun_changes_nothing(cluster, namespace) -> None:
     first = release_flow(spec(namespace, V1, ROLLING), Scripted())
     assert first.ok, first.summary
-    second = release_flow(spec(namespace, V2, ROLLING), Scripted())
+    state = release_flow(spec(namespace, V2, ROLLING), Scripted(), return_state=True)
+    second = state.result()
     assert second.ok, second.summary
     assert deployments(cluster, namespace) == {"web": (V2, 3, 3)}
+    # the progress moved as the Deployment rolled: the watch's counts, one table version each
+    versions = assert_progressed(
+        "release",
+        state.state_details.flow_run_id,
+        ["apply stable", "wait for stable", "done"],
+        name=f"{namespace}-web",
+    )
+    waits = [r for rows in versions for r in rows if r["step"].startswith("wait for stable")]
+    assert len({r["detail"] for r in waits}) >= 3, waits  # counts seen while it rolled
+    assert 0 < max(r["progress"] for r in waits) < 100
 
     again = release_flow(spec(namespace, V2, ROLLING), Scripted())
     assert again.ok
