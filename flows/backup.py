@@ -28,7 +28,6 @@ from core.recovery.errors import BackupFailed
 from core.recovery.progress import BACKED_UP, BACKUP
 from core.recovery.volumes import fs_backup_warning
 from flows.form import titled
-from flows.hooks import on_backup_failure
 from flows.progress import FAILED, Progress
 from tasks import RETRIES, velero
 from tasks.kube import api_for, to_dict
@@ -100,7 +99,7 @@ def _report(
     return "\n".join(lines)
 
 
-@flow(name="backup", on_failure=[on_backup_failure], on_crashed=[on_backup_failure])
+@flow(name="backup")
 def backup(
     namespaces: Annotated[list[str] | None, titled("Namespaces")] = None,
     ttl: Annotated[str, titled("Keep for (TTL)")] = DEFAULT_TTL,

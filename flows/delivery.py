@@ -50,7 +50,6 @@ from flows.environments import (
     stage_in,
 )
 from flows.form import titled
-from flows.hooks import on_release_failure
 from flows.release.flow import (
     approve_promotions,
     ask_in_ui,
@@ -257,7 +256,7 @@ def _endpoint(
     return block.endpoint(served_by(spec)) if block else None
 
 
-@flow(name="delivery", on_failure=[on_release_failure], on_crashed=[on_release_failure])
+@flow(name="delivery")
 def delivery(
     commit: Annotated[str, titled("Commit")],
     branch: Annotated[str, titled("Branch")],

@@ -21,7 +21,6 @@ from core.recovery.progress import DISASTER_RECOVERY, RESTORED
 from core.recovery.restore_plan import plan_restore
 from core.recovery.selection import recovery_times
 from flows.form import titled
-from flows.hooks import on_backup_failure
 from flows.progress import FAILED, Progress
 from tasks import restore, velero
 from tasks.health import check_health
@@ -110,7 +109,7 @@ def _report(
     )
 
 
-@flow(name="disaster-recovery", on_failure=[on_backup_failure], on_crashed=[on_backup_failure])
+@flow(name="disaster-recovery")
 def disaster_recovery(
     backup: Annotated[str, titled("Backup")] = "latest",
     namespaces: Annotated[list[str] | None, titled("Namespaces")] = None,

@@ -19,7 +19,6 @@ from core.recovery.resource_list import missing_from, parse_resource_list
 from core.recovery.selection import recovery_times
 from core.recovery.stored import gunzip_json
 from flows.form import titled
-from flows.hooks import on_backup_failure
 from flows.progress import FAILED, Progress
 from tasks import RETRIES, restore, velero
 
@@ -59,7 +58,7 @@ def _report(
     return "\n".join(lines)
 
 
-@flow(name="dr-drill", on_failure=[on_backup_failure], on_crashed=[on_backup_failure])
+@flow(name="dr-drill")
 def dr_drill(
     backup: Annotated[str, titled("Backup")] = "latest",
     namespaces: Annotated[list[str] | None, titled("Namespaces")] = None,

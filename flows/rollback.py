@@ -32,7 +32,6 @@ from core.release.rollback import (
 from core.release.spec import StrategyKind
 from core.release.status import RolloutState
 from flows.form import titled
-from flows.hooks import on_release_failure, on_rollback
 from flows.release.argo_rollback import rollback_rollout
 from flows.release.flow import ensure_limit, lock_name
 from tasks import kube
@@ -158,12 +157,7 @@ def _rollback_rollout(
     }
 
 
-@flow(
-    name="rollback",
-    on_completion=[on_rollback],
-    on_failure=[on_release_failure],
-    on_crashed=[on_release_failure],
-)
+@flow(name="rollback")
 def rollback(
     app: Annotated[str, titled("App")],
     namespace: Annotated[str, titled("Namespace")],

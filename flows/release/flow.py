@@ -37,7 +37,6 @@ from flows.environments import (
     runner_for,
 )
 from flows.form import titled
-from flows.hooks import on_release_failure
 from flows.release.argo_engine import ArgoEngine
 from flows.release.executor import Asker, Executor, ReleaseResult
 from tasks import analysis_templates, kube, workload
@@ -268,7 +267,7 @@ def spec_of_rollout(
         raise ConfigError(f"rollout: {exc}") from None
 
 
-@flow(name="release", on_failure=[on_release_failure], on_crashed=[on_release_failure])
+@flow(name="release")
 def release(
     environment: Annotated[Environment | None, titled("Environment")] = None,
     app: Annotated[str, titled("App")] = "",

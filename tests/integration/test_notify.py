@@ -1,25 +1,41 @@
-"""Notifications through a real Custom Webhook block saved on the local Prefect server."""
+"""Notifications, server-side: prefect.yaml's triggers start `notify-run` on a real worker.
+
+The messages go through a real Custom Webhook block saved on the local Prefect server.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prefect import flow
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+from prefect.events import DeploymentEventTrigger
+from prefect.states import Crashed, Running
 
 from core.release.errors import ReleaseFailed
-from flows.hooks import on_release_failure, on_rollback
 from tasks.notify import ENV_BLOCK, notify
 
 pytestmark = pytest.mark.platform
 
+ROOT = Path(__file__).parents[2]
+PREFECT_YAML = ROOT / "prefect.yaml"
+PREFECT = str(Path(sys.executable).parent / "prefect")
 SECRET = f"tok-{uuid.uuid4().hex}"
 IMAGE = "127.0.0.1:5001/kyb-platform@sha256:" + "b" * 64
 
@@ -80,15 +96,15 @@ def block(platform, receiver: Receiver) -> Iterator[str]:
     CustomWebhookNotificationBlock.delete(name)
 
 
-@flow(name="release", on_failure=[on_release_failure])
+@flow(name="release")
 def failing_release(spec: dict) -> None:
     raise ReleaseFailed(
         "canary analysis error-rate failed: 12% > 5%", app=spec["app"], namespace=spec["namespace"]
     )
 
 
-@flow(name="rollback", on_completion=[on_rollback])
-def rollback(app: str, namespace: str, notify_block: str = "") -> dict[str, Any]:
+@flow(name="rollback")
+def rollback(app: str, namespace: str) -> dict[str, Any]:
     return {"image": IMAGE, "summary": f"{app} rolled back from revision 3 to 2"}
 
 
@@ -96,56 +112,120 @@ def _spec(app: str) -> dict[str, Any]:
     return {"app": app, "namespace": "kyb-staging", "image": IMAGE, "strategy": {"canary": {}}}
 
 
-def test_failed_release_sends_one_notification(block, receiver, monkeypatch, caplog) -> None:
-    caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv(ENV_BLOCK, block)
-    app = f"n-{uuid.uuid4().hex[:8]}"
-    state = failing_release(_spec(app), return_state=True)
+@pytest.fixture
+def notifier(platform) -> Iterator[str]:
+    """prefect.yaml's `notify` deployment, with its triggers, on a work pool of its own.
 
-    assert state.is_failed()
-    assert isinstance(state.result(raise_on_failure=False), ReleaseFailed)  # outcome kept
-    assert len(receiver.requests) == 1
-    got = receiver.requests[0]
-    assert got["headers"]["Authorization"] == f"Bearer {SECRET}"  # the block's secret is used
-    message = json.loads(got["body"])
-    assert (
-        message["title"] == f"release of {app} in kyb-staging: failed and was rolled back "
-        "automatically"
+    Its own pool, so the worker the test runs picks up only the runs these triggers start.
+    """
+    pool = f"t-notify-{uuid.uuid4().hex[:8]}"
+    declared = next(
+        d for d in yaml.safe_load(PREFECT_YAML.read_text())["deployments"] if d["name"] == "notify"
+    )
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    source = flow.from_source(str(ROOT), declared["entrypoint"])
+    deployment_id = source.deploy(
+        name=pool,
+        work_pool_name=pool,
+        triggers=[DeploymentEventTrigger(**t) for t in declared["triggers"]],
+        print_next_steps=False,
+    )
+    try:
+        yield pool
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
+            client.delete_deployment(deployment_id)
+            client.delete_work_pool(pool)
+
+
+def _notified(platform, pool: str, ended: str, block: str, receiver: Receiver) -> dict[str, Any]:
+    """Wait for the server to start `notify-run` for the run `ended`, run it on a worker once.
+
+    Returns the one message the receiver got about it.
+    """
+    deadline, runs = time.monotonic() + 90, []
+    while time.monotonic() < deadline and not runs:  # the triggers service reacts to the event
+        with get_client(sync_client=True) as client:
+            runs = [
+                r
+                for r in client.read_flow_runs(
+                    work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool]))
+                )
+                if r.parameters.get("flow_run_id") == f"prefect.flow-run.{ended}"
+            ]
+        time.sleep(0 if runs else 1)
+    assert runs, f"no notify-run was started for flow run {ended}"
+    home = tempfile.mkdtemp(prefix="kyb-notify-worker-")
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "PYTHONPATH": str(ROOT), ENV_BLOCK: block}
+    worker = subprocess.run(
+        [PREFECT, "worker", "start", "--pool", pool, "--run-once"],
+        cwd=ROOT,
+        env={**env, **platform.env()},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert worker.returncode == 0, worker.stdout[-1500:] + worker.stderr[-1500:]
+    assert SECRET not in worker.stdout + worker.stderr
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(runs[0].id).state
+    assert state.is_completed(), f"{state.name}: {state.message}"
+    about = [r for r in receiver.requests if ended in r["body"]]
+    assert len(about) == 1, receiver.requests
+    return json.loads(about[0]["body"])
+
+
+def test_a_failed_release_is_notified_by_the_server(platform, notifier, block, receiver) -> None:
+    app = f"n-{uuid.uuid4().hex[:8]}"
+    state = failing_release(_spec(app), return_state=True)  # no hook in this process
+    assert state.is_failed() and receiver.requests == []
+    run_id = str(state.state_details.flow_run_id)
+
+    message = _notified(platform, notifier, run_id, block, receiver)
+    assert receiver.requests[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
+    assert message["title"] == (
+        f"release of {app} in kyb-staging: failed and was rolled back automatically"
     )
     text = message["text"]
     assert f"app: {app}" in text and "namespace: kyb-staging" in text and IMAGE in text
     assert "ReleaseFailed: canary analysis error-rate failed: 12% > 5%" in text
-    run_id = str(state.state_details.flow_run_id)
     assert f"/runs/flow-run/{run_id}" in text and text.count("http://") == 1
-    assert SECRET not in caplog.text
-    assert any("sent through block" in r.getMessage() for r in caplog.records)
 
 
-def test_rollback_notifies_through_the_run_parameter(block, receiver, caplog) -> None:
-    caplog.set_level(logging.DEBUG)
+def test_a_release_whose_process_died_is_notified(platform, notifier, block, receiver) -> None:
+    """A run left Running by a killed process, then marked Crashed, still gets its notice."""
     app = f"n-{uuid.uuid4().hex[:8]}"
-    state = rollback(app, "kyb-production", notify_block=block, return_state=True)
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(failing_release)
+        run = client.create_flow_run(failing_release, parameters={"spec": _spec(app)})
+        assert run.flow_id == flow_id
+        client.set_flow_run_state(run.id, Running(), force=True)
+        client.set_flow_run_state(
+            run.id, Crashed(message="the worker's process was killed"), force=True
+        )
+    message = _notified(platform, notifier, str(run.id), block, receiver)
+    assert message["title"] == f"release of {app} in kyb-staging: crashed"
+    assert "reason: the worker's process was killed" in message["text"]
 
+
+def test_a_completed_rollback_is_notified(platform, notifier, block, receiver) -> None:
+    app = f"n-{uuid.uuid4().hex[:8]}"
+    state = rollback(app, "kyb-production", return_state=True)
     assert state.is_completed()
-    assert len(receiver.requests) == 1
-    message = json.loads(receiver.requests[0]["body"])
+    message = _notified(platform, notifier, str(state.state_details.flow_run_id), block, receiver)
     assert message["title"] == f"rollback of {app} in kyb-production: rolled back"
-    assert f"summary: {app} rolled back from revision 3 to 2" in message["text"]
-    assert IMAGE in message["text"] and "reason:" not in message["text"]
-    assert SECRET not in caplog.text
+    assert "reason:" not in message["text"]
 
 
-def test_missing_block_warns_and_keeps_the_outcome(platform, receiver, monkeypatch, caplog):
+def test_missing_block_warns_and_sends_nothing(platform, receiver, caplog) -> None:
     caplog.set_level(logging.INFO)
     missing = f"custom-webhook/missing-{uuid.uuid4().hex[:8]}"
     assert notify.fn("release-failed", "t", "b", missing) is False
-    monkeypatch.setenv(ENV_BLOCK, missing)
-    state = failing_release(_spec("n-missing"), return_state=True)
-
-    assert state.is_failed()
-    assert isinstance(state.result(raise_on_failure=False), ReleaseFailed)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert sum(missing in w and "not sent" in w for w in warnings) == 2
+    assert sum(missing in w and "not sent" in w for w in warnings) == 1
     assert receiver.requests == []
 
 

@@ -142,6 +142,7 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
         "backup/backup",
         "disaster-recovery/disaster-recovery",
         "dr-drill/dr-drill",
+        "notify-run/notify",
     )
     for name in names:
         resp = api.get(f"/deployments/name/{name}")
