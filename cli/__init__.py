@@ -1,0 +1,1 @@
+"""The `kyb` command line: releases, environments and backups for people, over Prefect."""
