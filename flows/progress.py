@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +14,8 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
 
 from core.names import artifact_key
 from core.recovery.progress import Stages, velero_progress
@@ -46,10 +49,10 @@ class Step:
 class Progress:
     """The progress artifact `<kind>-progress-<name>` and the table `<kind>-steps-<name>`.
 
-    The progress artifact is created at the first move and updated in place (by id) after; the
-    table is published again under its key (a new version) whenever a step starts, ends or says
-    something new, never when nothing changed. Progress never goes back: a failure leaves it
-    where the run got to.
+    Both are created at the first move and updated in place (by id) after, so a run shows one
+    of each: the table whenever a step starts, ends or says something new, never when nothing
+    changed (each update is a `prefect.artifact.updated` event carrying the rows). Progress never
+    goes back: a failure leaves it where the run got to.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class Progress:
         self.title = title or " ".join(p for p in (kind, name) if p)
         self.stages = stages
         self.id: Any = None
+        self.table_id: Any = None
         self.percent = 0.0
         self.steps: list[Step] = []
         self._said: tuple[float, str] | None = None
@@ -191,8 +195,12 @@ class Progress:
         if shown != self._shown:
             self._shown = shown
             now = time.monotonic()
-            create_table_artifact(
-                [s.row(now) for s in self.steps],
-                key=self.table_key,
-                description=f"{self.title}: {self.percent:g}%, {entry.step} {entry.state}"[:500],
-            )
+            rows = [s.row(now) for s in self.steps]
+            about = f"{self.title}: {self.percent:g}%, {entry.step} {entry.state}"[:500]
+            if self.table_id is None:
+                self.table_id = create_table_artifact(rows, key=self.table_key, description=about)
+            else:  # in place: one table per run in the UI, each change an artifact-updated event
+                with get_client(sync_client=True) as client:
+                    client.update_artifact(
+                        self.table_id, ArtifactUpdate(data=json.dumps(rows), description=about)
+                    )
