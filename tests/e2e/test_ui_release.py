@@ -213,6 +213,17 @@ def test_a_canary_release_is_started_paused_and_promoted_in_the_ui(
     ui.get_by_text("Custom run").click()
     expect(ui.get_by_text("Rollout YAML")).to_be_visible()
 
+    # Blocks are picked from a list of the saved ones (the parameter is typed by block kind).
+    ui.get_by_role("button", name="Environment", exact=True).first.click()
+    picker = ui.locator(".p-select").first
+    picker.locator("button").first.focus()
+    ui.keyboard.press("ArrowDown")  # the keyboard opens it (headless, a click opened none)
+    options = ui.locator(".p-select-option")
+    expect(options.filter(has_text="staging")).to_be_visible()
+    assert {"staging", "production"} <= set(options.all_text_contents())
+    shots.take("block-selector")
+    ui.keyboard.press("Escape")
+    ui.get_by_role("button", name="None", exact=True).first.click()  # no environment: the YAML
     # A canary with a promotion pause: the Rollout's YAML and the image; the rest left default.
     ui.locator(".flow-run-name-input input").fill(run_name)
     field(ui, "Image").fill(v2)
