@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,12 +28,12 @@ from prefect.states import Crashed, Running
 
 from core.release.errors import ReleaseFailed
 from tasks.notify import ENV_BLOCK, notify
+from tests.integration.workers import run_once
 
 pytestmark = pytest.mark.platform
 
 ROOT = Path(__file__).parents[2]
 PREFECT_YAML = ROOT / "prefect.yaml"
-PREFECT = str(Path(sys.executable).parent / "prefect")
 SECRET = f"tok-{uuid.uuid4().hex}"
 IMAGE = "127.0.0.1:5001/kyb-platform@sha256:" + "b" * 64
 
@@ -159,16 +157,7 @@ def _notified(platform, pool: str, ended: str, block: str, receiver: Receiver) -
     assert runs, f"no notify-run was started for flow run {ended}"
     home = tempfile.mkdtemp(prefix="kyb-notify-worker-")
     env = {"PATH": "/usr/bin:/bin", "HOME": home, "PYTHONPATH": str(ROOT), ENV_BLOCK: block}
-    worker = subprocess.run(
-        [PREFECT, "worker", "start", "--pool", pool, "--run-once"],
-        cwd=ROOT,
-        env={**env, **platform.env()},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert worker.returncode == 0, worker.stdout[-1500:] + worker.stderr[-1500:]
+    worker = run_once(pool, {**env, **platform.env()})
     assert SECRET not in worker.stdout + worker.stderr
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(runs[0].id).state

@@ -15,6 +15,7 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.deployments import run_deployment
 
 from sandbox.platform import Platform
+from tests.integration.workers import run_once
 
 ROOT = Path(__file__).parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -96,16 +97,7 @@ def test_a_worker_runs_a_deployment_whose_tools_never_see_the_auth(
         out = tmp_path / "report.json"
         run = run_deployment(f"auth-probe/{pool}", parameters={"out": str(out)}, timeout=0)
         env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
-        worker = subprocess.run(
-            [PREFECT, "worker", "start", "--pool", pool, "--run-once"],
-            cwd=ROOT,
-            env={**env, **platform.env()},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert worker.returncode == 0, worker.stdout[-1500:] + worker.stderr[-1500:]
+        worker = run_once(pool, {**env, **platform.env()})
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(run.id).state
         assert state.is_completed(), f"{state.name}: {state.message}"
