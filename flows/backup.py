@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from kubernetes import client
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from blocks import VeleroInstall
 from core.errors import ConfigError, PipelineError
@@ -48,6 +50,23 @@ def check_namespaces(install: VeleroInstall, namespaces: list[str]) -> list[dict
             f"(there are {sorted(present - {'kube-system', 'kube-public', 'kube-node-lease'})})"
         )
     return [to_dict(api, p) for ns in namespaces for p in core.list_namespaced_pod(ns).items]
+
+
+@task(name="velero-free-name", cache_policy=NO_CACHE, **RETRIES)
+def free_name(install: VeleroInstall, now: datetime, tries: int = 30) -> str:
+    """The first `<prefix>-YYYYMMDDhhmmss` from `now` on that no Backup has yet.
+
+    Names go by the second, as a Velero Schedule's do: two backups started in one second (a
+    person's and the schedule's) take the next second's name instead of one another's backup.
+
+    Raises:
+        ConfigError: `tries` seconds in a row are all taken.
+    """
+    for second in range(tries):
+        name = backup_name(now + timedelta(seconds=second))
+        if velero.get(install, "backups", name) is None:
+            return name
+    raise ConfigError(f"{tries} backup names from {backup_name(now)} on are taken: start again")
 
 
 @task(name="velero-create-backup", cache_policy=NO_CACHE, **RETRIES)
@@ -134,9 +153,16 @@ def backup(
     install = velero_install or VeleroInstall.load("local")
     wanted = list(namespaces or DEFAULT_NAMESPACES)
     excluded = list(DEFAULT_EXCLUDED if excluded_resources is None else excluded_resources)
-    name = backup_name(datetime.now(UTC))
+    name = free_name(install, datetime.now(UTC))
+    request = {velero.REQUEST_LABEL: str(flow_run.get_id() or uuid.uuid4())}
     manifest = backup_manifest(
-        name, wanted, excluded, ttl, install.storage_location, namespace=install.namespace
+        name,
+        wanted,
+        excluded,
+        ttl,
+        install.storage_location,
+        labels=request,
+        namespace=install.namespace,
     )
     progress = Progress("backup", title=f"backup {name}", stages=BACKUP)
     with progress.stage("check namespaces", ", ".join(wanted)):

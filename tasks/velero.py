@@ -46,8 +46,18 @@ def list_objects(install: VeleroInstall, plural: str) -> list[dict[str, Any]]:
     return list(found.get("items", []))
 
 
+#: The label naming the request (a flow run) that created an object, so a retried create
+#: recognises its own object and never adopts another run's of the same name.
+REQUEST_LABEL = "kyb.dev/request"
+
+
 def create(install: VeleroInstall, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Create a Velero object; if a retried call already created it, return that one."""
+    """Create a Velero object; if a retried call already created it, return that one.
+
+    Raises:
+        ConfigError: an object of that name exists that another request made (its
+            `kyb.dev/request` label differs from the body's): nothing is created or adopted.
+    """
     body = {**body, "metadata": {**body["metadata"], "namespace": install.namespace}}
     try:
         return _objects(install).create_namespaced_custom_object(
@@ -55,7 +65,17 @@ def create(install: VeleroInstall, plural: str, body: dict[str, Any]) -> dict[st
         )
     except ApiException as exc:
         if exc.status == 409:
-            existing = get(install, plural, body["metadata"]["name"])
+            name = body["metadata"]["name"]
+            existing = get(install, plural, name)
+            mine = (body["metadata"].get("labels") or {}).get(REQUEST_LABEL)
+            theirs = ((existing or {}).get("metadata", {}).get("labels") or {}).get(REQUEST_LABEL)
+            if existing is not None and mine and theirs != mine:
+                maker = theirs or "not the pipeline"
+                raise ConfigError(
+                    f"{plural} {name!r} already exists, made by another run ({maker}): start "
+                    "again, the next name is free",
+                    namespace=install.namespace,
+                ) from None
             if existing is not None:
                 return existing
         raise

@@ -11,6 +11,7 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -19,8 +20,9 @@ from prefect.artifacts import Artifact
 
 from blocks import KubernetesCluster, ObjectStore, VeleroInstall
 from core.errors import ConfigError
+from core.recovery.backups import backup_manifest, backup_name
 from core.recovery.restore_plan import normalize
-from flows.backup import backup
+from flows.backup import backup, free_name
 from flows.disaster_recovery import disaster_recovery
 from flows.dr_drill import dr_drill
 from sandbox.platform import Platform
@@ -377,3 +379,29 @@ def test_a_backup_velero_refuses_fails_loudly_with_its_reason(local, app_ns) -> 
     assert [r["state"] for r in rows if r["step"] == "back up items"] == ["failed"], rows
     report = Artifact.get("backup-report")
     assert report is not None and "FailedValidation" in report.data
+
+
+def test_a_backup_never_adopts_another_runs_backup_of_the_same_name(local, app_ns) -> None:
+    """Names go by the second: a second backup started in it takes the next second's name."""
+    now = datetime.now(UTC)
+    taken = backup_name(now)
+    theirs = backup_manifest(
+        taken,
+        [app_ns],
+        storage_location=local.storage_location,
+        labels={velero.REQUEST_LABEL: "someone-else"},
+        namespace=local.namespace,
+    )
+    velero.create(local, "backups", theirs)
+    try:
+        assert free_name.fn(local, now) == backup_name(now + timedelta(seconds=1))
+        mine = {
+            **theirs,
+            "metadata": {**theirs["metadata"], "labels": {velero.REQUEST_LABEL: "me"}},
+        }
+        with pytest.raises(ConfigError, match="made by another run"):
+            velero.create(local, "backups", mine)  # raced to the same name: refused, not adopted
+        again = velero.create(local, "backups", theirs)  # its own retried create: found
+        assert again["metadata"]["labels"][velero.REQUEST_LABEL] == "someone-else"
+    finally:
+        velero.wait_for(local, "backups", taken, velero.phase_in("Completed"), 120, "backup")
