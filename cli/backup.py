@@ -9,7 +9,7 @@ import typer
 
 from blocks import VeleroInstall
 from cli.launch import Deployment, Timeout, Wait, launch, saved_block
-from cli.output import ExitCode, Output, OutputOption, emit, fail, handled, table
+from cli.output import Output, OutputOption, emit, handled, load_saved, table
 from tasks import velero
 
 app = typer.Typer(help="Velero backups.", no_args_is_help=True)
@@ -36,14 +36,7 @@ def backup_row(backup: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_install(name: str) -> VeleroInstall:
     """The saved VeleroInstall block `name` (exit 3 naming it when there is none)."""
-    try:
-        return VeleroInstall.load(name)
-    except ValueError:
-        fail(
-            f"no KYB Velero block named {name!r}: give --velero with a saved one "
-            "(prefect block ls)",
-            ExitCode.NOT_FOUND,
-        )
+    return load_saved(VeleroInstall, name, "--velero")
 
 
 @app.command("ls")

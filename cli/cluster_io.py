@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from blocks import KubernetesCluster
-from cli.output import ExitCode, fail
+from cli.output import load_saved
 from core.release.history import History
 from core.release.layout import RECORD_SUFFIX
 from core.release.observed import Track
@@ -23,14 +25,7 @@ from tasks.rollback import observe_app
 
 def load_cluster(name: str) -> KubernetesCluster:
     """The saved KubernetesCluster block `name` (exit 3 naming it when there is none)."""
-    try:
-        return KubernetesCluster.load(name)
-    except ValueError:
-        fail(
-            f"no KYB Kubernetes Cluster block named {name!r}: give --cluster with a saved one "
-            "(prefect block ls)",
-            ExitCode.NOT_FOUND,
-        )
+    return load_saved(KubernetesCluster, name, "--cluster")
 
 
 def _probe_layout(cluster: KubernetesCluster, namespace: str, app: str) -> AppLayout | None:
@@ -108,3 +103,42 @@ def _kind(workloads: Any) -> StrategyKind:
     if Track.CANARY in workloads:
         return StrategyKind.CANARY
     return StrategyKind.ROLLING
+
+
+def watch_pods(
+    cluster: KubernetesCluster,
+    namespace: str,
+    on_wake: Callable[[bool], None],
+    timeout: float,
+    every: float = 2.0,
+) -> None:
+    """Watch the namespace's pods until `timeout`, waking at each event and every `every` s.
+
+    `on_wake(True)` follows the first list and each pod event, `on_wake(False)` the end of each
+    watch request: one request after another, each closed by the server after `every` seconds and
+    resumed from the last resourceVersion seen (an expired one, 410, lists again).
+    """
+    core = client.CoreV1Api(kube.api_for(cluster))
+    deadline = time.monotonic() + timeout
+    version = core.list_namespaced_pod(namespace, _request_timeout=30).metadata.resource_version
+    on_wake(True)  # what changed before the list, since the caller last looked
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            for event in watch.Watch().stream(
+                core.list_namespaced_pod,
+                namespace,
+                resource_version=version,
+                timeout_seconds=max(1, int(min(left, every))),
+                _request_timeout=every + 30,
+            ):
+                version = event["object"].metadata.resource_version
+                on_wake(True)
+                if time.monotonic() >= deadline:
+                    return
+        except ApiException as exc:
+            if exc.status != 410:  # 410 Gone: the resourceVersion expired; list again
+                raise
+            listed = core.list_namespaced_pod(namespace, _request_timeout=30)
+            version = listed.metadata.resource_version
+            on_wake(True)
+        on_wake(False)

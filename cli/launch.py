@@ -15,6 +15,7 @@ from cli.output import ExitCode, Output, emit, fail
 Deployment = Annotated[str, typer.Option("--deployment", help="The deployment to run.")]
 Wait = Annotated[bool, typer.Option("--wait", help="Follow the run to its end (exit 1: failed).")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds --wait follows the run.")]
+RELEASE_HINT = "kyb release promote|abort"
 
 
 def saved_block(block_type: type[Any], name: str, what: str) -> dict[str, Any]:
@@ -26,10 +27,8 @@ def saved_block(block_type: type[Any], name: str, what: str) -> dict[str, Any]:
     return block_ref(block_type, name)
 
 
-def launch(
-    deployment: str, parameters: dict[str, Any], wait: bool, timeout: float, out: Output
-) -> None:
-    """Create a run of `deployment`; with `wait`, follow it and exit 1 unless it completed."""
+def start_run(deployment: str, parameters: dict[str, Any], out: Output) -> FlowRun:
+    """Create a run of `deployment` (exit 3 when the server has no such deployment)."""
     if not prefect_io.deployment_exists(deployment):
         fail(
             f"no deployment {deployment!r} on the Prefect server: create prefect.yaml's "
@@ -39,27 +38,55 @@ def launch(
     run: FlowRun = run_deployment(deployment, parameters=parameters, timeout=0)
     if out is Output.TEXT:
         typer.echo(f"started {run.name} ({run.id}) of {deployment}")
-    if wait:
+    return run
 
-        def said(now: FlowRun) -> None:
-            if out is Output.TEXT:
-                hint = (
-                    "  (waiting for a person: kyb release promote|abort)"
-                    if now.state and (now.state.is_paused())
-                    else ""
-                )
-                typer.echo(f"{run.name}: {now.state_name}{hint}")
 
-        run = prefect_io.follow(run.id, timeout, said)
+def follow_run(run: FlowRun, timeout: float, out: Output, hint: str = RELEASE_HINT) -> FlowRun:
+    """Follow `run` until it ends or `timeout` passes; text output names each new state."""
+
+    def said(now: FlowRun) -> None:
+        if out is Output.TEXT:
+            paused = now.state is not None and now.state.is_paused()
+            typer.echo(
+                f"{run.name}: {now.state_name}"
+                + (f"  (waiting for a person: {hint})" if paused else "")
+            )
+
+    return prefect_io.follow(run.id, timeout, said)
+
+
+def run_data(run: FlowRun, deployment: str) -> dict[str, Any]:
+    """What the JSON output says about a run."""
+    return {
+        "run": {"id": str(run.id), "name": run.name, "state": run.state_name},
+        "deployment": deployment,
+    }
+
+
+def check_ended(run: FlowRun, timeout: float) -> None:
+    """Exit 1 unless the followed run completed, saying how it ended or that it still runs."""
     state = run.state
-    data = {"run": {"id": str(run.id), "name": run.name, "state": run.state_name}}
+    if state is not None and state.is_completed():
+        return
+    if state is not None and state.is_final():
+        fail(f"run {run.name} ({run.id}) ended {run.state_name}: {state.message}")
+    fail(f"run {run.name} ({run.id}) still {run.state_name} after {timeout:g}s")
+
+
+def launch(
+    deployment: str,
+    parameters: dict[str, Any],
+    wait: bool,
+    timeout: float,
+    out: Output,
+    hint: str = RELEASE_HINT,
+) -> FlowRun:
+    """Create a run of `deployment`; with `wait`, follow it and exit 1 unless it completed."""
+    run = start_run(deployment, parameters, out)
+    if wait:
+        run = follow_run(run, timeout, out, hint)
     if out is Output.JSON:
-        emit(out, {**data, "deployment": deployment}, "")
-    if wait and not (state and state.is_completed()):
-        ended = state is not None and state.is_final()
-        why = (
-            f"ended {run.state_name}: {state.message}"
-            if ended and state
-            else (f"still {run.state_name} after {timeout:g}s")
-        )
-        fail(f"run {run.name} ({run.id}) {why}")
+        emit(out, run_data(run, deployment), "")
+    if wait:
+        check_ended(run, timeout)
+    return run

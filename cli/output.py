@@ -13,6 +13,8 @@ import httpx
 import typer
 import urllib3
 from kubernetes.client.exceptions import ApiException
+from prefect.blocks.core import Block
+from prefect.settings import PREFECT_API_URL
 
 
 class ExitCode(IntEnum):
@@ -27,6 +29,7 @@ class ExitCode(IntEnum):
 
 P = ParamSpec("P")
 R = TypeVar("R")
+B = TypeVar("B", bound=Block)
 
 
 class Output(StrEnum):
@@ -87,10 +90,20 @@ def _cell(value: Any) -> str:
 
 
 def handled(command: Callable[P, R]) -> Callable[P, R]:
-    """Run `command`; a CliError or an unreachable service becomes stderr and an exit code."""
+    """Run `command`; a CliError or an unreachable service becomes stderr and an exit code.
+
+    Without a Prefect server configured it runs nothing and exits 1, saying how to set one.
+    """
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not PREFECT_API_URL.value():  # else Prefect starts a throwaway server (it phones home)
+            typer.echo(
+                "kyb: no Prefect server: set PREFECT_API_URL (and its auth), or on the local "
+                'platform run eval "$(uv run sandbox env)"',
+                err=True,
+            )
+            raise typer.Exit(int(ExitCode.FAILED))
         try:
             return command(*args, **kwargs)
         except CliError as exc:
@@ -110,3 +123,15 @@ def handled(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(int(ExitCode.FAILED)) from None
 
     return run
+
+
+def load_saved(block_type: type[B], name: str, option: str) -> B:
+    """The saved block `name` of `block_type` (exit 3 naming it and `option` when there is none)."""
+    try:
+        return block_type.load(name)
+    except ValueError:
+        fail(
+            f"no {block_type.get_block_type_name()} block named {name!r}: give {option} with "
+            "a saved one (prefect block ls)",
+            ExitCode.NOT_FOUND,
+        )

@@ -16,6 +16,8 @@ from prefect.client.schemas.filters import (
     FlowFilterName,
     FlowRunFilter,
     FlowRunFilterId,
+    FlowRunFilterName,
+    FlowRunFilterParentFlowRunId,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -59,27 +61,40 @@ def environment_namespace(name: str) -> str | None:
     return (doc.data or {}).get("namespace")
 
 
-def release_runs(states: list[StateType] | None = None, limit: int = RECENT_RUNS) -> list[FlowRun]:
-    """Runs of the flow "release", newest first; only those in `states` when given."""
-    run_filter = None
-    if states:
-        run_filter = FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))
-        )
+def flow_runs(
+    flow: str,
+    states: list[StateType] | None = None,
+    limit: int = RECENT_RUNS,
+    name: str = "",
+    run_id: UUID | None = None,
+) -> list[FlowRun]:
+    """Runs of the flow named `flow`, newest first; only those in `states`, named, or by id."""
+    run_filter = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)) if states else None,
+        name=FlowRunFilterName(any_=[name]) if name else None,
+        id=FlowRunFilterId(any_=[run_id]) if run_id else None,
+    )
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["release"])),
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])),
             flow_run_filter=run_filter,
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=limit,
         )
 
 
-def releases_of(app: str, namespace: str, states: list[StateType] | None = None) -> list[FlowRun]:
-    """The release runs of `app` in `namespace` (newest first), only in `states` when given."""
+def release_runs(states: list[StateType] | None = None, limit: int = RECENT_RUNS) -> list[FlowRun]:
+    """Runs of the flow "release", newest first; only those in `states` when given."""
+    return flow_runs("release", states, limit)
+
+
+def releases_of(
+    app: str, namespace: str, states: list[StateType] | None = None, limit: int = RECENT_RUNS
+) -> list[FlowRun]:
+    """The release runs of `app` in `namespace` among the newest `limit` (newest first)."""
     return [
         run
-        for run in release_runs(states)
+        for run in release_runs(states, limit)
         if target_of(run.parameters, environment_namespace) == (app, namespace)
     ]
 
@@ -102,6 +117,20 @@ def run_artifacts(run_id: UUID) -> list[Any]:
             limit=200,
         )
     return list(found)
+
+
+def child_runs(run_id: UUID) -> list[tuple[str, FlowRun]]:
+    """The subflow runs of a flow run, oldest first, each with its flow's name."""
+    with get_client(sync_client=True) as client:
+        found = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])
+            ),
+            sort=FlowRunSort.START_TIME_ASC,
+            limit=RECENT_RUNS,
+        )
+        names = {f: client.read_flow(f).name for f in {r.flow_id for r in found}}
+    return [(names[r.flow_id], r) for r in found]
 
 
 def deployment_exists(name: str) -> bool:

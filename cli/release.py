@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from prefect.client.schemas.objects import FlowRun, StateType
@@ -18,7 +19,6 @@ from cli.matching import read_result
 from cli.output import ExitCode, Output, OutputOption, emit, fail, handled
 from cli.release_view import build, render
 from core.release.decisions import Choice
-from tasks import kube
 
 app = typer.Typer(
     help="Releases of an app: look, promote, abort, start, undo.", no_args_is_help=True
@@ -33,6 +33,7 @@ Cluster = Annotated[
 ]
 By = Annotated[str, typer.Option("--by", help="Who decides (default: $USER).")]
 Reason = Annotated[str, typer.Option("--reason", help="Why, as the release result records it.")]
+WATCHED_RUNS = 20  # release runs a watch reads every 2 s while the app has none yet
 
 
 def run_info(app_name: str, namespace: str) -> dict[str, Any] | None:
@@ -85,7 +86,8 @@ def get(
     namespace: Namespace,
     cluster: Cluster = "local",
     watch: Annotated[
-        bool, typer.Option("--watch", "-w", help="Show it again at each change of its pods.")
+        bool,
+        typer.Option("--watch", "-w", help="Show it again at each change of its pods or run."),
     ] = False,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Stop watching after this many seconds.")
@@ -95,24 +97,43 @@ def get(
     """Show an app's workloads, images, replicas, canary weight, step, pods and latest run.
 
     Reads the cluster and Prefect. With --watch it renders again whenever the app's pods change
-    (the Kubernetes watch API) until Ctrl-C or --timeout; json then prints one line per change.
+    (the Kubernetes watch API) or its latest release run changes state (Prefect, read every 2 s)
+    until Ctrl-C or --timeout; json then prints one line per change.
     """
     shown = view(app_name, namespace, cluster)
     _show(output, shown)
-    if not watch:
-        return
+    if watch:
+        _watch(app_name, namespace, cluster, output, shown, timeout)
+
+
+def run_state(shown: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(run id, Prefect state) of the release run a view shows, read again (cheaply)."""
+    run = shown.get("run")
+    if not run:
+        found = prefect_io.releases_of(shown["app"], shown["namespace"], limit=WATCHED_RUNS)
+        return (str(found[0].id), found[0].state_name) if found else (None, None)
+    now = prefect_io.read_run(UUID(run["id"]))
+    return run["id"], now.state_name if now else None
+
+
+def _watch(
+    app_name: str, namespace: str, cluster: str, output: Output, shown: dict, timeout: float
+) -> None:
+    """Render again at each pod event, and when the latest run's state changes (read every 2 s)."""
     last = [shown]
 
-    def changed(_pods: dict[str, dict[str, Any]]) -> tuple[bool, None]:
+    def woke(pods_changed: bool) -> None:
+        seen = last[0]["run"] or {}
+        if not pods_changed and run_state(last[0]) == (seen.get("id"), seen.get("state")):
+            return
         now = view(app_name, namespace, cluster)
         if now != last[0]:
             if output is Output.TEXT:
                 sys.stdout.write("\n")
             _show(output, now)
             last[0] = now
-        return False, None
 
-    kube.watch_pods(cluster_io.load_cluster(cluster), namespace, "", changed, timeout)
+    cluster_io.watch_pods(cluster_io.load_cluster(cluster), namespace, woke, timeout)
 
 
 def paused_run(app_name: str, namespace: str) -> FlowRun:

@@ -75,6 +75,8 @@ SMOKE = [
     ),
 ]
 
+REPORT_PREFIX = "delivery-"  # the delivery report artifact: delivery-<app>
+
 
 def _why(checklist: Checklist) -> str:
     """The failed or declined items, and the pending ones, in one line."""
@@ -417,4 +419,4 @@ def _report(
         got = done.get(env) or {"strategy": "-", "summary": "-"}
         result = "delivered" if env in done else "not delivered"
         lines.append(f"| {env} | {result} | {got['strategy']} | {got['summary']} |")
-    create_markdown_artifact("\n".join(lines), key=f"delivery-{app}")
+    create_markdown_artifact("\n".join(lines), key=f"{REPORT_PREFIX}{app}")

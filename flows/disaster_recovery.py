@@ -27,6 +27,7 @@ from tasks.health import check_health
 from tasks.kube import api_for
 
 PLAN_ARTIFACT = "dr-restore-plan"
+DNS_PAUSE_KEY = "dns-switch"  # the pause of the manual DNS step (`kyb backup confirm-dns`)
 REPORT_ARTIFACT = "dr-report"
 
 
@@ -81,7 +82,7 @@ def _ask_dns(address: str, dns_name: str, timeout: int) -> DnsSwitch:
         wait_for_input=DnsSwitch.with_initial_data(description=text),
         timeout=timeout,
         poll_interval=2,
-        key="dns-switch",
+        key=DNS_PAUSE_KEY,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -181,9 +182,9 @@ spec:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def pool(platform) -> Iterator[str]:
-    """A work pool of this test's own, with the release, rollback and backup flows on it."""
+@contextlib.contextmanager
+def deployed(entrypoints: tuple[str, ...]) -> Iterator[str]:
+    """A work pool of the caller's own, with deployments of these flows on it (named like it)."""
     from prefect import flow
 
     name = f"t-cli-{uuid.uuid4().hex[:8]}"
@@ -193,17 +194,27 @@ def pool(platform) -> Iterator[str]:
         flow.from_source(str(ROOT), entrypoint).deploy(
             name=name, work_pool_name=name, print_next_steps=False
         )
-        for entrypoint in (
-            "flows/release/flow.py:release",
-            "flows/rollback.py:rollback",
-            "flows/backup.py:backup",
-        )
+        for entrypoint in entrypoints
     ]
-    yield name
-    with get_client(sync_client=True) as client:
-        for deployment_id in ids:
-            client.delete_deployment(deployment_id)
-        client.delete_work_pool(name)
+    try:
+        yield name
+    finally:
+        with get_client(sync_client=True) as client:
+            for deployment_id in ids:
+                client.delete_deployment(deployment_id)
+            client.delete_work_pool(name)
+
+
+@pytest.fixture
+def pool(platform) -> Iterator[str]:
+    """A work pool of this test's own, with the release, rollback and backup flows on it."""
+    flows = (
+        "flows/release/flow.py:release",
+        "flows/rollback.py:rollback",
+        "flows/backup.py:backup",
+    )
+    with deployed(flows) as name:
+        yield name
 
 
 @pytest.fixture
@@ -215,7 +226,7 @@ def environment(cluster, namespace) -> Iterator[str]:
     Environment.delete(name)
 
 
-def _served(person: Person, waiting: subprocess.Popen, pool: str, deployment: str) -> str:
+def served(person: Person, waiting: subprocess.Popen, pool: str, deployment: str) -> str:
     """Once `kyb` made a run of `deployment`, a worker of `pool` runs it; `kyb`'s stdout, rc 0."""
     deadline = time.monotonic() + 60
     with get_client(sync_client=True) as client:
@@ -249,12 +260,12 @@ def test_start_and_undo_run_the_deployments_and_wait(
         *("release", "start", "web", "--env", environment, "--rollout", str(rollout)),
         *("--image", V1, "--deployment", f"release/{pool}", "--wait", "-o", "json"),
     ]
-    out = _served(person, person.start(*start), pool, f"release/{pool}")
+    out = served(person, person.start(*start), pool, f"release/{pool}")
     assert json.loads(out)["run"]["state"] == "Completed"
     assert settle(cluster, namespace, {"web": (V1, 2, 2)})["web"] == (V1, 2, 2)
     release(environment=Environment.load(environment), app="web", image=V2, rollout=ROLLOUT)
     undo = ["release", "undo", "web", "-n", namespace, "--deployment", f"rollback/{pool}"]
-    out = _served(person, person.start(*undo, "--wait"), pool, f"rollback/{pool}")
+    out = served(person, person.start(*undo, "--wait"), pool, f"rollback/{pool}")
     assert "Completed" in out  # text: the states the run went through
     shown = kyb_json("release", "get", "web", "-n", namespace)
     assert next(w for w in shown["workloads"] if w["track"] == "stable")["image"] == V1
@@ -287,6 +298,34 @@ def test_watch_shows_the_app_again_at_each_change(person, cluster, namespace) ->
     assert len(seen) >= 2
 
 
+def test_watch_shows_the_canary_reach_its_pause(person, cluster, namespace) -> None:
+    """No pod changes at a pause: the watch still shows the run Paused (it re-reads Prefect)."""
+    release(spec=spec(namespace, V1, CANARY, replicas=2))
+    settle(cluster, namespace, {"web": (V1, 2, 2)})
+    watching = person.start("release", "get", "web", "-n", namespace, "--watch", "--timeout", "150")
+    seen: list[str] = []
+    promoted: list = []
+
+    def look() -> None:
+        for line in watching.stdout:  # until the watch ends: Ctrl-C below, or --timeout
+            seen.append(line)
+            if line.startswith("Last run:") and "Paused" in line:
+                break
+        promoted.append(person.run("release", "promote", "web", "-n", namespace, "--by", "w"))
+
+    looking = threading.Thread(target=look, daemon=True)
+    looking.start()
+    try:
+        out = release(spec=spec(namespace, V2, CANARY, replicas=2))  # paused until promoted
+    finally:
+        looking.join(30)
+        watching.send_signal(signal.SIGINT)
+        _, err = watching.communicate(timeout=30)
+    assert any(ln.startswith("Last run:") and "Paused" in ln for ln in seen), "".join(seen)
+    assert promoted[0].returncode == 0, promoted[0].stderr
+    assert out["image"] == V2 and watching.returncode == 0, err
+
+
 def _stable(shown: dict) -> tuple[int, int]:
     web = next(w for w in shown["workloads"] if w["track"] == "stable")
     return web["desired"], web["ready"]
@@ -312,7 +351,7 @@ def test_backup_ls_shows_a_backup_velero_made(platform, namespace) -> None:
 
 def test_backup_create_runs_the_backup_deployment(person, pool, namespace) -> None:
     create = ["backup", "create", "-n", namespace, "--ttl", "1h", "--deployment", f"backup/{pool}"]
-    out = _served(person, person.start(*create, "--wait", "-o", "json"), pool, f"backup/{pool}")
+    out = served(person, person.start(*create, "--wait", "-o", "json"), pool, f"backup/{pool}")
     assert json.loads(out)["run"]["state"] == "Completed"
     rows = kyb_json("backup", "ls", "--limit", "1000")["backups"]
     assert [r["phase"] for r in rows if r["namespaces"] == namespace] == ["Completed"]

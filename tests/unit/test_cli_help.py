@@ -16,6 +16,11 @@ COMMANDS = [
     ["release", "undo"],
     ["backup", "ls"],
     ["backup", "create"],
+    ["backup", "restore"],
+    ["backup", "confirm-dns"],
+    ["drill"],
+    ["delivery", "ls"],
+    ["delivery", "get"],
 ]
 
 
@@ -36,3 +41,20 @@ def test_a_usage_error_exits_2_on_stderr() -> None:
     result = CliRunner().invoke(app, ["release", "get"])
     assert result.exit_code == 2 and "Missing argument" in result.stderr
     assert CliRunner().invoke(app, ["env", "ls", "--output", "yaml"]).exit_code == 2
+    assert CliRunner().invoke(app, ["backup", "restore", "x", "--existing", "all"]).exit_code == 2
+    assert CliRunner().invoke(app, ["backup", "confirm-dns"]).exit_code == 2  # --by is required
+
+
+def test_without_a_prefect_server_nothing_runs_and_it_says_how_to_set_one(monkeypatch) -> None:
+    import cli.output
+
+    class Unset:
+        @staticmethod
+        def value() -> None:
+            return None
+
+    monkeypatch.setattr(cli.output, "PREFECT_API_URL", Unset)  # no API URL, no profile
+    result = CliRunner().invoke(app, ["env", "ls"])
+    assert result.exit_code == 1
+    assert "no Prefect server: set PREFECT_API_URL" in result.stderr
+    assert result.stdout == ""  # no throwaway server was started to answer

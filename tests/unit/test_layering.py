@@ -13,7 +13,17 @@ import pytest
 import core
 
 ROOT = Path(core.__file__).resolve().parents[1]
-PROJECT = ("core", "blocks", "tasks", "flows", "deployments", "sandbox", "benchmarks", "tests")
+PROJECT = (
+    "core",
+    "blocks",
+    "tasks",
+    "flows",
+    "deployments",
+    "cli",
+    "sandbox",
+    "benchmarks",
+    "tests",
+)
 FORBIDDEN = ("prefect", "kubernetes", "httpx", "docker", "prometheus_api_client", "requests")
 
 #: Who may import whom, by the importing module's package (a core domain is its own row). Every
@@ -45,6 +55,7 @@ RULES: dict[str, set[str]] = {
     "tasks": {"core", "blocks", "tasks"},
     "flows": {"core", "blocks", "tasks", "flows"},
     "deployments": {"core", "blocks", "tasks", "deployments"},
+    "cli": {"core", "blocks", "tasks", "flows", "deployments", "cli"},  # no one else imports cli
     "sandbox": {"core", "blocks", "sandbox"},
     "benchmarks": {
         "core",
@@ -119,6 +130,9 @@ def test_every_import_follows_the_table() -> None:
         ("core.release", "core.analysis.verdict", False),  # analysis builds on release
         ("core.analysis", "core.release.spec", True),
         ("blocks", "core.names", True),
+        ("cli", "flows.dr_drill", True),  # the command line starts and reads the flows
+        ("flows", "cli.main", False),  # the product never imports its command line
+        ("deployments", "cli.output", False),
     ],
 )
 def test_the_table_says_what_it_means(row: str, target: str, ok: bool) -> None:
