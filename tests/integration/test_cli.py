@@ -25,6 +25,7 @@ from cli.main import app
 from flows.release.flow import release
 from tasks import kube, velero
 from tests.integration.release_helpers import V1, V2, settle, spec
+from tests.integration.workers import run_once
 
 pytestmark = pytest.mark.platform
 KYB = str(Path(sys.executable).parent / "kyb")  # the console script `uv sync` installs
@@ -236,16 +237,7 @@ def served(person: Person, waiting: subprocess.Popen, pool: str, deployment: str
         ):
             assert time.monotonic() < deadline, f"no run of {deployment} was created"
             time.sleep(0.5)  # bounded by the deadline: `kyb` creates it
-    worker = subprocess.run(
-        [str(Path(KYB).parent / "prefect"), "worker", "start", "--pool", pool, "--run-once"],
-        cwd=ROOT,
-        env=person.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert worker.returncode == 0, worker.stdout[-1500:] + worker.stderr[-1500:]
+    run_once(pool, person.env, timeout=600)
     out, err = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, err
     return out
