@@ -111,18 +111,20 @@ def watch_pods(
     on_wake: Callable[[bool], None],
     timeout: float,
     every: float = 2.0,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Watch the namespace's pods until `timeout`, waking at each event and every `every` s.
+    """Watch the namespace's pods until `timeout` or `stopped()`, waking at events and often.
 
     `on_wake(True)` follows the first list and each pod event, `on_wake(False)` the end of each
     watch request: one request after another, each closed by the server after `every` seconds and
-    resumed from the last resourceVersion seen (an expired one, 410, lists again).
+    resumed from the last resourceVersion seen (an expired one, 410, lists again). `stopped` is
+    asked at each wake, so a stop is seen within `every` seconds.
     """
     core = client.CoreV1Api(kube.api_for(cluster))
     deadline = time.monotonic() + timeout
     version = core.list_namespaced_pod(namespace, _request_timeout=30).metadata.resource_version
     on_wake(True)  # what changed before the list, since the caller last looked
-    while (left := deadline - time.monotonic()) > 0:
+    while (left := deadline - time.monotonic()) > 0 and not stopped():
         try:
             for event in watch.Watch().stream(
                 core.list_namespaced_pod,
@@ -133,7 +135,7 @@ def watch_pods(
             ):
                 version = event["object"].metadata.resource_version
                 on_wake(True)
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or stopped():
                     return
         except ApiException as exc:
             if exc.status != 410:  # 410 Gone: the resourceVersion expired; list again

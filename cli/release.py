@@ -5,7 +5,9 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
 import sys
+import threading
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -19,6 +21,8 @@ from cli.matching import read_result
 from cli.output import ExitCode, Output, OutputOption, emit, fail, handled
 from cli.release_view import build, render
 from core.release.decisions import Choice
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what ends a --watch, exit 0
 
 app = typer.Typer(
     help="Releases of an app: look, promote, abort, start, undo.", no_args_is_help=True
@@ -117,7 +121,7 @@ def run_state(shown: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _watch(
-    app_name: str, namespace: str, cluster: str, output: Output, shown: dict, timeout: float
+    app_name: str, namespace: str, cluster_name: str, output: Output, shown: dict, timeout: float
 ) -> None:
     """Render again at each pod event, and when the latest run's state changes (read every 2 s)."""
     last = [shown]
@@ -126,14 +130,23 @@ def _watch(
         seen = last[0]["run"] or {}
         if not pods_changed and run_state(last[0]) == (seen.get("id"), seen.get("state")):
             return
-        now = view(app_name, namespace, cluster)
+        now = view(app_name, namespace, cluster_name)
         if now != last[0]:
             if output is Output.TEXT:
                 sys.stdout.write("\n")
             _show(output, now)
             last[0] = now
 
-    cluster_io.watch_pods(cluster_io.load_cluster(cluster), namespace, woke, timeout)
+    # Ctrl-C (or a TERM) stops the watch at its next wake, within 2 s, wherever it lands: an
+    # interrupt raised inside a Prefect or Kubernetes client call could be swallowed there
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    try:
+        cluster = cluster_io.load_cluster(cluster_name)
+        cluster_io.watch_pods(cluster, namespace, woke, timeout, stopped=stop.is_set)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def paused_run(app_name: str, namespace: str) -> FlowRun:

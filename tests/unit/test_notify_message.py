@@ -41,4 +41,5 @@ def test_a_failed_backup_names_its_namespaces_and_velero_s_reason() -> None:
     run = _run(namespaces=["kyb-staging"])
     event, title, body = describe("backup", run, Failed(message="BackupFailed: PartiallyFailed"))
     assert (event, title) == ("backup-failed", "backup of kyb-staging: failed")
-    assert "reason: BackupFailed: PartiallyFailed" in body and body.endswith("fancy-zebra")
+    assert "reason: BackupFailed: PartiallyFailed" in body
+    assert body.splitlines()[-1].startswith("flow run: fancy-zebra")  # a link when a UI is known
