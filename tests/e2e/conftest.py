@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectNotFound
 from pydantic import SecretStr
 
 from sandbox.platform import Platform
@@ -30,7 +33,10 @@ namespace = integration.namespace
 
 ROOT = Path(__file__).parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
-POOL = "kyb-local"  # prefect.yaml's process pool
+# A process pool of the browser test's own: prefect.yaml's `release` deployment goes there, so
+# its worker runs only the test's run, not whatever else waits on kyb-local (notify runs of other
+# sessions' failed releases, say)
+POOL = "kyb-e2e"
 CHROMIUM = Path(os.environ.get("KYB_CHROMIUM", "/usr/bin/chromium"))
 # A closed network: without the background-networking flags Chromium keeps dialling Google's
 # services (refused here); a fresh profile per test keeps one run's login out of the next.
@@ -87,10 +93,15 @@ def _client_env(platform: Platform, home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def release_deployment(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """prefect.yaml's `release` deployment, created on the platform's server; its id."""
+    """prefect.yaml's `release` deployment, created on the platform's server in POOL; its id."""
     home = tmp_path_factory.mktemp("deploy-home")
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(POOL)
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
     done = subprocess.run(
-        [PREFECT, "--no-prompt", "deploy", "--name", "release"],
+        [PREFECT, "--no-prompt", "deploy", "--name", "release", "--pool", POOL],
         capture_output=True,
         text=True,
         check=False,
@@ -108,7 +119,7 @@ def release_deployment(platform: Platform, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture
 def worker(platform: Platform, release_deployment: str, tmp_path: Path) -> Iterator[Path]:
-    """A process worker of the `kyb-local` pool while the test runs (its log file's path).
+    """A process worker of POOL while the test runs (its log file's path).
 
     It polls every 2 s, and the runs it starts poll their pauses every second. Stopped (SIGTERM
     to its process group, then SIGKILL) when the test ends.

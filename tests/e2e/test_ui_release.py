@@ -2,7 +2,7 @@
 
 Headless Chromium (Debian's, driven by Playwright) logs in to the platform's UI, opens the
 `release` deployment of prefect.yaml, fills its Custom run form (a Rollout's YAML with a
-promotion pause, and the image) and starts it; a process worker of the `kyb-local` pool runs it.
+promotion pause, and the image) and starts it; a process worker of a pool of its own runs it.
 At the pause the test presses Resume, answers the typed form (promote, by whom, why) and waits
 for Completed, then finds the run's artifacts in the UI. The release is checked where it
 happened too: the run through the API, the Deployments on the cluster, and the new version's
