@@ -304,5 +304,5 @@ def test_a_canary_release_is_started_paused_and_promoted_in_the_ui(
     deadline = time.monotonic() + 30
     while (answers := serving(kube, namespace)) and set(answers.values()) != {"v2"}:
         assert time.monotonic() < deadline, answers  # v1's pods are leaving (grace: 5 s)
-        time.sleep(1)
+        time.sleep(1)  # bounded by the deadline: v1's pods stop within their 5 s grace
     assert list(answers.values()) == ["v2"] * REPLICAS, answers

@@ -51,7 +51,7 @@ def tables(key: str, flow_run_id: UUID) -> list[list[dict[str, Any]]]:
         out = [json.loads(e.payload["data"]) for e in events if "data" in e.payload]
         if len(out) == 50 or (out and out[-1] == final):
             break
-        time.sleep(0.5)
+        time.sleep(0.5)  # bounded by the 30 s deadline: the server stores events a moment later
     return [*out, final] if not out or out[-1] != final else out
 
 

@@ -56,7 +56,7 @@ def test_a_drill_whose_restore_failed_says_why() -> None:
 
 def test_a_dr_report_gives_times_verification_and_the_dns_step() -> None:
     dns = DnsSwitch(dns_updated=True, confirmed_by="ana", note="ttl 60")
-    text = dr_report("bk-4", "2 to create", TIMES, dns, "10.0.0.1", "kyb.example.com", "ok: 4")
+    text = dr_report("bk-4", "2 to create", TIMES, dns, "127.0.0.10", "kyb.example.com", "ok: 4")
     found = dr_summary(text)
     assert found["backup"] == "bk-4" and found["rto_seconds"] == 12.3
     assert found["verification"] == "ok: 4"
