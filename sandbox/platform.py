@@ -70,10 +70,12 @@ class Platform:
         self.git = GitServer(s)  # a git host: repositories fetched by commit, a push webhook
         self.prometheus = Prometheus(s)
         self.postgres = Postgres(s)
-        database = os.environ.get("KYB_PREFECT_DB", "sqlite")
+        database = os.environ.get("KYB_PREFECT_DB", "postgres")
         if database not in ("sqlite", "postgres"):
-            raise ValueError(f"KYB_PREFECT_DB={database!r}: use sqlite (default) or postgres")
-        pg = database == "postgres"  # opt-in: for bursts of concurrent flow runs
+            raise ValueError(f"KYB_PREFECT_DB={database!r}: use postgres (default) or sqlite")
+        # PostgreSQL by default: on SQLite, bursts of flow runs meet "database is locked" (503s
+        # the client retries, then runs fail); KYB_PREFECT_DB=sqlite for a lighter platform
+        pg = database == "postgres"
         self.prefect = PrefectServer(s, self.postgres.url if pg else None)
         self.cluster = Cluster(s)
         self.dr_cluster = Cluster(s, s.dr_cluster, "dr-cluster")  # restores land here

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
+import pytest
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from core.errors import TransientError
+from sandbox.components.prefect_server import PrefectServer
 from sandbox.platform import Platform
+from sandbox.settings import HOST, Settings
 
 _attempts: list[int] = []
 
@@ -86,9 +97,6 @@ def test_saved_block_secrets_are_masked_by_the_api(platform: Platform) -> None:
 
 
 def test_block_types_register_from_the_module(platform: Platform) -> None:
-    import subprocess
-    import sys
-    from pathlib import Path
 
     prefect = Path(sys.executable).parent / "prefect"
     done = subprocess.run(
@@ -117,9 +125,6 @@ def test_block_types_register_from_the_module(platform: Platform) -> None:
 
 
 def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
-    import subprocess
-    import sys
-    from pathlib import Path
 
     root = Path(__file__).parents[2]
     prefect = Path(sys.executable).parent / "prefect"
@@ -194,8 +199,6 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
 
 
 def _handles(pid: int, database: str) -> int:
-    import os
-    from pathlib import Path
 
     count = 0
     for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -206,8 +209,50 @@ def _handles(pid: int, database: str) -> int:
     return count
 
 
+def test_the_platform_server_keeps_its_data_in_postgresql(platform: Platform) -> None:
+    """The default platform: Prefect's server on PostgreSQL, connected over loopback TCP."""
+    assert platform.prefect.database is not None, "KYB_PREFECT_DB=sqlite is set for this run"
+    pid = platform.prefect.daemon.pid()
+    assert pid, "the Prefect server is not running"
+    assert platform.postgres.daemon.pid(), "PostgreSQL is not running"
+    assert (platform.prefect.state / "database-kind").read_text().startswith("postgres")
+    port = f"{platform.postgres.port:04X}"
+    tcp = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    inodes = {line.split()[9] for line in tcp if line.split()[2] == f"0100007F:{port}"}
+    sockets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed while listed
+            continue
+        if target.startswith("socket:["):
+            sockets.add(target[8:-1])
+    assert sockets & inodes, "the Prefect server holds no connection to PostgreSQL"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A second Prefect server on SQLite (KYB_PREFECT_DB=sqlite), state in a folder of its own."""
+    home = tmp_path_factory.mktemp("sqlite-platform")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("KYB_SANDBOX_HOME", str(home))
+        env.setenv("KYB_PREFECT_PORT", str(_free_port()))
+        server = PrefectServer(Settings())
+    server.up()
+    try:
+        yield server
+    finally:
+        server.down()
+
+
 def test_a_burst_on_the_sqlite_server_neither_widens_its_pool_nor_gets_503(
-    platform: Platform,
+    sqlite_server: PrefectServer,
 ) -> None:
     """sandbox.components.prefect_server.sqlite_url: one connection per engine, so no 503.
 
@@ -216,16 +261,9 @@ def test_a_burst_on_the_sqlite_server_neither_widens_its_pool_nor_gets_503(
     thread) may hold the file once more; what must not happen is a pool that widens with the
     burst, as Prefect's default one does (a connection per concurrent request, 15 and more).
     """
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    import pytest
-
-    if platform.prefect.database is not None:
-        pytest.skip("the server runs on PostgreSQL (KYB_PREFECT_DB): no SQLite pool to check")
-    pid = platform.prefect.daemon.pid()
-    assert pid, "the Prefect server is not running"
-    database = str((platform.prefect.state / "prefect.db").resolve())
+    pid = sqlite_server.daemon.pid()
+    assert pid, "the SQLite Prefect server is not running"
+    database = str((sqlite_server.state / "prefect.db").resolve())
     peak, done = [_handles(pid, database)], threading.Event()
 
     def watch() -> None:
@@ -233,7 +271,7 @@ def test_a_burst_on_the_sqlite_server_neither_widens_its_pool_nor_gets_503(
             peak.append(_handles(pid, database))
             done.wait(0.005)  # /proc has no watch: sample until the burst is over
 
-    with platform.prefect.http(timeout=60) as api:
+    with sqlite_server.http(timeout=60) as api:
         flow_id = api.post("/flows/", json={"name": "pool-burst"}).json()["id"]
 
         def create(i: int) -> int:
