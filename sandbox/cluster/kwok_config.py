@@ -107,7 +107,11 @@ def default_stages() -> list[dict]:
 
 
 def project_stages() -> list[dict]:
-    """The project's own stages (pod-not-ready by label, pod-ready-again, pod-run by label)."""
+    """The project's own stages, by file name.
+
+    pod-not-ready, pod-probe-start and pod-probe-ready (realistic readiness), pod-run by label;
+    pod-ready-again for pods a node outage marked unready.
+    """
     return [yaml.safe_load(p.read_text()) for p in sorted(STAGES_DIR.glob("*.yaml"))]
 
 

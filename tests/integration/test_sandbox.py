@@ -116,6 +116,8 @@ def test_kwok_config_keeps_every_address_on_loopback(platform: Platform) -> None
         "pod-complete",
         "pod-delete",
         "pod-not-ready",
+        "pod-probe-ready",
+        "pod-probe-start",
         "pod-ready-again",
         "pod-run",
     ]
