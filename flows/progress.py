@@ -9,16 +9,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from prefect.artifacts import (
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
-from prefect.client.orchestration import get_client
+from prefect.artifacts import create_progress_artifact, create_table_artifact
 from prefect.client.schemas.actions import ArtifactUpdate
 
 from core.names import artifact_key
 from core.recovery.progress import Stages, velero_progress
+from flows.artifact_sender import ArtifactSender
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
 
@@ -52,7 +48,9 @@ class Progress:
     Both are created at the first move and updated in place (by id) after, so a run shows one
     of each: the table whenever a step starts, ends or says something new, never when nothing
     changed (each update is a `prefect.artifact.updated` event carrying the rows). Progress never
-    goes back: a failure leaves it where the run got to.
+    goes back: a failure leaves it where the run got to. Updates go out from a thread of their
+    own (flows/artifact_sender.py), the newest first; the run's end (`finish`, a failed step)
+    waits for them.
     """
 
     def __init__(
@@ -76,6 +74,7 @@ class Progress:
         self.steps: list[Step] = []
         self._said: tuple[float, str] | None = None
         self._shown: list[tuple[str, str, str, float]] | None = None
+        self.sender = ArtifactSender()
 
     def start(self, step: str, detail: str = "", percent: float | None = None) -> Step:
         """Add a running step (a new row), moving the progress to `percent` if given."""
@@ -122,6 +121,7 @@ class Progress:
     def finish(self, detail: str) -> None:
         """The run is done: a last row, and 100 percent."""
         self.next("done", detail, 100.0, DONE)
+        self.flush()  # the run's end: what it shows last must be on the server
 
     @contextmanager
     def step(
@@ -135,6 +135,10 @@ class Progress:
             self.end(entry, f"{type(exc).__name__}: {exc}"[:300], state=FAILED)
             raise
         self.end(entry, percent=to, state=DONE if entry.state == RUNNING else entry.state)
+
+    def flush(self) -> None:
+        """Wait until the server shows the newest progress and table."""
+        self.sender.flush()
 
     def stage(self, name: str, detail: str = "", counted: bool = False) -> Any:
         """`step()` over one of the run's weighted stages (its percent from `stages`).
@@ -190,7 +194,7 @@ class Progress:
             if self.id is None:
                 self.id = create_progress_artifact(self.percent, key=self.key, description=said[1])
             else:
-                update_progress_artifact(self.id, self.percent, description=said[1])
+                self.sender.want(self.id, ArtifactUpdate(data=self.percent, description=said[1]))
         shown = [(s.step, s.state, s.detail, s.percent) for s in self.steps]
         if shown != self._shown:
             self._shown = shown
@@ -200,7 +204,7 @@ class Progress:
             if self.table_id is None:
                 self.table_id = create_table_artifact(rows, key=self.table_key, description=about)
             else:  # in place: one table per run in the UI, each change an artifact-updated event
-                with get_client(sync_client=True) as client:
-                    client.update_artifact(
-                        self.table_id, ArtifactUpdate(data=json.dumps(rows), description=about)
-                    )
+                update = ArtifactUpdate(data=json.dumps(rows), description=about)
+                self.sender.want(self.table_id, update)
+        if entry.state == FAILED:
+            self.flush()  # a failure is shown before the run goes on (a rollback) or ends

@@ -1,0 +1,80 @@
+"""Artifact updates sent from a thread of their own, newest first, so a run never waits on them."""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import logging
+import threading
+import weakref
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
+
+IDLE_SECONDS = 2.0  # the thread ends after this long without work; the next update starts one
+FLUSH_SECONDS = 10.0  # how long a run's end waits for its last updates to reach the server
+
+log = logging.getLogger(__name__)
+_live: weakref.WeakSet[ArtifactSender] = weakref.WeakSet()
+
+
+class ArtifactSender:
+    """Keeps the newest wanted content of each artifact and sends it from a background thread.
+
+    A run's progress moves far more often than a person can read it (every watch event of a
+    rollout, every item Velero counts); each move used to be a blocking API call on the run's
+    own path (8 ms here, more on a busy server). Here the caller only records what it wants the
+    artifact to say; the thread sends the newest of it, and an update superseded before it was
+    sent is never sent. `flush()` waits until the server holds the newest of each: a run calls
+    it at its end, and at the process's exit what is left is flushed too.
+    """
+
+    def __init__(self) -> None:
+        self._wanted: dict[Any, ArtifactUpdate] = {}
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition()
+        _live.add(self)
+
+    def want(self, artifact_id: Any, update: ArtifactUpdate) -> None:
+        """Record the artifact's newest content; the thread sends it soon."""
+        with self._cond:
+            self._wanted[artifact_id] = update
+            if self._thread is None:
+                context = contextvars.copy_context()  # the caller's Prefect settings (API, auth)
+                self._thread = threading.Thread(
+                    target=context.run, args=(self._run,), name="artifact-sender", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
+        """Wait until everything wanted was sent (False: `timeout` passed first)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._wanted and not self._busy, timeout)
+
+    def _take(self) -> tuple[Any, ArtifactUpdate] | None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+            if not self._cond.wait_for(lambda: self._wanted, IDLE_SECONDS):
+                self._thread = None
+                return None
+            self._busy = True
+            artifact_id = next(iter(self._wanted))
+            return artifact_id, self._wanted.pop(artifact_id)
+
+    def _run(self) -> None:
+        with get_client(sync_client=True) as client:
+            while (job := self._take()) is not None:
+                try:
+                    client.update_artifact(*job)
+                except Exception as exc:  # a lost progress line must not fail the release
+                    log.warning("progress artifact %s not updated: %s", job[0], exc)
+
+
+@atexit.register
+def _flush_all() -> None:
+    for sender in list(_live):
+        sender.flush()
