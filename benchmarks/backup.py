@@ -59,7 +59,9 @@ def one_size(local: VeleroInstall, dr: VeleroInstall, size: int) -> dict[str, fl
     objects = fill(local, ns, max(0, size - 2))
     try:
         started = time.monotonic()
-        done = backup(namespaces=[ns], velero_install=VeleroInstall.load("local"))
+        done = backup(
+            namespaces=[ns], velero_install=VeleroInstall.load("local"), verify_contents=True
+        )
         backup_wall = time.monotonic() - started
         started = time.monotonic()
         velero.wait_for(dr, "backups", done["name"], velero.phase_in("Completed"), 120, "sync")

@@ -159,7 +159,10 @@ def test_backup_delete_restore_brings_back_the_same_objects(local, app_ns) -> No
         "secrets/web-secrets",
     } <= set(before)
     state = backup(
-        namespaces=[app_ns], velero_install=VeleroInstall.load("local"), return_state=True
+        namespaces=[app_ns],
+        velero_install=VeleroInstall.load("local"),
+        verify_contents=True,
+        return_state=True,
     )
     done = state.result()
     assert done["phase"] == "Completed" and done["items"] >= 5, done
@@ -201,7 +204,11 @@ def test_backup_delete_restore_brings_back_the_same_objects(local, app_ns) -> No
 
 
 def test_drill_passes_on_a_good_backup_and_cleans_up(local, dr, app_ns) -> None:
-    name = backup(namespaces=[app_ns], velero_install=VeleroInstall.load("local"))["name"]
+    done = backup(namespaces=[app_ns], velero_install=VeleroInstall.load("local"))
+    name = done["name"]
+    assert done["bytes"] is None  # by default the tarball is not downloaded: the drill proves it
+    report = Artifact.get("backup-report")
+    assert report is not None and name in report.data and "not read back" in report.data
     state = dr_drill(
         backup=name, velero_install=VeleroInstall.load("dr"), timeout_seconds=300, return_state=True
     )

@@ -120,7 +120,12 @@ def app_ns(local: VeleroInstall) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def flow_backup(tls: VeleroInstall, app_ns: str) -> dict:
     """The backup flow run against the TLS location (it reads results and the tarball back)."""
-    return backup(namespaces=[app_ns], velero_install=VeleroInstall.load(BLOCK), ttl="1h")
+    return backup(
+        namespaces=[app_ns],
+        velero_install=VeleroInstall.load(BLOCK),
+        ttl="1h",
+        verify_contents=True,
+    )
 
 
 def _config_map(objects: list, ns: str) -> dict:
