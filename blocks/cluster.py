@@ -280,13 +280,16 @@ class KubernetesCluster(Block):
             return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
         return str(_select(self._parsed(), self.context)[1]["server"]).rstrip("/")
 
-    def api_client(self, pool_size: int | None = None) -> ApiClient:
+    def api_client(
+        self, pool_size: int | None = None, retries: urllib3.Retry | None = None
+    ) -> ApiClient:
         """Build a new ApiClient in memory (use it with `with`); the global config is untouched.
 
         Every call it makes has a timeout (`request_timeout`) unless the caller gives its own.
 
         Args:
             pool_size: Connections kept open to the server (default: the client's own).
+            retries: urllib3's retry policy for every request (default: the client's own).
 
         Raises:
             ConfigError: The kubeconfig or the in-cluster service account cannot be loaded.
@@ -294,6 +297,8 @@ class KubernetesCluster(Block):
         configuration = Configuration()
         if pool_size:
             configuration.connection_pool_maxsize = pool_size
+        if retries is not None:
+            configuration.retries = retries
         return self._client(configuration)
 
     def _client(self, configuration: Configuration) -> ApiClient:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, watch
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
@@ -18,13 +19,31 @@ from blocks import KubernetesCluster
 from core.errors import ConfigError
 from core.release.errors import RolloutTimeout
 from core.release.status import RolloutState, rollout_state
-from tasks import RETRIES
+from tasks import RETRIES, TRANSIENT_STATUS
 
 FIELD_MANAGER = "kyb-pipeline"
 APPLY = "application/apply-patch+yaml"
 # Connections kept open to one apiserver, shared by the process's threads (the client's default is
 # 5 per CPU, 10 here): with 20 releases at once it discarded connections and redid TLS handshakes.
 POOL_SIZE = 32
+# The pipeline's reads that are no task runs of their own (a release observes its workloads at
+# every step: a task run each bought nothing but three events on the Prefect server) are retried
+# here, by urllib3, like the retrying tasks: a refused connection (nothing was sent, so any method)
+# and a transient answer to a GET, 7 times 0.5-1-2-4-8-16-32 s apart, about a minute. Writes
+# answered 5xx are left to their task's retries, which know whether a write is idempotent.
+READ_RETRIES = urllib3.Retry(
+    total=7,
+    connect=7,
+    read=2,
+    status=7,
+    other=0,
+    backoff_factor=0.5,
+    backoff_max=32,
+    status_forcelist=TRANSIENT_STATUS - {409},
+    allowed_methods=frozenset({"GET", "HEAD"}),
+    raise_on_status=False,
+    respect_retry_after_header=True,
+)
 _clients: dict[str, ApiClient] = {}
 T = TypeVar("T")
 
@@ -36,7 +55,7 @@ def api_for(cluster: KubernetesCluster) -> ApiClient:
         f"{secret}\0{cluster.context}\0{cluster.request_timeout}".encode()
     ).hexdigest()
     if key not in _clients:
-        api = cluster.api_client(pool_size=POOL_SIZE)
+        api = cluster.api_client(pool_size=POOL_SIZE, retries=READ_RETRIES)
         _clients[key] = api
     return _clients[key]
 

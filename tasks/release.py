@@ -54,9 +54,12 @@ def _load(text: str, image: str) -> RunRecord:
     )
 
 
-@task(name="release-record-load", cache_policy=NO_CACHE, **RETRIES)
 def load_record(cluster: KubernetesCluster, spec: ReleaseSpec) -> RunRecord:
-    """The record a crashed run of this same release left, or a fresh one."""
+    """The record a crashed run of this same release left, or a fresh one.
+
+    Reads here are plain calls, not task runs (a run repeats them at every step); the client
+    retries them (tasks.kube.READ_RETRIES).
+    """
     core = client.CoreV1Api(kube.api_for(cluster))
     try:
         cm = core.read_namespaced_config_map(spec.app + layout.RECORD_SUFFIX, spec.namespace)
@@ -91,7 +94,6 @@ def save_record(cluster: KubernetesCluster, spec: ReleaseSpec, rec: RunRecord | 
 
 
 # ---- observing -----------------------------------------------------------------------------
-@task(name="release-observe", cache_policy=NO_CACHE, **RETRIES)
 def observe(cluster: KubernetesCluster, spec: ReleaseSpec, rec: RunRecord) -> ObservedState:
     """What the cluster shows for this release's workloads, Services and router, plus the record."""
     api = kube.api_for(cluster)
@@ -166,7 +168,6 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@task(name="release-history-load", cache_policy=NO_CACHE, **RETRIES)
 def load_history(cluster: KubernetesCluster, namespace: str, app: str) -> History | None:
     """The app's release history (ConfigMap `<app>-history`), or None if it has none."""
     core = client.CoreV1Api(kube.api_for(cluster))

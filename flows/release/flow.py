@@ -175,7 +175,8 @@ def perform_release(
     that Deployment goes to zero when its `scaleDown` is `onsuccess`. The spec's `engine` says who
     performs it: the flow's own executor (pipeline) or the cluster's Argo Rollouts (argo).
     """
-    spec = workload.resolve_workload_ref(cluster, spec)
+    if spec.workload_ref is not None:  # a task run only where there is something to read
+        spec = workload.resolve_workload_ref(cluster, spec)
     runner = analysis_templates.for_release(runner, cluster, spec)
     publish_plan(spec)
     name = lock_name(spec.app, spec.namespace)
@@ -183,7 +184,8 @@ def perform_release(
     with concurrency(name, occupy=1, strict=True, timeout_seconds=lock_timeout, lease_duration=60):
         engine = ArgoEngine if spec.engine == "argo" else Executor
         result = engine(spec, cluster, runner, ask).run()
-        if result.ok and (retired := workload.retire_workload_ref(cluster, spec)):
+        onsuccess = spec.workload_ref is not None and spec.workload_ref.scale_down == "onsuccess"
+        if result.ok and onsuccess and (retired := workload.retire_workload_ref(cluster, spec)):
             result.summary += f"; {retired}"
     publish_result(spec, result)
     get_run_logger().info("release %s: %s", "succeeded" if result.ok else "failed", result.summary)
