@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from typer.testing import CliRunner
 
@@ -25,7 +23,7 @@ from cli.main import app
 from flows.release.flow import release
 from tasks import kube, velero
 from tests.integration.release_helpers import V1, V2, settle, spec
-from tests.integration.workers import run_once
+from tests.integration.workers import deployed, run_once
 
 pytestmark = pytest.mark.platform
 KYB = str(Path(sys.executable).parent / "kyb")  # the console script `uv sync` installs
@@ -180,30 +178,6 @@ spec:
   template: {metadata: {labels: {app: web}}, spec: {containers: [{name: web, image: web:x}]}}
   strategy: {canary: {steps: [{setWeight: 50}, {pause: {duration: 1s}}]}}
 """
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextlib.contextmanager
-def deployed(entrypoints: tuple[str, ...]) -> Iterator[str]:
-    """A work pool of the caller's own, with deployments of these flows on it (named like it)."""
-    from prefect import flow
-
-    name = f"t-cli-{uuid.uuid4().hex[:8]}"
-    with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name=name, type="process"))
-    ids = [
-        flow.from_source(str(ROOT), entrypoint).deploy(
-            name=name, work_pool_name=name, print_next_steps=False
-        )
-        for entrypoint in entrypoints
-    ]
-    try:
-        yield name
-    finally:
-        with get_client(sync_client=True) as client:
-            for deployment_id in ids:
-                client.delete_deployment(deployment_id)
-            client.delete_work_pool(name)
 
 
 @pytest.fixture

@@ -26,7 +26,8 @@ from flows.delivery import delivery
 from tasks import velero
 from tasks.kube import api_for
 from tests.integration import test_backup_dr as bdr
-from tests.integration.test_cli import Person, deployed, kyb, kyb_json, served
+from tests.integration.test_cli import Person, kyb, kyb_json, served
+from tests.integration.workers import deployed
 
 pytestmark = pytest.mark.platform
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
 
 ROOT = Path(__file__).parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -27,3 +34,29 @@ def run_once(pool: str, env: dict[str, str], timeout: float = 300) -> subprocess
     )
     assert worker.returncode == 0, worker.stdout[-1500:] + worker.stderr[-1500:]
     return worker
+
+
+@contextlib.contextmanager
+def deployed(entrypoints: tuple[str, ...], **options: Any) -> Iterator[str]:
+    """A process work pool of the caller's own, with deployments of these flows on it.
+
+    Each deployment is named like the pool; `options` go to `deploy` (a concurrency limit).
+    """
+    from prefect import flow
+
+    name = f"t-pool-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+    ids = [
+        flow.from_source(str(ROOT), entrypoint).deploy(
+            name=name, work_pool_name=name, print_next_steps=False, **options
+        )
+        for entrypoint in entrypoints
+    ]
+    try:
+        yield name
+    finally:
+        with get_client(sync_client=True) as client:
+            for deployment_id in ids:
+                client.delete_deployment(deployment_id)
+            client.delete_work_pool(name)
