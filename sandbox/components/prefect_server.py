@@ -30,6 +30,7 @@ STARTUP_TIMEOUT = 240  # a cold start takes ~30-40 s on 2 busy cores (PREFECT-NO
 SERVER_PROFILE = "kyb-server"
 CLIENT_PROFILE = "kyb-client"
 API_USER = "kyb"
+SLOT_WAIT_SECONDS = 5  # under the workers' 10 s look-ahead (PREFECT_WORKER_PREFETCH_SECONDS)
 
 
 def sqlite_url(path: Path) -> str:
@@ -116,7 +117,7 @@ class PrefectServer:
             database, kind = self.database().get_secret_value(), "postgres"
         else:
             database, kind = sqlite_url(self.state / "prefect.db"), "sqlite-1conn"
-        kind += "+auth"  # a server started before it required auth is restarted too
+        kind += "+auth+slot5"  # a server started before these settings is restarted too
         stamp = self.state / "database-kind"
         if self.daemon.pid() and (not stamp.exists() or stamp.read_text() != kind):
             self.daemon.stop(timeout=30)  # running on the other database: restart on this one
@@ -130,6 +131,10 @@ class PrefectServer:
             "PREFECT_SERVER_DATABASE_TIMEOUT": "60",
             "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "30",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # A run its deployment's concurrency limit turns away is rescheduled this far out.
+            # Prefect's 30 s leaves it invisible to workers (they look 10 s ahead) for 20 s after
+            # a slot frees: a burst of 50 releases under a limit of 20 waited ~30 s per wave.
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": str(SLOT_WAIT_SECONDS),
             "PREFECT_UI_API_URL": self.api_url,
             "PREFECT_API_URL": "",
             "PREFECT_PROFILES_PATH": str(profiles),
