@@ -69,6 +69,24 @@ def free_name(install: VeleroInstall, now: datetime, tries: int = 30) -> str:
     raise ConfigError(f"{tries} backup names from {backup_name(now)} on are taken: start again")
 
 
+@task(name="backup-preflight", cache_policy=NO_CACHE, **RETRIES)
+def preflight(
+    install: VeleroInstall, namespaces: list[str], now: datetime
+) -> tuple[list[dict[str, Any]], str]:
+    """All that is checked before a Backup exists, in one task run.
+
+    The namespaces exist (their pods, for the file-system warning), the storage location is
+    Available, and a name is free.
+
+    Raises:
+        ConfigError: a namespace or the storage location does not exist; no free name.
+        StorageUnavailable: Velero reports the storage location Unavailable.
+    """
+    pods = check_namespaces.fn(install, namespaces)
+    velero.storage_location.fn(install)
+    return pods, free_name.fn(install, now)
+
+
 @task(name="velero-create-backup", cache_policy=NO_CACHE, **RETRIES)
 def create_backup(install: VeleroInstall, manifest: dict[str, Any]) -> dict[str, Any]:
     """Create the Backup object (a retried call finds the one it already created)."""
@@ -163,7 +181,10 @@ def backup(
     install = velero_install or VeleroInstall.load("local")
     wanted = list(namespaces or DEFAULT_NAMESPACES)
     excluded = list(DEFAULT_EXCLUDED if excluded_resources is None else excluded_resources)
-    name = free_name(install, datetime.now(UTC))
+    progress = Progress("backup", title=f"backup of {', '.join(wanted)}", stages=BACKUP)
+    with progress.stage("check namespaces", ", ".join(wanted)) as row:
+        pods, name = preflight(install, wanted, datetime.now(UTC))
+        progress.note(row, f"{', '.join(wanted)}; location {install.storage_location}; {name}")
     request = {velero.REQUEST_LABEL: str(flow_run.get_id() or uuid.uuid4())}
     manifest = backup_manifest(
         name,
@@ -174,11 +195,6 @@ def backup(
         labels=request,
         namespace=install.namespace,
     )
-    progress = Progress("backup", title=f"backup {name}", stages=BACKUP)
-    with progress.stage("check namespaces", ", ".join(wanted)):
-        pods = check_namespaces(install, wanted)
-    with progress.stage("storage location", install.storage_location):
-        velero.storage_location(install)
     warning = fs_backup_warning(excluded, pods, default_volumes_to_fs_backup=False)
     if warning:
         log.warning(warning)

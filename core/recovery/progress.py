@@ -80,8 +80,7 @@ class Stages:
 
 BACKUP = Stages(
     (
-        ("check namespaces", 5),
-        ("storage location", 5),
+        ("check namespaces", 10),  # and the storage location, and a free name
         ("create backup", 5),
         ("back up items", 70),
         ("read results", 5),
