@@ -71,7 +71,7 @@ def pods(cluster: KubernetesCluster, namespace: str) -> list[dict[str, Any]]:
 
 def snapshot(cluster: KubernetesCluster, namespace: str, app: str) -> dict[str, Any] | None:
     """The app's workloads, Services, canary weight, run record and pods; None if it has none."""
-    found = load_history.fn(cluster, namespace, app)
+    found = load_history(cluster, namespace, app)
     if found is not None and found.spec is not None:
         lay = AppLayout.of_release(found.spec)
     else:
