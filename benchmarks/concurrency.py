@@ -30,8 +30,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sandbox.components.prefect_server import client_env
 
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -43,13 +41,13 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import ConcurrencyLimitConfig
 
 from benchmarks.cpu import CpuMeter, Reading, quiet, tree
 from benchmarks.empty_flow import empty
 from blocks import KubernetesCluster, PrometheusServer, block_ref
 from sandbox.platform import BLOCK_NAME
 from tasks import kube
+from tests.integration.workers import release_limit
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -61,13 +59,6 @@ WAIT = 1800  # no batch takes this long unless releases hang
 def image(version: int) -> str:
     """A digest reference (nothing is pulled for KWOK pods)."""
     return REPO + f"{version:064x}"
-
-
-def release_limit() -> dict[str, Any]:
-    """The `release` deployment's concurrency limit, as prefect.yaml sets it."""
-    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    found = next(d for d in config["deployments"] if d["name"] == "release")
-    return found["concurrency_limit"]
 
 
 def spec(ns: str, app: str, version: int) -> dict[str, Any]:
@@ -101,9 +92,7 @@ def worker_pool() -> Iterator[tuple[str, dict[str, Any], subprocess.Popen]]:
         "release": flow.from_source(str(ROOT), "flows/release/flow.py:release").deploy(
             name=name,
             work_pool_name=name,
-            concurrency_limit=ConcurrencyLimitConfig(
-                limit=limit["limit"], collision_strategy=limit["collision_strategy"]
-            ),
+            concurrency_limit=limit,
             print_next_steps=False,
         ),
         "empty": flow.from_source(str(ROOT), "benchmarks/empty_flow.py:empty").deploy(
@@ -203,8 +192,7 @@ def in_process(ns: str, count: int) -> None:
     from flows.release.flow import release
 
     cluster, prometheus = KubernetesCluster.load(BLOCK_NAME), PrometheusServer.load(BLOCK_NAME)
-    meter = CpuMeter()
-    meter.client_roots = [os.getpid()]
+    meter = CpuMeter()  # the server, and this process
 
     def one(i: int, version: int) -> None:
         s = spec(ns, f"inproc-{i}", version)
@@ -243,7 +231,7 @@ def main() -> None:
         "prometheus": block_ref(PrometheusServer, BLOCK_NAME),
     }
     apps = [f"app-{i}" for i in range(args.many)]
-    print(f"release concurrency limit (prefect.yaml): {release_limit()}", flush=True)
+    print(f"release concurrency limit (prefect.yaml): {release_limit()!r}", flush=True)
     try:
         with worker_pool() as (_, deployments, worker):
             meter = CpuMeter()

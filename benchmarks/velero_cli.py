@@ -33,7 +33,6 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.update(client_env(os.environ))  # the platform's API and auth (0600 profiles)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from kubernetes import client
 from prefect.client.orchestration import get_client
 from prefect.states import State
 
@@ -42,8 +41,7 @@ from core.recovery.backups import DEFAULT_EXCLUDED, DEFAULT_NAMESPACES
 from flows.backup import backup
 from flows.disaster_recovery import disaster_recovery
 from sandbox.platform import DR_BLOCK_NAME, Platform
-from tasks import velero
-from tasks.kube import api_for
+from tasks import restore, velero
 
 # Velero still works on a backup for a moment after it reads Completed; a backup started at once
 # after it waits for that (three CLI backups in a row here: 0.64 s, then 1.10 s and 1.13 s)
@@ -74,22 +72,6 @@ def timed_flow(call: Callable[[], State]) -> tuple[float, float, Any]:
     return run.end_time.timestamp() - started, returned, state.result()
 
 
-def absent(dr: VeleroInstall, namespaces: list[str]) -> None:
-    """Delete `namespaces` from the DR cluster and wait until they are gone."""
-    core = client.CoreV1Api(api_for(dr.cluster))
-    for ns in namespaces:
-        try:
-            core.delete_namespace(ns)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-    deadline = time.monotonic() + GONE_TIMEOUT
-    while {n.metadata.name for n in core.list_namespace().items} & set(namespaces):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"namespaces {namespaces} still in the DR cluster")
-        time.sleep(0.5)  # bounded: the namespace controller empties them first
-
-
 def one_round(plat: Platform, local: VeleroInstall, dr: VeleroInstall, flip: bool) -> dict:
     wanted = list(DEFAULT_NAMESPACES)
     local_kc, dr_kc = str(plat.settings.kubeconfig), str(plat.settings.dr_kubeconfig)
@@ -116,7 +98,7 @@ def one_round(plat: Platform, local: VeleroInstall, dr: VeleroInstall, flip: boo
     velero.wait_for(dr, "backups", name, velero.phase_in("Completed"), 120, "sync to the DR side")
 
     def restore_cli() -> None:
-        absent(dr, wanted)
+        restore.delete_namespaces.fn(dr.cluster, wanted, GONE_TIMEOUT)
         started = time.monotonic()
         row["restore_velero"] = cli(
             plat,
@@ -135,7 +117,7 @@ def one_round(plat: Platform, local: VeleroInstall, dr: VeleroInstall, flip: boo
         row["restore_cli"] = time.monotonic() - started
 
     def restore_flow() -> None:
-        absent(dr, wanted)
+        restore.delete_namespaces.fn(dr.cluster, wanted, GONE_TIMEOUT)
         call = lambda: disaster_recovery(  # noqa: E731
             backup=name,
             namespaces=wanted,

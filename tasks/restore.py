@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
@@ -278,11 +278,21 @@ def delete_namespaces(cluster: KubernetesCluster, names: list[str], timeout: flo
             if exc.status != 404:
                 raise
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        present = {n.metadata.name for n in core.list_namespace().items}
-        if not present & set(names):
+    while (left := deadline - time.monotonic()) > 0:
+        listed = core.list_namespace()
+        present = {n.metadata.name for n in listed.items} & set(names)
+        if not present:
             return
-        time.sleep(0.5)  # bounded by the deadline: namespace deletion takes seconds
+        stream = watch.Watch().stream(  # from that list on: each DELETED event is one gone
+            core.list_namespace,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=max(1, int(left)),
+        )
+        for event in stream:
+            if event["type"] == "DELETED":
+                present.discard(event["object"].metadata.name)
+            if not present:
+                return
     raise RestoreFailed(f"namespaces {sorted(set(names))} still terminating after {timeout:.0f}s")
 
 

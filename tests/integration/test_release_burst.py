@@ -14,31 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import ConcurrencyLimitConfig
 
 from blocks import KubernetesCluster, PrometheusServer, block_ref
 from tasks import kube
 from tests.integration.release_helpers import V1
-from tests.integration.workers import PREFECT, ROOT, deployed
+from tests.integration.workers import PREFECT, ROOT, deployed, release_limit
 
 BURST = 50
 DONE_WITHIN = 900  # 50 flow-run processes on 2 busy cores: about 2-4 minutes here
 
 
-def _release_limit() -> ConcurrencyLimitConfig:
-    config = yaml.safe_load((Path(ROOT) / "prefect.yaml").read_text())
-    limit = next(d for d in config["deployments"] if d["name"] == "release")["concurrency_limit"]
-    return ConcurrencyLimitConfig(**limit)
-
-
 @pytest.fixture
 def pool(platform) -> Any:
     """The release flow deployed on a pool of this test's own, with prefect.yaml's limit."""
-    with deployed(("flows/release/flow.py:release",), concurrency_limit=_release_limit()) as name:
+    with deployed(("flows/release/flow.py:release",), concurrency_limit=release_limit()) as name:
         yield name
 
 

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import ConcurrencyLimitConfig
 
 ROOT = Path(__file__).parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -34,6 +36,13 @@ def run_once(pool: str, env: dict[str, str], timeout: float = 300) -> subprocess
     )
     assert worker.returncode == 0, worker.stdout[-1500:] + worker.stderr[-1500:]
     return worker
+
+
+def release_limit() -> ConcurrencyLimitConfig:
+    """The `release` deployment's concurrency limit, as prefect.yaml sets it."""
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    found = next(d for d in config["deployments"] if d["name"] == "release")
+    return ConcurrencyLimitConfig(**found["concurrency_limit"])
 
 
 @contextlib.contextmanager
