@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from blocks import KubernetesCluster
@@ -33,8 +32,7 @@ from core.release.spec import StrategyKind
 from core.release.status import RolloutState
 from flows.form import titled
 from flows.release.argo_rollback import rollback_rollout
-from flows.release.flow import ensure_limit, lock_name
-from tasks import kube
+from tasks import kube, lease
 from tasks.health import check_health
 from tasks.release import load_history, now_iso, save_history, timed_pause
 from tasks.rollback import observe_app, restore_template, verify_serving
@@ -177,9 +175,8 @@ def rollback(
     """
     log = get_run_logger()
     cluster = cluster or KubernetesCluster.load("local")
-    lock = lock_name(app, namespace)  # the same lock as releases: never interleave with one
-    ensure_limit(lock)
-    with concurrency(lock, occupy=1, strict=True, timeout_seconds=1800, lease_duration=60):
+    # the same lock as releases: never interleave with one
+    with lease.hold(cluster, namespace, app, f"rollback (to revision {to_revision or 'previous'})"):
         found = load_history(cluster, namespace, app)
         if found is not None and found.spec is not None and found.spec.engine == "argo":
             return _rollback_rollout(cluster, found, to_revision, health_url)

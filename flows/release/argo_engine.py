@@ -37,7 +37,7 @@ from core.release.spec import ReleaseSpec
 from flows.progress import FAILED
 from flows.release.background import abort_pause_when
 from flows.release.executor import Asker, JournalEntry, ReleaseResult, release_progress
-from tasks import argo
+from tasks import argo, lease
 from tasks.release import ensure_services, remember_release
 
 OBSERVE_SECONDS = 60  # the controller must have seen the Rollout by then, or there is none
@@ -134,6 +134,7 @@ class ArgoEngine:
         version = live["metadata"].get("resourceVersion")
         while True:
             for obj in argo.follow(self.cluster, spec.namespace, spec.app, version):
+                lease.check_held()  # never answer a pause after another run took the lock
                 version = obj["metadata"].get("resourceVersion")
                 if self._seen(obj):
                     return

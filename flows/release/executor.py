@@ -38,7 +38,7 @@ from core.release.progress import release_percent
 from core.release.spec import NginxRouting, ReleaseSpec, StrategyKind
 from flows.progress import FAILED, Progress, Step
 from flows.release.background import abort_pause_on_bad_verdict, bad_verdict, finished
-from tasks import kube, router, workload
+from tasks import kube, lease, router, workload
 from tasks.release import (
     ensure_services,
     load_record,
@@ -125,6 +125,7 @@ class Executor:
         rec = load_record(self.cluster, self.spec)
         stored = rec != RunRecord()  # a crashed run of this release left its record
         for _ in range(MAX_ACTIONS):
+            lease.check_held()  # never write after another run took the app's lock over
             rec = self._collect_background(rec)
             seen = observe(self.cluster, self.spec, rec)
             if not self.result.journal:  # what ran before this release wrote anything

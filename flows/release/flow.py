@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, pause_flow_run
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.concurrency.sync import concurrency
 from prefect.context import get_run_context
-from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from prefect.settings import PREFECT_UI_URL
 from prefect.states import Running
@@ -39,7 +36,7 @@ from flows.environments import (
 from flows.form import titled
 from flows.release.argo_engine import ArgoEngine
 from flows.release.executor import Asker, Executor, ReleaseResult
-from tasks import analysis_templates, kube, workload
+from tasks import analysis_templates, kube, lease, workload
 from tasks.environment import check_namespaces
 
 POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
@@ -84,23 +81,6 @@ def approve_promotions(pause: Pause, spec: ReleaseSpec) -> Decision:
     if pause.key.endswith(":inconclusive"):
         return Decision(Choice.ABORT, "demo-mode", f"{pause.reason}: not promoted on no data")
     return Decision(Choice.PROMOTE, "demo-mode", "promotion gates are approved in demo mode")
-
-
-def lock_name(app: str, namespace: str) -> str:
-    """One release (or rollback) per application and namespace at a time."""
-    return f"release-{namespace}-{app}"
-
-
-def ensure_limit(name: str) -> None:
-    """Create the limit-1 global concurrency limit `name` if missing (strict locks need it)."""
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_global_concurrency_limit_by_name(name)
-            return
-        except ObjectNotFound:
-            pass
-        with contextlib.suppress(ObjectAlreadyExists):  # another run created it meanwhile
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
 
 
 def publish_plan(spec: ReleaseSpec) -> list[dict[str, Any]]:
@@ -179,9 +159,8 @@ def perform_release(
         spec = workload.resolve_workload_ref(cluster, spec)
     runner = analysis_templates.for_release(runner, cluster, spec)
     publish_plan(spec)
-    name = lock_name(spec.app, spec.namespace)
-    ensure_limit(name)
-    with concurrency(name, occupy=1, strict=True, timeout_seconds=lock_timeout, lease_duration=60):
+    purpose = f"release of {spec.image} ({spec.kind})"
+    with lease.hold(cluster, spec.namespace, spec.app, purpose, lock_timeout):
         engine = ArgoEngine if spec.engine == "argo" else Executor
         result = engine(spec, cluster, runner, ask).run()
         onsuccess = spec.workload_ref is not None and spec.workload_ref.scale_down == "onsuccess"

@@ -86,6 +86,10 @@ GRANTED = {
     ("", "pods", "watch"),
     *(("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")),
     *((GROUP, TEMPLATES, v) for v in ("get", "list")),
+    *(
+        ("coordination.k8s.io", "leases", v)
+        for v in ("get", "list", "watch", "create", "update", "patch")
+    ),
 }
 ANALYSIS_ROLE = "kyb-pipeline-analysis-templates"  # cluster-scoped templates: a cluster binding
 ANALYSIS_GRANTED = {(GROUP, CLUSTER_TEMPLATES, v) for v in ("get", "list")}
