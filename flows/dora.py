@@ -19,7 +19,6 @@ ARTIFACT = "dora-report"
 def dora_report(
     days: Annotated[int, titled("Days")] = 30,
     app: Annotated[str, titled("App")] = "",
-    environments: Annotated[dict[str, str] | None, titled("Environment of each namespace")] = None,
     production: Annotated[list[str] | None, titled("Production environments")] = None,
 ) -> dict[str, Any]:
     """Compute the DORA keys over the last `days` days and publish the `dora-report` artifact.
@@ -27,15 +26,15 @@ def dora_report(
     Args:
         days: length of the window, ending now.
         app: only this app ("" for every app the pipeline released).
-        environments: namespace (or environment name) -> environment; by default a name ending
-            in "production" (`kyb-production`) is production.
-        production: the environments that count as production (default: `production`).
+        production: the environments that count as production (default: `production`): the
+            names of the Environment blocks releases went through, or `ns-<namespace>` for a
+            release into a namespace no Environment names.
     """
     if days <= 0:
         raise ValueError(f"days must be positive, not {days}")
     until = datetime.now(UTC)
     since = until - timedelta(days=days)
-    facts = facts_from_prefect(since, until, environments, app)
+    facts = facts_from_prefect(since, until, app)
     report = dora(facts, since, until, production or [PRODUCTION])
     scope = f" of {app}" if app else ""
     create_markdown_artifact(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -45,17 +45,8 @@ class RunFact:
     image: str = ""
     commit: str = ""
     run_id: str = ""
-
-
-def environment_of(name: str, environments: Mapping[str, str] | None = None) -> str:
-    """The environment a namespace (or an environment name) belongs to.
-
-    An explicit mapping wins; otherwise a name ending in "production" (`production`,
-    `kyb-production`) is production, and any other name is its own environment.
-    """
-    if environments and name in environments:
-        return environments[name]
-    return PRODUCTION if name.endswith(PRODUCTION) else name
+    result: str = ""  # the record's result (core/delivery/record.py Result), which says why
+    strategy: str = ""
 
 
 def frequency_band(per_day: float) -> str:
@@ -292,22 +283,44 @@ def _replay(facts: list[RunFact], until: datetime) -> tuple[list[_Change], list[
         if when >= until:
             break
         key = (f.app, f.environment)
+        good = step == 2  # a rollback ended well
         if step == 0:  # a release ended
-            change = _Change(f, _FAILED_BY.get(f.outcome, ""))
+            change = _Change(f, _failed_by(f))
             changes.append(change)
             last[key] = change
+            good = not change.failed_by
         elif step == 1 and key in last and not last[key].failed_by:  # a manual rollback began
             last[key].failed_by = "manual rollback"
-        if step == 2 or (step == 0 and f.outcome == Outcome.SUCCEEDED):  # a good state again
+        if good:  # a good state again
             if key in open_:
                 open_.pop(key).restored = when
-        elif key not in open_ and (step == 1 or f.outcome != Outcome.SUCCEEDED):
+        elif key not in open_:
             open_[key] = _Incident(when)
             incidents.append(open_[key])
     return changes, incidents
 
 
 _FAILED_BY = {Outcome.FAILED: "automatic rollback", Outcome.CRASHED: "crashed"}
+CAUSES = {
+    "rolled_back": "automatic rollback",
+    "aborted": "aborted",
+    "checks_failed": "failed checks",
+    "failed": "failed mid-release",
+    "crashed": "crashed",
+}  # by the record's result
+
+
+def _failed_by(fact: RunFact) -> str:
+    """Why a release counts as a failed change ("" if it succeeded).
+
+    A release whose post-deployment checks failed was deployed (it counts as a deployment) and is
+    a failed change.
+    """
+    if fact.result == "checks_failed":
+        return CAUSES[fact.result]
+    if fact.outcome == Outcome.SUCCEEDED:
+        return ""
+    return CAUSES.get(fact.result) or _FAILED_BY.get(fact.outcome, "failed")
 
 
 def _nearest_rank(ordered: list[float], percent: float) -> float:

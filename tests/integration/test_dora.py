@@ -1,106 +1,156 @@
-"""DORA figures from real flow runs on the platform's Prefect server, and the published report."""
+"""DORA figures and the metrics from real release and rollback runs on the platform.
+
+Each attempt is recorded in its run's labels (core/delivery/record.py) by the code that made it;
+the report and the exporter read them back from the Prefect server.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from prefect import flow
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
-from prefect.states import Cancelled, Completed, Crashed, Failed, Running, State
+from prefect.states import Crashed, Running
 
+from blocks import Environment, KubernetesCluster
 from core.delivery.dora import dora
+from core.delivery.record import RECORD_TAG, Attempt, Result, labels_of
+from core.release.actions import Pause
+from core.release.decisions import Choice, Decision
+from core.release.observed import Outcome
+from core.release.spec import ReleaseSpec
+from deployments.metrics import families, read_snapshot
+from flows import record
 from flows.dora import dora_report
-from sandbox.platform import Platform
+from flows.release.flow import perform_release
+from flows.rollback import rollback
+from sandbox.platform import BLOCK_NAME
 from tasks.dora import facts_from_prefect
+from tests.integration.release_helpers import V1, V2, V3, Scripted, spec
+
+CANARY = {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
+ANALYSED = {
+    "canary": {
+        "steps": [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "error-rate"}]}}]
+    }
+}
 
 
-@flow(name="release")
-def fake_release(spec: dict[str, Any], commit_time: str = "", fail: bool = False) -> str:
-    """Stands in for the release flow: same name and `spec`; raises as a rolled-back one does."""
-    if fail:
-        raise RuntimeError("rolled back")
-    return spec["image"]
+def promote(pause: Pause, spec: ReleaseSpec) -> Decision:
+    return Decision(Choice.PROMOTE, "ana", "looks fine")
 
 
-@flow(name="rollback")
-def fake_rollback(app: str, namespace: str) -> None:
-    """Stands in for the manual rollback flow: same name and parameters."""
+def abort(pause: Pause, spec: ReleaseSpec) -> Decision:
+    return Decision(Choice.ABORT, "ana", "errors up on the dashboard")
 
 
-@flow(name="delivery")
-def fake_delivery(app: str, environment: str, commit: str, commit_time: str) -> str:
-    """Stands in for the delivery flow: releases to production as a subflow."""
-    return fake_release({"app": app, "namespace": f"kyb-{environment}", "image": "kyb:2"})
-
-
-def record(run_flow: Any, parameters: dict[str, Any], end: State) -> None:
-    """A flow run of `run_flow` created Running and then moved to `end`, as a worker would."""
-    with get_client(sync_client=True) as client:
-        run = client.create_flow_run(run_flow, parameters=parameters, state=Running())
-        if end.is_final():
-            client.set_flow_run_state(run.id, end, force=True)
-
-
-def ago(hours: float) -> str:
-    """An ISO timestamp `hours` ago."""
-    return (datetime.now(UTC) - timedelta(hours=hours)).isoformat()
+@flow(name="release-recorded")
+def released(s: ReleaseSpec, runner: Scripted, aborts: bool = False, checks_fail: bool = False):
+    """A release as the release flow or a delivery makes it; a delivery's failed checks after."""
+    cluster = KubernetesCluster.load(BLOCK_NAME)
+    result = perform_release(s, cluster, runner, ask=abort if aborts else promote)
+    if checks_fail:  # what flows/delivery.py does when the post-deployment checks fail
+        record.mark(result.record, Result.CHECKS_FAILED, "5xx: 34.6% of requests failed")
+    return result
 
 
 @pytest.fixture
-def app(platform: Platform) -> str:
-    """An app name no other test's runs share."""
-    return f"dora-{uuid.uuid4().hex[:8]}"
+def environment(platform, namespace) -> str:
+    """A saved Environment whose namespace is the test's: releases into it are its attempts."""
+    name = f"dora-{uuid.uuid4().hex[:6]}"
+    cluster = KubernetesCluster.load(BLOCK_NAME)
+    Environment(name=name, cluster=cluster, namespace=namespace, analysis_templates=[]).save(name)
+    return name
 
 
-def test_dora_figures_from_real_runs(app: str) -> None:
-    since = datetime.now(UTC) - timedelta(minutes=1)
-    prod = {"app": app, "namespace": "kyb-production", "image": "kyb:1"}
-    record(fake_release, {"spec": prod, "commit_time": ago(1)}, Completed())  # 1: lead 1h
-    record(fake_release, {"spec": prod}, Failed())  # 2: rolled back automatically
-    record(fake_release, {"spec": prod, "commit_time": ago(2)}, Completed())  # 3: lead 2h
-    record(fake_release, {"spec": prod, "commit_time": ago(3)}, Completed())  # 4: lead 3h
-    record(fake_rollback, {"app": app, "namespace": "kyb-production"}, Completed())  # undoes 4
-    record(fake_release, {"spec": prod}, Crashed())  # 5: crashed
-    record(fake_release, {"spec": {**prod, "namespace": "kyb-staging"}}, Failed())  # not prod
-    record(fake_release, {"spec": prod}, Cancelled())  # not a fact
-    record(fake_release, {"spec": prod}, Running())  # still running: not a fact
-    state = fake_delivery(app, "production", "abc123", ago(0.5), return_state=True)  # 6: 30m
-    assert state.is_completed()
-    until = datetime.now(UTC) + timedelta(minutes=1)
-
-    facts = facts_from_prefect(since, until, app=app)
-    assert len(facts) == 8  # 6 production releases, the staging one, the rollback
-    assert sum(f.commit == "abc123" for f in facts) == 1  # lent by the delivery run
-    report = dora(facts, since, until)
-    assert (report.attempts, report.deployments) == (6, 4)
-    # 2 failed automatically, 4 was rolled back by hand, 5 crashed: 3 / 6
-    assert report.change_failure_rate.value == pytest.approx(0.5)
-    assert report.failures == {"automatic rollback": 1, "manual rollback": 1, "crashed": 1}
-    # leads 30m, 1h, 2h, 3h (plus the seconds the runs took): median 1.5h, p90 the 4th, 3h
-    assert report.lead_time_median.sample == 4
-    assert report.lead_time_median.value == pytest.approx(1.5 * 3600, abs=300)
-    assert report.lead_time_p90.value == pytest.approx(3 * 3600, abs=300)
-    assert report.lead_time_missing == 0
-    # three incidents (2 -> 3, the rollback itself, 5 -> 6), each restored within the test
-    assert report.recovery_median.sample == 3
-    assert report.unrecovered == 0
-    assert 0 < report.recovery_median.value < (until - since).total_seconds()
+def crashed_run(env: str, app: str, ns: str) -> None:
+    """A release run whose process died mid-release: its record still says running."""
+    attempt = Attempt("release", app, env, ns, Result.RUNNING, datetime.now(UTC), strategy="canary")
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run(released, state=Running(), tags=[RECORD_TAG])
+        client.update_flow_run_labels(run.id, labels_of(attempt))
+        client.set_flow_run_state(run.id, Crashed(), force=True)
 
 
-def test_dora_report_publishes_the_artifact(app: str) -> None:
-    prod = {"app": app, "namespace": "kyb-production", "image": "kyb:1"}
-    record(fake_release, {"spec": prod, "commit_time": ago(2)}, Completed())
-    record(fake_release, {"spec": prod}, Failed())
+def test_every_attempt_counts_as_what_it_was(environment, namespace) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    ok = Scripted()
+    assert released(spec(namespace, V1, CANARY), ok).ok  # 1 succeeded (a first deploy)
+    assert released(spec(namespace, V2, CANARY), ok).ok  # 2 succeeded
+    failing = Scripted({"error-rate": Outcome.FAILED})
+    assert not released(spec(namespace, V3, ANALYSED), failing).ok  # 3 rolled back
+    assert not released(spec(namespace, V3, CANARY), ok, aborts=True).ok  # 4 aborted
+    released(spec(namespace, V3, CANARY), ok, checks_fail=True)  # 5 checks failed
+    rollback("web", namespace)  # a manual rollback (of 5)
+    crashed_run(environment, "web", namespace)  # 6 crashed
+    until = datetime.now(UTC) + timedelta(seconds=5)
 
-    result = dora_report(days=1, app=app)
+    facts = facts_from_prefect(since, until, app="web")
+    mine = [f for f in facts if f.environment == environment]
+    assert sorted((f.kind, f.result) for f in mine) == sorted(
+        [("release", "succeeded")] * 2
+        + [
+            ("release", "rolled_back"),
+            ("release", "aborted"),
+            ("release", "checks_failed"),
+            ("release", "crashed"),
+            ("rollback", "succeeded"),
+        ]
+    )
+    assert {f.strategy for f in mine if f.kind == "release"} == {"canary"}
+    report = dora(mine, since, until, (environment,))
+    assert (report.attempts, report.deployments) == (6, 3)  # 5's release went through
+    assert report.failures == {
+        "automatic rollback": 1,
+        "aborted": 1,
+        "failed checks": 1,
+        "crashed": 1,
+    }
+
+    series = {
+        (m.name, tuple(sorted(s.labels.items()))): s.value
+        for m in families(read_snapshot(1))
+        for s in m.samples
+        if s.labels.get("environment") == environment
+    }
+    releases = {
+        dict(labels)["result"]: value
+        for (name, labels), value in series.items()
+        if name == "kyb_releases"
+    }
+    assert releases == {
+        "succeeded": 2,
+        "rolled_back": 1,
+        "aborted": 1,
+        "checks_failed": 1,
+        "crashed": 1,
+    }
+    manual = ("kind", "manual")
+    assert [
+        v for (n, labels), v in series.items() if n == "kyb_rollbacks" and manual in labels
+    ] == [1]
+
+
+def test_a_release_into_a_namespace_no_environment_names_is_not_guessed(namespace) -> None:
+    assert released(spec(namespace, V1, CANARY), Scripted()).ok
+    assert record.environment_for(namespace) == f"ns-{namespace}"
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    facts = facts_from_prefect(since, datetime.now(UTC), app="web")
+    assert f"ns-{namespace}" in {f.environment for f in facts}
+
+
+def test_dora_report_publishes_the_artifact(environment, namespace) -> None:
+    assert released(spec(namespace, V1, CANARY), Scripted()).ok
+    failing = Scripted({"error-rate": Outcome.FAILED})
+    assert not released(spec(namespace, V2, ANALYSED), failing).ok
+
+    result = dora_report(days=1, app="web", production=[environment])
     assert (result["attempts"], result["deployments"]) == (2, 1)
     assert result["change_failure_rate"]["value"] == pytest.approx(0.5)
     assert result["band"] == "elite"  # one deployment in a one-day window
     artifact = Artifact.get("dora-report")
     assert artifact is not None
     assert "| Change failure rate | 50% | 2 |" in str(artifact.data)
-    assert app in str(artifact.description)
