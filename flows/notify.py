@@ -49,20 +49,32 @@ def _block_name(value: Any) -> str:
     return slug.rpartition("/")[2]
 
 
-def describe(flow_name: str, flow_run: Any, state: Any) -> tuple[str, str, str]:
-    """The event, title and body of a notification about an ended pipeline run."""
+WAITING = {"kyb.release.paused": "waiting for a person"}  # what a kyb event says happened
+
+
+def describe(
+    flow_name: str, flow_run: Any, state: Any, event: str = "", why: str = ""
+) -> tuple[str, str, str]:
+    """The event, title and body of a notification about a pipeline run.
+
+    About how it ended (its state); or, given a kyb event (`kyb.release.paused`), about that
+    event, with `why` as the reason.
+    """
     params = flow_run.parameters or {}
+    if event:
+        app, where, image = _what(params)
+        happened = WAITING.get(event, event.rpartition(".")[2])
+        title = f"{flow_name} of {app} in {where or '?'}: {happened}"
+        body = [title, "", f"app: {app}", f"namespace: {where or '?'}", f"image: {image}"]
+        body.append(f"reason: {why[:MAX_REASON] or 'not given'}")
+        return event.removeprefix("kyb.").replace(".", "-"), title, _ending(body, flow_run)
     if flow_name in RECOVERY:
         scope = ", ".join(params.get("namespaces") or []) or "the default namespaces"
         happened = state.type.value.lower()
         title = f"{flow_name} of {scope}: {happened}"
         body = [title, "", f"reason: {reason_of(state)}"]
         return f"{flow_name}-{happened}", title, _ending(body, flow_run)
-    spec = params.get("spec") if isinstance(params.get("spec"), Mapping) else params
-    app = spec.get("app") or params.get("app") or "?"
-    env = _block_name(params.get("environment"))
-    where = spec.get("namespace") or params.get("namespace") or (env and f"environment {env}")
-    image = spec.get("image") or params.get("image") or params.get("commit") or "-"
+    app, where, image = _what(params)
     if state.is_completed():
         event, happened = f"{flow_name}-completed", "completed"
         if flow_name == "rollback":
@@ -78,6 +90,16 @@ def describe(flow_name: str, flow_run: Any, state: Any) -> tuple[str, str, str]:
     return event, title, _ending(body, flow_run)
 
 
+def _what(params: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(app, namespace or environment, image) a release, rollback or delivery run names."""
+    spec = params.get("spec") if isinstance(params.get("spec"), Mapping) else params
+    app = spec.get("app") or params.get("app") or "?"
+    env = _block_name(params.get("environment"))
+    where = spec.get("namespace") or params.get("namespace") or (env and f"environment {env}")
+    image = spec.get("image") or params.get("image") or params.get("commit") or "-"
+    return app, where, image
+
+
 def _ending(lines: list[str], flow_run: Any) -> str:
     return "\n".join([*lines, f"flow run: {flow_run.name} {run_url(flow_run)}".rstrip()])
 
@@ -86,8 +108,12 @@ def _ending(lines: list[str], flow_run: Any) -> str:
 def notify_run(
     flow_run_id: Annotated[str, titled("Flow run id")],
     notify_block: Annotated[str, titled("Notification block")] = "",
+    event: Annotated[str, titled("Event")] = "",
+    why: Annotated[str, titled("Why")] = "",
 ) -> bool:
-    """Send how the flow run `flow_run_id` ended through a notification block; never fails.
+    """Send how the flow run `flow_run_id` ended (or what it waits for) through a block.
+
+    It never fails.
 
     Args:
         flow_run_id: the ended run of release, rollback, delivery, backup, disaster-recovery
@@ -95,6 +121,8 @@ def notify_run(
             trigger passes).
         notify_block: "<block-type-slug>/<name>" of a notification block; empty: the run's own
             `notify_block` parameter, else the worker's KYB_NOTIFY_BLOCK.
+        event: a kyb event to tell about instead of the run's end (`kyb.release.paused`).
+        why: the event's reason (a paused release: what it waits for).
 
     Returns:
         True if the block accepted the notification.
@@ -102,5 +130,5 @@ def notify_run(
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(flow_run_id.rpartition(".")[2]))
         name = client.read_flow(run.flow_id).name
-    event, title, body = describe(name, run, run.state)
-    return notify(event, title, body, notify_block or block_reference(run.parameters or {}))
+    kind, title, body = describe(name, run, run.state, event, why)
+    return notify(kind, title, body, notify_block or block_reference(run.parameters or {}))

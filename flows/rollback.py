@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from blocks import KubernetesCluster
+from core.delivery.record import Result
 from core.errors import ConfigError, PipelineError
 from core.release.actions import Scale, ScaleDownAfter, SwitchService, WaitReady
 from core.release.errors import RollbackFailed
@@ -30,6 +31,7 @@ from core.release.rollback import (
 )
 from core.release.spec import StrategyKind
 from core.release.status import RolloutState
+from flows import record
 from flows.form import titled
 from flows.release.argo_rollback import rollback_rollout
 from tasks import kube, lease
@@ -173,35 +175,49 @@ def rollback(
         cluster: the KYB Kubernetes Cluster the app runs on (unset: the block named "local").
         health_url: optional URL answering the /health contract after the rollback.
     """
-    log = get_run_logger()
     cluster = cluster or KubernetesCluster.load("local")
+    where = record.environment_for(namespace, cluster)
+    purpose = f"rollback (to revision {to_revision or 'previous'})"
     # the same lock as releases: never interleave with one
-    with lease.hold(cluster, namespace, app, f"rollback (to revision {to_revision or 'previous'})"):
-        found = load_history(cluster, namespace, app)
-        if found is not None and found.spec is not None and found.spec.engine == "argo":
-            return _rollback_rollout(cluster, found, to_revision, health_url)
-        lay = _layout(cluster, namespace, app, found)
-        history = found or History()
-        state = observe_app(cluster, lay)
-        rec, reused = decide(
-            lay, history, state, to_revision, at=now_iso(), by=flow_run.get_name() or "a run"
-        )
-        if not reused:  # recorded before any write: a retry or re-run carries on with it
-            history = history.decided(rec)
-            save_history(cluster, namespace, app, history)
-        journal: list[dict] = []
-        try:
-            for i, step in enumerate(plan(lay, rec, state), 1):
-                started = time.monotonic()
-                entry = {"step": i, "action": step.action.describe(), "from": step.before}
-                journal.append({**entry, "to": step.after, "seconds": 0.0, "note": ""})
-                journal[-1]["note"] = _perform(cluster, lay, step)
-                journal[-1]["seconds"] = round(time.monotonic() - started, 2)
-            health = _verify_health(health_url) if health_url else None
-        except PipelineError as exc:
-            _publish(lay, rec, journal, f"FAILED at step {len(journal)}: {exc}")
-            raise
-        save_history(cluster, namespace, app, history.finished(now_iso()))
+    with (
+        lease.hold(cluster, namespace, app, purpose),
+        record.recorded("rollback", app, where, namespace) as rec,
+    ):
+        done = _roll_back(cluster, app, namespace, to_revision, health_url)
+        rec.result = Result.SUCCEEDED
+    return done
+
+
+def _roll_back(
+    cluster: KubernetesCluster, app: str, namespace: str, to_revision: int, health_url: str
+) -> dict[str, Any]:
+    """The rollback itself, under the app's lock."""
+    log = get_run_logger()
+    found = load_history(cluster, namespace, app)
+    if found is not None and found.spec is not None and found.spec.engine == "argo":
+        return _rollback_rollout(cluster, found, to_revision, health_url)
+    lay = _layout(cluster, namespace, app, found)
+    history = found or History()
+    state = observe_app(cluster, lay)
+    rec, reused = decide(
+        lay, history, state, to_revision, at=now_iso(), by=flow_run.get_name() or "a run"
+    )
+    if not reused:  # recorded before any write: a retry or re-run carries on with it
+        history = history.decided(rec)
+        save_history(cluster, namespace, app, history)
+    journal: list[dict] = []
+    try:
+        for i, step in enumerate(plan(lay, rec, state), 1):
+            started = time.monotonic()
+            entry = {"step": i, "action": step.action.describe(), "from": step.before}
+            journal.append({**entry, "to": step.after, "seconds": 0.0, "note": ""})
+            journal[-1]["note"] = _perform(cluster, lay, step)
+            journal[-1]["seconds"] = round(time.monotonic() - started, 2)
+        health = _verify_health(health_url) if health_url else None
+    except PipelineError as exc:
+        _publish(lay, rec, journal, f"FAILED at step {len(journal)}: {exc}")
+        raise
+    save_history(cluster, namespace, app, history.finished(now_iso()))
     old, new = _ends(lay, rec)
     summary = f"{app} rolled back from {rec.from_image} ({old}) to {rec.image} ({new})"
     if reused:

@@ -34,6 +34,7 @@ from core.release.decisions import Choice
 from core.release.planners import plan_release
 from core.release.progress import argo_percent
 from core.release.spec import ReleaseSpec
+from flows import events
 from flows.progress import FAILED
 from flows.release.background import abort_pause_when
 from flows.release.executor import Asker, JournalEntry, ReleaseResult, release_progress
@@ -200,8 +201,10 @@ class ArgoEngine:
         }[reason]
         pause = human_pause(key, f"{what} (Argo Rollouts)")
         entry = self._journal(f"ask: {pause.reason}")
+        events.paused(pause)
         with abort_pause_when(self._aborted_meanwhile):
             decision = self.ask(pause, spec)
+        events.decided(decision)
         self.result.decisions.append(decision)
         entry.note = f"{decision.choice} by {decision.decided_by}: {decision.reason}"
         entry.seconds = round(time.time() - entry.started, 2)
@@ -231,6 +234,7 @@ class ArgoEngine:
             return False
         self.last = text
         self._journal(f"Argo Rollouts: {text}")
+        events.emit("step", {"action": f"Argo Rollouts: {text}", "canary_step": status.step})
         get_run_logger().info("%s/%s: %s", self.spec.namespace, self.spec.app, text)
         counts = f"{status.updated} updated, {status.ready} ready of {self.spec.replicas}"
         self.progress.next(f"Argo Rollouts: {text}", counts, argo_percent(self.spec, status))

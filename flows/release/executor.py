@@ -11,6 +11,7 @@ from prefect.futures import PrefectFuture
 
 from blocks import KubernetesCluster
 from core.analysis.verdict import AnalysisRunner, Verdict
+from core.delivery.record import Attempt
 from core.errors import ConfigError
 from core.release import layout
 from core.release.actions import (
@@ -36,6 +37,7 @@ from core.release.observed import ObservedState, Outcome, RunRecord, Track, Work
 from core.release.planners import next_action
 from core.release.progress import release_percent
 from core.release.spec import NginxRouting, ReleaseSpec, StrategyKind
+from flows import events
 from flows.progress import FAILED, Progress, Step
 from flows.release.background import abort_pause_on_bad_verdict, bad_verdict, finished
 from tasks import kube, lease, router, workload
@@ -74,6 +76,7 @@ class ReleaseResult:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
     first_deploy: bool = False  # nothing of the app ran when the release started
+    record: Attempt | None = None  # the attempt as the run's labels record it (flows/record.py)
 
 
 def preflight(spec: ReleaseSpec) -> None:
@@ -141,6 +144,7 @@ class Executor:
                 self._ended(action, rec)
                 break
             row = self.progress.start(entry.action, percent=self._percent(action, rec, seen))
+            events.emit("step", {"action": entry.action, "canary_step": rec.step_index})
             try:
                 before, rec = rec, self._perform(action, rec, entry, row)
             except Exception as exc:
@@ -293,8 +297,10 @@ class Executor:
         return None
 
     def _ask(self, pause: Pause, rec: RunRecord, entry: JournalEntry) -> RunRecord:
+        events.paused(pause)
         with abort_pause_on_bad_verdict(self.background):
             decision = self.ask(pause, self.spec)
+        events.decided(decision)
         self.result.decisions.append(decision)
         entry.note = f"{decision.choice} by {decision.decided_by}: {decision.reason}"
         rec = updated_record(rec, pause, approved=decision.choice is not Choice.ABORT)

@@ -17,6 +17,7 @@ from prefect.states import Running
 from blocks import Environment, KubernetesCluster, PrometheusServer
 from core.analysis.templates import AnalysisTemplate
 from core.analysis.verdict import AnalysisRunner
+from core.delivery.record import AUTOMATIC_DEMO, release_result
 from core.errors import ConfigError
 from core.release.actions import Pause, human_pause, worst_case_seconds
 from core.release.decisions import Choice, Decision
@@ -24,6 +25,7 @@ from core.release.errors import ReleaseFailed
 from core.release.planners import plan_release
 from core.release.rollout import load_rollout
 from core.release.spec import ReleaseSpec
+from flows import record
 from flows.environments import (
     Placement,
     check_spec,
@@ -79,8 +81,8 @@ def approve_promotions(pause: Pause, spec: ReleaseSpec) -> Decision:
     promoted on missing data, not even in a demo).
     """
     if pause.key.endswith(":inconclusive"):
-        return Decision(Choice.ABORT, "demo-mode", f"{pause.reason}: not promoted on no data")
-    return Decision(Choice.PROMOTE, "demo-mode", "promotion gates are approved in demo mode")
+        return Decision(Choice.ABORT, AUTOMATIC_DEMO, f"{pause.reason}: not promoted on no data")
+    return Decision(Choice.PROMOTE, AUTOMATIC_DEMO, "promotion gates are approved in demo mode")
 
 
 def publish_plan(spec: ReleaseSpec) -> list[dict[str, Any]]:
@@ -147,6 +149,7 @@ def perform_release(
     runner: AnalysisRunner,
     lock_timeout: float = 1800,
     ask: Asker = ask_in_ui,
+    environment: str = "",
 ) -> ReleaseResult:
     """Plan, lock, execute and report one release inside the current flow run.
 
@@ -154,18 +157,27 @@ def perform_release(
     A `workloadRef` spec takes its Deployment's pod template first, and once the release succeeded
     that Deployment goes to zero when its `scaleDown` is `onsuccess`. The spec's `engine` says who
     performs it: the flow's own executor (pipeline) or the cluster's Argo Rollouts (argo).
+    The attempt is recorded in the run's labels (flows/record.py) under `environment`, by default
+    the saved Environment whose namespace it releases into.
     """
     if spec.workload_ref is not None:  # a task run only where there is something to read
         spec = workload.resolve_workload_ref(cluster, spec)
     runner = analysis_templates.for_release(runner, cluster, spec)
     publish_plan(spec)
     purpose = f"release of {spec.image} ({spec.kind})"
-    with lease.hold(cluster, spec.namespace, spec.app, purpose, lock_timeout):
+    where = environment or record.environment_for(spec.namespace, cluster)
+    with (
+        lease.hold(cluster, spec.namespace, spec.app, purpose, lock_timeout),
+        record.recorded("release", spec.app, where, spec.namespace, spec.kind, spec.image) as rec,
+    ):
         engine = ArgoEngine if spec.engine == "argo" else Executor
         result = engine(spec, cluster, runner, ask).run()
         onsuccess = spec.workload_ref is not None and spec.workload_ref.scale_down == "onsuccess"
         if result.ok and onsuccess and (retired := workload.retire_workload_ref(cluster, spec)):
             result.summary += f"; {retired}"
+        rec.result = release_result(result.ok, result.decisions)
+        rec.cause = "" if result.ok else result.summary
+    result.record = rec.done
     publish_result(spec, result)
     get_run_logger().info("release %s: %s", "succeeded" if result.ok else "failed", result.summary)
     return result
@@ -222,7 +234,7 @@ def release_in(
         approve_release(env, placed.spec)
     if placed.others:
         get_run_logger().info("applied %s", ", ".join(kube.apply_objects(target, placed.others)))
-    return placed.spec, perform_release(placed.spec, target, runner)
+    return placed.spec, perform_release(placed.spec, target, runner, environment=env.name)
 
 
 def spec_of_rollout(

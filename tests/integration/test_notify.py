@@ -26,8 +26,15 @@ from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
 from prefect.events import DeploymentEventTrigger
 from prefect.states import Crashed, Running
 
+from blocks import KubernetesCluster
+from core.release.actions import Pause
+from core.release.decisions import Choice, Decision
 from core.release.errors import ReleaseFailed
+from core.release.spec import ReleaseSpec
+from flows.release.flow import perform_release
 from tasks.notify import ENV_BLOCK, notify
+from tests.integration.release_helpers import V1, V2, Scripted
+from tests.integration.release_helpers import spec as release_spec
 from tests.integration.workers import run_once
 
 pytestmark = pytest.mark.platform
@@ -207,6 +214,29 @@ def test_a_completed_rollback_is_notified(platform, notifier, block, receiver) -
     message = _notified(platform, notifier, str(state.state_details.flow_run_id), block, receiver)
     assert message["title"] == f"rollback of {app} in kyb-production: rolled back"
     assert "reason:" not in message["text"]
+
+
+@flow(name="release")
+def paused_release(spec: ReleaseSpec) -> bool:
+    """A real release whose pause a person answers at once (the event is sent as it pauses)."""
+
+    def promote(pause: Pause, s: ReleaseSpec) -> Decision:
+        return Decision(Choice.PROMOTE, "ana", "looks fine")
+
+    return perform_release(spec, KubernetesCluster.load("local"), Scripted(), ask=promote).ok
+
+
+def test_a_release_waiting_for_a_person_is_notified(
+    platform, notifier, block, receiver, namespace
+) -> None:
+    steps = {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}
+    assert paused_release(release_spec(namespace, V1, steps))  # a first deploy: no pause
+    state = paused_release(release_spec(namespace, V2, steps), return_state=True)
+    assert state.is_completed()
+    message = _notified(platform, notifier, str(state.state_details.flow_run_id), block, receiver)
+    assert message["title"] == f"release of web in {namespace}: waiting for a person"
+    assert "reason: canary at 50%: go on with" in message["text"]
+    assert V2 in message["text"]
 
 
 def test_missing_block_warns_and_sends_nothing(platform, receiver, caplog) -> None:
