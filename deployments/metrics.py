@@ -8,30 +8,22 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    FlowFilter,
-    FlowFilterName,
-    FlowRunFilter,
-    FlowRunFilterId,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-)
-from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.client.schemas.sorting import FlowRunSort
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-from core.delivery.dora import Kind, Outcome, RunFact, dora
-from tasks.dora import PAGE, facts_from_prefect
+from core.delivery.dora import Kind, RunFact, dora
+from core.delivery.record import Result
+from deployments.metrics_health import health, totals
+from deployments.metrics_read import RecordCache, Snapshot, read_snapshot
 
 DEFAULT_DAYS = 30
 DEFAULT_CACHE_SECONDS = 10.0
-BACKUP_FLOW = "backup"
 DURATION_BUCKETS = (30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)  # seconds; +Inf is added
 STRATEGIES = {
     "rolling": "rolling",
@@ -39,7 +31,7 @@ STRATEGIES = {
     "blue_green": "blueGreen",
     "canary": "canary",
 }
-ROLLED_BACK_ERROR = "ReleaseFailed"  # what flows.release raises after an automatic rollback
+
 
 log = logging.getLogger(__name__)
 
@@ -58,98 +50,36 @@ class Release:
         return max(0.0, (self.fact.ended - self.fact.started).total_seconds())
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What one read of the Prefect API found for the window since..until."""
-
-    since: datetime
-    until: datetime
-    facts: list[RunFact]
-    releases: list[Release]
-    last_backup: datetime | None
-
-
-def strategy_of(parameters: Mapping[str, Any]) -> str:
-    """The strategy kind (rolling, blueGreen, canary) a run's parameters name, else "unknown".
-
-    A `release` run holds the ReleaseSpec as JSON with aliases, so `spec.strategy` has one of
-    `rolling`, `blueGreen`, `canary` set and the others null; a plain string is taken as is.
-    """
-    spec = parameters.get("spec")
-    strategy = spec.get("strategy") if isinstance(spec, Mapping) else None
-    strategy = strategy or parameters.get("strategy")
-    if isinstance(strategy, str):
-        return STRATEGIES.get(strategy, "unknown")
-    if isinstance(strategy, Mapping):
-        for key, value in strategy.items():
-            if value is not None and key in STRATEGIES:
-                return STRATEGIES[key]
-    return "unknown"
-
-
-def result_of(fact: RunFact, state_message: str) -> str:
-    """The result of a release run, one of the exporter's `result` labels.
-
-    succeeded, rolled_back (the release failed and was rolled back automatically), failed
-    (it failed before or outside the rollout, e.g. an invalid spec) or crashed.
-    """
-    if fact.outcome == Outcome.SUCCEEDED:
-        return "succeeded"
-    if fact.outcome == Outcome.CRASHED:
-        return "crashed"
-    return "rolled_back" if ROLLED_BACK_ERROR in state_message else "failed"
-
-
-def read_snapshot(days: float, now: datetime | None = None) -> Snapshot:
-    """Read the release, rollback and backup runs of the last `days` days from the Prefect API."""
-    until = now or datetime.now(UTC)
-    since = until - timedelta(days=days)
-    facts = facts_from_prefect.fn(since, until)  # the plain function: no task run per scrape
-    ids = [f.run_id for f in facts if f.kind == Kind.RELEASE and f.run_id]
-    with get_client(sync_client=True) as client:
-        runs: dict[str, FlowRun] = {}
-        for i in range(0, len(ids), PAGE):
-            where = FlowRunFilter(id=FlowRunFilterId(any_=ids[i : i + PAGE]))
-            runs |= {str(r.id): r for r in client.read_flow_runs(flow_run_filter=where, limit=PAGE)}
-        backups = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[BACKUP_FLOW])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))
-            ),
-            sort=FlowRunSort.END_TIME_DESC,
-            limit=1,
-        )
-    releases = []
-    for fact in facts:
-        if fact.kind != Kind.RELEASE:
-            continue
-        run = runs.get(fact.run_id)
-        message = (run.state.message or "") if run and run.state else ""
-        strategy = strategy_of(run.parameters) if run else "unknown"
-        releases.append(Release(fact, strategy, result_of(fact, message)))
-    last = backups[0].end_time if backups else None
-    return Snapshot(since, until, facts, releases, last)
+def releases_of(facts: Iterable[RunFact]) -> list[Release]:
+    """The release attempts among `facts`, with their strategy kind and result labels."""
+    return [
+        Release(f, STRATEGIES.get(f.strategy, "unknown"), f.result or "failed")
+        for f in facts
+        if f.kind == Kind.RELEASE
+    ]
 
 
 def families(snapshot: Snapshot) -> list[Metric]:
     """The metric families for one snapshot (see the module docstring for the semantics)."""
     days = (snapshot.until - snapshot.since).total_seconds() / 86400
     window = f"in the last {days:g} days"
+    releases = releases_of(snapshot.facts)
     out: list[Metric] = [
+        *totals(snapshot),
         _gauge(
             "kyb_releases",
-            f"Release runs that ended {window}, by result "
-            "(succeeded, rolled_back, failed, crashed).",
+            f"Release attempts that ended {window}, by result "
+            "(succeeded, rolled_back, aborted, checks_failed, failed, crashed).",
             ("app", "environment", "strategy", "result"),
-            Counter((*_release_key(r), r.result) for r in snapshot.releases),
+            Counter((*_release_key(r), r.result) for r in releases),
         ),
-        _durations(snapshot.releases, window),
+        _durations(releases, window),
         _gauge(
             "kyb_rollbacks",
             f"Rollbacks {window}: automatic (a release rolled back) or "
             "manual (a finished rollback run, whatever its outcome).",
             ("app", "environment", "kind"),
-            _rollbacks(snapshot),
+            _rollbacks(snapshot.facts, releases),
         ),
         _gauge(
             "kyb_time_to_recover_seconds",
@@ -159,14 +89,7 @@ def families(snapshot: Snapshot) -> list[Metric]:
             _recovery(snapshot),
         ),
     ]
-    out += _dora(snapshot, window)
-    backup = GaugeMetricFamily(
-        "kyb_last_successful_backup_timestamp_seconds",
-        f"End of the last Completed run of the `{BACKUP_FLOW}` flow (Unix time); absent if none.",
-    )
-    if snapshot.last_backup:
-        backup.add_metric([], snapshot.last_backup.timestamp())
-    return [*out, backup]
+    return [*out, *_dora(snapshot, window), *health(snapshot)]
 
 
 def _release_key(release: Release) -> tuple[str, str, str]:
@@ -200,15 +123,13 @@ def _durations(releases: Iterable[Release], window: str) -> GaugeHistogramMetric
     return family
 
 
-def _rollbacks(snapshot: Snapshot) -> Counter[tuple[str, ...]]:
+def _rollbacks(facts: Iterable[RunFact], releases: Iterable[Release]) -> Counter[tuple[str, ...]]:
     counts: Counter[tuple[str, ...]] = Counter(
         (r.fact.app, r.fact.environment, "automatic")
-        for r in snapshot.releases
-        if r.result == "rolled_back"
+        for r in releases
+        if r.result == Result.ROLLED_BACK
     )
-    counts.update(
-        (f.app, f.environment, "manual") for f in snapshot.facts if f.kind == Kind.ROLLBACK
-    )
+    counts.update((f.app, f.environment, "manual") for f in facts if f.kind == Kind.ROLLBACK)
     return counts
 
 
@@ -226,10 +147,11 @@ def _recovery(snapshot: Snapshot) -> dict[tuple[str, ...], float]:
 
 
 def _dora(snapshot: Snapshot, window: str) -> list[Metric]:
-    """DORA's change failure rate, deployment frequency and median lead time per environment."""
-    cfr, frequency, lead = {}, {}, {}
+    """DORA's change failure rate, frequency, median lead time and sample, per environment."""
+    cfr, frequency, lead, attempts = {}, {}, {}, {}
     for env in sorted({f.environment for f in snapshot.facts}):
         report = dora(snapshot.facts, snapshot.since, snapshot.until, (env,))
+        attempts[(env,)] = report.attempts
         for values, figure in (
             (cfr, report.change_failure_rate),
             (frequency, report.frequency),
@@ -243,6 +165,12 @@ def _dora(snapshot: Snapshot, window: str) -> list[Metric]:
             f"Failed changes / release attempts {window} (see core.delivery.dora).",
             ("environment",),
             cfr,
+        ),
+        _gauge(
+            "kyb_dora_release_attempts",
+            f"Release attempts {window}: the sample the change failure rate is over.",
+            ("environment",),
+            attempts,
         ),
         _gauge(
             "kyb_dora_deployment_frequency_per_day",
@@ -283,6 +211,7 @@ class PipelineCollector(Collector):
         self._lock = threading.Lock()  # the HTTP server scrapes from several threads
         self._cached: list[Metric] = []
         self._read_at = -float("inf")
+        self._records = RecordCache()  # every attempt so far, for the *_total counters
 
     def collect(self) -> Iterable[Metric]:
         """The cached metric families, refreshed from the Prefect API when older than the cache."""
@@ -298,7 +227,7 @@ class PipelineCollector(Collector):
         )
         started = time.monotonic()
         try:
-            found = families(read_snapshot(self.days))
+            found = families(read_snapshot(self.days, cache=self._records))
         except Exception as exc:  # a scrape must answer; the reason goes to the log
             log.warning(
                 "could not read the pipeline's runs from the Prefect API: %s: %s",

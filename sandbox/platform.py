@@ -16,6 +16,7 @@ from sandbox.components.argo_rollouts import ArgoRollouts
 from sandbox.components.cluster import Cluster
 from sandbox.components.docker import Docker
 from sandbox.components.git_server import GitServer
+from sandbox.components.metrics_exporter import MetricsExporter
 from sandbox.components.podrunner import PodRunner
 from sandbox.components.postgres import Postgres
 from sandbox.components.prefect_server import PrefectServer
@@ -77,6 +78,7 @@ class Platform:
         # the client retries, then runs fail); KYB_PREFECT_DB=sqlite for a lighter platform
         pg = database == "postgres"
         self.prefect = PrefectServer(s, self.postgres.url if pg else None)
+        self.metrics = MetricsExporter(s, self.prefect, self.prometheus)  # scraped, with rules
         self.cluster = Cluster(s)
         self.dr_cluster = Cluster(s, s.dr_cluster, "dr-cluster")  # restores land here
         self.podrunner = PodRunner(s)  # runs the main cluster's pods labelled kyb.dev/run=true
@@ -96,6 +98,7 @@ class Platform:
             self.prometheus,
             *([self.postgres] if pg else []),
             self.prefect,
+            self.metrics,
             self.cluster,
             self.dr_cluster,
             self.podrunner,

@@ -74,6 +74,7 @@ class Ports:
     traefik_admin: int = field(default_factory=lambda: _port("KYB_TRAEFIK_ADMIN_PORT", 38081))
     argo_metrics: int = field(default_factory=lambda: _port("KYB_ARGO_METRICS_PORT", 38090))
     argo_healthz: int = field(default_factory=lambda: _port("KYB_ARGO_HEALTHZ_PORT", 38091))
+    metrics: int = field(default_factory=lambda: _port("KYB_METRICS_PORT", 9108))
 
 
 @dataclass(frozen=True)

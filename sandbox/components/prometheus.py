@@ -25,6 +25,7 @@ from sandbox.settings import HOST, Settings
 SCRAPE_INTERVAL = "2s"  # short, so analyses and tests see new samples quickly
 VERSION = "2.53.3"  # module github.com/prometheus/prometheus v0.53.3 (sandbox/prometheus/go.mod)
 MODULE_DIR = Path(__file__).resolve().parents[1] / "prometheus"
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"  # the project's alert rules
 PACKAGE = "github.com/prometheus/prometheus/cmd/prometheus"
 LDFLAGS = f"-X github.com/prometheus/common/version.Version={VERSION}"
 
@@ -105,6 +106,31 @@ class Prometheus:
                     self.name, f"reload refused: {resp.text.strip()[:300]}", "fix the scrape job"
                 )
         return True
+
+    def load_rules(self) -> bool:
+        """Load the project's rule files (deploy/prometheus/*.rules.yml); reload if they changed.
+
+        Returns:
+            True if a rule file changed (and a running Prometheus reloaded them).
+
+        Raises:
+            PlatformError: Prometheus refused the rules (promtool check rules says why).
+        """
+        self.rules_dir.mkdir(parents=True, exist_ok=True)
+        changed = False
+        for source in sorted(RULES.glob("*.rules.yml")):
+            target = self.rules_dir / source.name.replace(".rules.yml", ".yml")
+            text = source.read_text()
+            if not target.exists() or target.read_text() != text:
+                write_file(target, text, 0o644)
+                changed = True
+        if changed and self.daemon.pid() is not None:
+            resp = httpx.post(f"{self.url}/-/reload", timeout=10, trust_env=False)
+            if resp.status_code != 200:
+                raise PlatformError(
+                    self.name, f"rules refused: {resp.text.strip()[:300]}", "promtool check rules"
+                )
+        return changed
 
     def add_target(self, name: str, address: str, labels: dict[str, str] | None = None) -> Path:
         """Ask Prometheus to scrape address (127.0.0.1:PORT only) with the given labels."""

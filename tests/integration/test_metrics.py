@@ -18,10 +18,11 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.errors import ConfigError
+from core.delivery.record import Result
 from core.release.errors import ReleaseFailed
 from deployments.metrics import PipelineCollector, pipeline_registry
 from deployments.metrics_exporter import serve
+from flows import record
 from sandbox.fleet import wait_scraped
 
 pytestmark = pytest.mark.platform
@@ -31,17 +32,24 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @flow(name="release")
-def release(spec: dict, commit_time: str = "", fail: str = "") -> dict[str, Any]:
-    if fail == "rolled_back":
-        raise ReleaseFailed("analysis error-rate failed", app=spec["app"])
+def release(app: str, env: str, strategy: str, commit_time: str = "", fail: str = "") -> str:
+    """Records an attempt as perform_release does, ending as `fail` says (or succeeding)."""
+    if commit_time:
+        record.commit("c0ffee", commit_time)
+    with record.recorded("release", app, env, env, strategy, IMAGE) as rec:
+        if fail == "failed":
+            raise RuntimeError("the apiserver went away mid-release")
+        rec.result = Result.ROLLED_BACK if fail else Result.SUCCEEDED
     if fail:
-        raise ConfigError("spec invalid: maxSurge and maxUnavailable are both 0")
-    return {"app": spec["app"], "image": spec["image"]}
+        raise ReleaseFailed("analysis error-rate failed", app=app)
+    return app
 
 
 @flow(name="rollback")
-def rollback(app: str, namespace: str) -> dict[str, Any]:
-    return {"app": app, "namespace": namespace}
+def rollback(app: str, env: str) -> str:
+    with record.recorded("rollback", app, env, env) as rec:
+        rec.result = Result.SUCCEEDED
+    return app
 
 
 @flow(name="backup")
@@ -49,13 +57,6 @@ def backup(fail: bool = False) -> str:
     if fail:
         raise RuntimeError("velero backup failed")
     return "done"
-
-
-def _spec(app: str, namespace: str, strategy: str) -> dict[str, Any]:
-    kinds = {"rolling": None, "blueGreen": None, "canary": None}
-    body = {"activeService": app} if strategy == "blueGreen" else {}
-    strategy_json = {**kinds, strategy: body}
-    return {"app": app, "namespace": namespace, "image": IMAGE, "strategy": strategy_json}
 
 
 def _run(fn: Any, *args: Any, **kwargs: Any) -> FlowRun:
@@ -84,7 +85,18 @@ def _get(samples: Samples, name: str, **labels: str) -> float | None:
 
 
 def _seconds(run: FlowRun) -> float:
-    return (run.end_time - run.start_time).total_seconds()
+    """How long the run's attempt took, as its record says (its run's start and end aside)."""
+    return (_ended(run) - _started(run)).total_seconds()
+
+
+def _started(run: FlowRun) -> datetime:
+    [key] = [k for k in run.labels if k.endswith(".started")]
+    return datetime.fromisoformat(run.labels[key])
+
+
+def _ended(run: FlowRun) -> datetime:
+    [key] = [k for k in run.labels if k.endswith(".ended")]
+    return datetime.fromisoformat(run.labels[key])
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +106,11 @@ def history(platform) -> dict[str, Any]:
     app, ns = f"metrics-{uid}", f"m-{uid}"
     commit = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     runs = {
-        "ok": _run(release, _spec(app, ns, "canary"), commit_time=commit),
-        "rolled_back": _run(release, _spec(app, ns, "blueGreen"), fail="rolled_back"),
+        "ok": _run(release, app, ns, "canary", commit_time=commit),
+        "rolled_back": _run(release, app, ns, "blueGreen", fail="rolled_back"),
         "manual": _run(rollback, app, ns),
-        "failed": _run(release, _spec(app, ns, "rolling"), fail="failed"),
-        "ok2": _run(release, _spec(app, ns, "rolling"), commit_time=commit),
+        "failed": _run(release, app, ns, "rolling", fail="failed"),
+        "ok2": _run(release, app, ns, "rolling", commit_time=commit),
         "backup": _run(backup),
         "backup_failed": _run(backup, fail=True),
     }
@@ -156,8 +168,8 @@ def test_exporter_serves_the_apps_series(history, exporter) -> None:
     assert _get(got, "kyb_release_duration_seconds_bucket", **duration, le="+Inf") == 1
 
     recoveries = [
-        (runs["manual"].end_time - runs["rolled_back"].end_time).total_seconds(),
-        (runs["ok2"].end_time - runs["failed"].end_time).total_seconds(),
+        (_ended(runs["manual"]) - _ended(runs["rolled_back"])).total_seconds(),
+        (_ended(runs["ok2"]) - _ended(runs["failed"])).total_seconds(),
     ]
     ttr = _get(got, "kyb_time_to_recover_seconds", **key)
     assert ttr == pytest.approx(statistics.median(recoveries))
@@ -165,7 +177,7 @@ def test_exporter_serves_the_apps_series(history, exporter) -> None:
     envk = {"environment": env}
     assert _get(got, "kyb_dora_change_failure_rate", **envk) == pytest.approx(0.5)
     assert _get(got, "kyb_dora_deployment_frequency_per_day", **envk) == pytest.approx(2.0)
-    leads = [(runs[k].end_time - history["commit"]).total_seconds() for k in ("ok", "ok2")]
+    leads = [(_ended(runs[k]) - history["commit"]).total_seconds() for k in ("ok", "ok2")]
     lead = _get(got, "kyb_dora_lead_time_seconds", **envk)
     assert lead == pytest.approx(statistics.median(leads))
 
