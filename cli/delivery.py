@@ -13,7 +13,7 @@ from cli import prefect_io
 from cli.matching import read_result
 from cli.output import ExitCode, Output, OutputOption, emit, fail, handled, table
 from cli.reports import delivery_report, delivery_row, duration, human_seconds
-from flows.delivery import REPORT_PREFIX
+from flows.delivery_report import REPORT_PREFIX
 
 app = typer.Typer(
     help="Deliveries: one commit through CI and its environments.", no_args_is_help=True

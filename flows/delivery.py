@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from kubernetes.client.exceptions import ApiException
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from blocks import (
@@ -35,11 +34,14 @@ from core.delivery.overlay import (
     with_monitoring,
 )
 from core.delivery.reach import served_by
+from core.delivery.record import Result
 from core.errors import ConfigError
 from core.release import layout
 from core.release.errors import ReleaseFailed
 from core.release.spec import ReleaseSpec
+from flows import record
 from flows.ci import run_ci_stages
+from flows.delivery_report import Phase, Phases, publish
 from flows.environments import (
     Placement,
     Stage,
@@ -50,6 +52,7 @@ from flows.environments import (
     stage_in,
 )
 from flows.form import titled
+from flows.release.executor import ReleaseResult
 from flows.release.flow import (
     approve_promotions,
     ask_in_ui,
@@ -74,8 +77,6 @@ SMOKE = [
         name="verify", path="/api/v1/verify?business_id=smoke", expect_json={"status": "verified"}
     ),
 ]
-
-REPORT_PREFIX = "delivery-"  # the delivery report artifact: delivery-<app>
 
 
 def _why(checklist: Checklist) -> str:
@@ -167,9 +168,34 @@ def _stage(env: str, image: str, opts: DeliveryOptions) -> Stage:
 
 
 def deliver_to(
-    env: str, image: str, ci: dict[str, tuple[bool, str]], opts: DeliveryOptions
+    env: str,
+    image: str,
+    ci: dict[str, tuple[bool, str]],
+    opts: DeliveryOptions,
+    phases: Phases | None = None,
 ) -> dict[str, Any]:
-    """Gates, release and checks of one environment; raises DeliveryFailed or ReleaseFailed."""
+    """Gates, release and checks of one environment; raises DeliveryFailed or ReleaseFailed.
+
+    Each of the three is timed as a stage of the delivery report.
+    """
+    phases = phases or Phases()
+    with phases.phase(f"{env} gates"):
+        stage, checklist = _gates(env, image, ci, opts)
+    with phases.phase(f"{env} release") as st:
+        result = _release(env, stage, opts)
+        st.outcome = str(result.record.result) if result.record else st.outcome
+        if not result.ok:
+            raise ReleaseFailed(
+                f"{env}: {result.summary}", app=opts.app, namespace=stage.placed.spec.namespace
+            )
+    with phases.phase(f"{env} checks") as st:
+        return _checks(env, stage, opts, checklist, result, st)
+
+
+def _gates(
+    env: str, image: str, ci: dict[str, tuple[bool, str]], opts: DeliveryOptions
+) -> tuple[Stage, Checklist]:
+    """The environment's gates and human checklist; the overlay's objects applied once they pass."""
     log, app, stage = get_run_logger(), opts.app, _stage(env, image, opts)
     cluster, spec = stage.cluster, stage.placed.spec
     others = stage.placed.others
@@ -196,21 +222,40 @@ def deliver_to(
     if not checklist.ok():
         raise DeliveryFailed(f"{env} gates failed: {_why(checklist)}", app=app)
     log.info("%s: applied %s", env, ", ".join(kube.apply_objects(cluster, others)))
+    return stage, checklist
+
+
+def _release(env: str, stage: Stage, opts: DeliveryOptions) -> ReleaseResult:
     ask = approve_promotions if opts.auto_approve else ask_in_ui
-    result = perform_release(spec, cluster, stage.runner, ask=ask)
-    if not result.ok:
-        raise ReleaseFailed(f"{env}: {result.summary}", app=app, namespace=spec.namespace)
+    spec = stage.placed.spec
+    return perform_release(spec, stage.cluster, stage.runner, ask=ask, environment=env)
+
+
+def _checks(
+    env: str,
+    stage: Stage,
+    opts: DeliveryOptions,
+    checklist: Checklist,
+    result: ReleaseResult,
+    st: Phase,
+) -> dict[str, Any]:
+    """Smoke requests (staging), post-deployment checks and the human's; fails if one fails."""
+    log, app, cluster, spec = get_run_logger(), opts.app, stage.cluster, stage.placed.spec
+    human = stage.human
     url = _endpoint(opts, spec, env, stage.environment)
     smoke = smoke_test(url, SMOKE, budget_seconds=30) if url and env == "staging" else []
     post = post_deploy_checks(stage.prometheus, url, app, spec.namespace, "stable")
     after = checklist.add(*post, *(human_items("post") if human else []))
     if human:
         after = confirm_human_items(after, opts.auto_approve, opts.approval_timeout, phase="post")
-    publish_checklist(after, f"{env}-{app}", f"{env} checklist for {image}")
+    publish_checklist(after, f"{env}-{app}", f"{env} checklist for {spec.image}")
     broken = [f"{r.name}: {r.reason}" for r in smoke if not r.ok]
     broken += [] if after.ok() else [_why(after)]
     if broken:
+        if result.record is not None:
+            record.mark(result.record, Result.CHECKS_FAILED, "; ".join(broken))
         what = _retire_first_deploy(cluster, spec) if result.first_deploy else ""
+        st.outcome = "failed"
         raise DeliveryFailed(
             f"{env} released, but its checks failed: {'; '.join(broken)}{what}",
             app=app,
@@ -343,15 +388,23 @@ def delivery(
         log = get_run_logger()
         registry = registry or ContainerRegistry.load("local")
         prometheus = prometheus or PrometheusServer.load("local")
-        ci = run_ci_stages(
-            registry,
-            repository,
-            app_path,
-            GitRef(sha=commit, branch=branch),
-            source,
-            app,
-            version=version or commit[:12],
-        )
+        record.commit(commit, commit_time)
+        phases = Phases()
+        try:
+            with phases.phase("CI") as st:
+                ci = run_ci_stages(
+                    registry,
+                    repository,
+                    app_path,
+                    GitRef(sha=commit, branch=branch),
+                    source,
+                    app,
+                    version=version or commit[:12],
+                )
+                st.note = f"image {ci.image.reference}"
+        except BaseException:
+            publish(app, commit, branch, "", {}, envs, {}, phases)
+            raise
         image = ci.image.reference
         coverage = f", coverage {ci.tests.coverage:.1f}%" if ci.tests.coverage is not None else ""
         summary = {
@@ -379,9 +432,9 @@ def delivery(
         done: dict[str, Any] = {}
         try:
             for env in envs:
-                done[env] = deliver_to(env, image, summary, opts)
+                done[env] = deliver_to(env, image, summary, opts, phases)
         finally:
-            _report(app, commit, branch, image, ci.seconds, envs, done)
+            publish(app, commit, branch, image, ci.seconds, envs, done, phases)
         log.info("delivered %s (%s) to %s", app, image, ", ".join(envs))
         return {
             "app": app,
@@ -393,30 +446,3 @@ def delivery(
     finally:
         if checkout is not None:
             shutil.rmtree(checkout, ignore_errors=True)
-
-
-def _report(
-    app: str,
-    commit: str,
-    branch: str,
-    image: str,
-    ci_seconds: dict[str, float],
-    envs: tuple[str, ...],
-    done: dict[str, Any],
-) -> None:
-    """The delivery report artifact: the image, CI timings and each environment's outcome."""
-    lines = [
-        f"# Delivery of `{app}` at `{commit[:12]}` ({branch})",
-        "",
-        f"Image `{image}`",
-        "",
-        "| stage | seconds |",
-        "|---|---|",
-    ]
-    lines += [f"| {stage} | {secs} |" for stage, secs in ci_seconds.items()]
-    lines += ["", "| environment | result | strategy | release |", "|---|---|---|---|"]
-    for env in envs:
-        got = done.get(env) or {"strategy": "-", "summary": "-"}
-        result = "delivered" if env in done else "not delivered"
-        lines.append(f"| {env} | {result} | {got['strategy']} | {got['summary']} |")
-    create_markdown_artifact("\n".join(lines), key=f"{REPORT_PREFIX}{app}")

@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prefect.artifacts import Artifact
+from prefect.client.orchestration import get_client
 
 from blocks import ContainerRegistry, GitRepository, KubernetesCluster
 from core.analysis.builtins import BUILTINS
@@ -84,6 +85,12 @@ def _tags(registry: ContainerRegistry, repo: str) -> list[str]:
     return (resp.json().get("tags") or []) if resp.status_code == 200 else []
 
 
+def _labels(state) -> dict:
+    """The labels of the delivery run that ended in `state`."""
+    with get_client(sync_client=True) as c:
+        return dict(c.read_flow_run(state.state_details.flow_run_id).labels)
+
+
 @pytest.fixture
 def cluster(platform: Platform) -> KubernetesCluster:
     """The admin's cluster, production cleared of another strategy's Service and colors.
@@ -118,6 +125,10 @@ def test_main_goes_through_staging_to_production(platform, cluster, registry) ->
         now = production.send(100)
     out = state.result()
     image = out["image"]
+    record = _labels(state)
+    assert record["kyb.release.production.result"] == "succeeded"
+    assert record["kyb.release.production.image"] == image
+    assert (record["kyb.app"], record["kyb.commit"]) == ("kyb-platform", commit)
     assert "@sha256:" in image
     assert _image(cluster, "kyb-staging") == image
     assert deployments(cluster, "kyb-production")["kyb-platform"] == (image, 10, 10)
@@ -146,6 +157,21 @@ def test_faulty_commit_is_rolled_back_in_production(platform, cluster, tmp_path)
         after = production.send(100)
     assert state.is_failed()
     assert "analysis error-rate ended Failed" in state.message
+    record = _labels(state)  # the attempts, as DORA and the metrics count them
+    assert record["kyb.release.staging.result"] == "succeeded"
+    assert record["kyb.release.production.result"] == "rolled_back"
+    assert "error-rate" in record["kyb.release.production.cause"]
+    assert record["kyb.commit"] == commit
+    report = str(Artifact.get("delivery-kyb-platform").data)  # each stage, linked to its runs
+    assert f"at `{commit[:12]}` (main): FAILED at production release: rolled_back" in report
+    stages = {
+        line.split("|")[1].strip(): line for line in report.splitlines() if line.startswith("| ")
+    }
+    assert "| passed: image " in stages["CI"] and "(subflow)" in stages["CI"]
+    assert "| passed |" in stages["staging checks"]
+    assert "/runs/task-run/" in stages["production release"]
+    assert "release-result-kyb-platform" in stages["production release"]
+    assert "checklist-production-kyb-platform" in stages["production gates"]
     assert deployments(cluster, "kyb-production")["kyb-platform"][0] == before
     assert deployments(cluster, "kyb-production").get("kyb-platform-canary", ("", 0))[1] == 0
     assert production.tally["500"] > 0  # the canary's own pods failed some of users' requests
