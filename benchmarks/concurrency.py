@@ -221,6 +221,7 @@ def main() -> None:
     parser.add_argument("--many", type=int, default=50, help="the big burst (default 50)")
     parser.add_argument("--some", type=int, default=20, help="the middle one (default 20)")
     parser.add_argument("--in-process", type=int, default=10, help="releases for the margin")
+    parser.add_argument("--only-in-process", action="store_true", help="just the margin")
     args = parser.parse_args()
     cluster = KubernetesCluster.load(BLOCK_NAME)
     core = client.CoreV1Api(kube.api_for(cluster))
@@ -233,6 +234,9 @@ def main() -> None:
     apps = [f"app-{i}" for i in range(args.many)]
     print(f"release concurrency limit (prefect.yaml): {release_limit()!r}", flush=True)
     try:
+        if args.only_in_process:
+            in_process(ns, args.in_process)
+            return
         with worker_pool() as (_, deployments, worker):
             meter = CpuMeter()
             meter.client_roots = [worker.pid]

@@ -26,6 +26,8 @@ from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger, get_run_logger
@@ -113,10 +115,14 @@ def _body(app: str, holder: str, purpose: str, taken: client.V1Lease | None) -> 
     return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
 
 
+@task(name="release-lock", cache_policy=NO_CACHE)
 def acquire(
     cluster: KubernetesCluster, namespace: str, app: str, purpose: str, timeout: float
 ) -> str:
     """Take the app's lock, waiting up to `timeout` seconds for its holder; return our identity.
+
+    A task run of its own, so a release that waits shows it in the UI: who it waits for, and
+    how long. Passing faults are retried inside, up to `timeout`.
 
     Raises:
         ReleaseLocked: another run still held it after `timeout` seconds (named in the message).
