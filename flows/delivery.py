@@ -391,7 +391,7 @@ def delivery(
         record.commit(commit, commit_time)
         phases = Phases()
         try:
-            with phases.phase("CI") as st:
+            with phases.phase("CI"):
                 ci = run_ci_stages(
                     registry,
                     repository,
@@ -401,7 +401,6 @@ def delivery(
                     app,
                     version=version or commit[:12],
                 )
-                st.note = f"image {ci.image.reference}"
         except BaseException:
             publish(app, commit, branch, "", {}, envs, {}, phases)
             raise

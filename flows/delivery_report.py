@@ -32,6 +32,7 @@ from prefect.settings import PREFECT_UI_URL
 
 REPORT_PREFIX = "delivery-"  # the delivery report artifact: delivery-<app>
 PAGE = 200
+NOTE_CHARS = 200  # why the delivery stopped, at the top; the run's state message has all of it
 logger = get_logger("kyb.delivery")
 
 
@@ -44,6 +45,7 @@ class Phase:
     ended: datetime | None = None
     outcome: str = "running"
     note: str = ""
+    ok: bool = True  # False once it raised: the delivery stopped here
     links: list[str] = field(default_factory=list)  # filled in from the API at the end
 
     def holds(self, when: datetime | None) -> bool:
@@ -65,6 +67,7 @@ class Phases:
         try:
             yield st
         except BaseException as exc:
+            st.ok = False
             st.outcome = "failed" if st.outcome in ("running", "passed") else st.outcome
             st.note = st.note or f"{type(exc).__name__}: {exc}"[:200]
             raise
@@ -141,7 +144,7 @@ def publish(
     stages: Phases,
 ) -> None:
     """The `delivery-<app>` markdown artifact (links read from the API; never fails the run)."""
-    failed = next((st for st in stages.items if st.outcome not in ("passed", "running")), None)
+    failed = next((st for st in stages.items if not st.ok), None)
     outcome = f"FAILED at {failed.name}: {failed.outcome}" if failed else "delivered"
     ctx = FlowRunContext.get()
     if ctx is not None and ctx.flow_run is not None:
@@ -159,11 +162,14 @@ def publish(
         "| stage | outcome | seconds | runs and artifacts |",
         "|---|---|---|---|",
     ]
+    if failed is not None and failed.note:  # the whole reason is the run's state message
+        why = failed.note if len(failed.note) <= NOTE_CHARS else failed.note[: NOTE_CHARS - 3]
+        lines[2:2] = [f"Why: {why}{'...' if why != failed.note else ''}", ""]
     for st in stages.items:
         secs = round(((st.ended or datetime.now(UTC)) - st.started).total_seconds(), 1)
-        what = f"{st.outcome}: {st.note}" if st.note else st.outcome
         links = ", ".join(st.links) or "-"
-        lines.append(f"| {st.name} | {what.replace('|', '/')} | {secs} | {links} |")
+        row = [st.name, f"**{st.outcome}**" if not st.ok else st.outcome, secs, links]
+        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |")
     lines += ["", "| stage | seconds |", "|---|---|"]
     lines += [f"| {stage} | {secs} |" for stage, secs in ci_seconds.items()]
     lines += ["", "| environment | result | strategy | release |", "|---|---|---|---|"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,7 @@ def main() -> int:
     _start_worker(env, plat.env())
 
     ui = env.get("PREFECT_UI_URL", plat.prefect.api_url.removesuffix("/api"))
+    began = datetime.now(UTC)
     fixed = {  # what the receiver adds to every push's run (the push decides the rest)
         "templates": _templates(),  # production's strategy is its Environment block's
         "auto_approve": True,
@@ -199,8 +201,26 @@ def main() -> int:
         print(f"  {line}")
     print(f"  backup:                 {saved.state.name}")
     print(f"  DR drill:               {drill.state.name} (report: artifact dr-drill-report)")
+    print(f"  DORA, production:       {_dora_line(began)}")
+    print(f"  metrics and alerts:     {plat.metrics.url}, {plat.prometheus.url}/alerts")
     print(f"  result:                 {'as expected' if ok else 'NOT as expected'}")
     return 0 if ok else 1
+
+
+def _dora_line(since: datetime) -> str:
+    """DORA's keys over the demo's own deliveries, as the dora-report flow counts them."""
+    from core.delivery.dora import dora
+    from tasks.dora import facts_from_prefect
+
+    until = datetime.now(UTC)
+    report = dora(facts_from_prefect.fn(since, until), since, until)
+    causes = ", ".join(f"{n} {c}" for c, n in sorted(report.failures.items())) or "none"
+    cfr = report.change_failure_rate.value
+    rate = "-" if cfr is None else f"{cfr:.0%}"
+    return (
+        f"{report.deployments} deployments of {report.attempts} attempts, "
+        f"change failure rate {rate} (failed changes: {causes})"
+    )
 
 
 HOSTS = {  # the routes of examples/kyb-platform/deploy/*/route.yaml

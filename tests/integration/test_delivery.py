@@ -11,7 +11,9 @@ any push or deploy.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -20,14 +22,17 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
+from prometheus_client.parser import text_string_to_metric_families
 
 from blocks import ContainerRegistry, GitRepository, KubernetesCluster
 from core.analysis.builtins import BUILTINS
 from core.analysis.templates import rescheduled
+from core.delivery.dora import dora
 from core.errors import ConfigError
 from flows.delivery import delivery
 from sandbox.load import Load
 from sandbox.platform import Platform
+from tasks.dora import facts_from_prefect
 from tests.integration.gitrepo import example_repository
 from tests.integration.release_helpers import deployments
 
@@ -83,6 +88,17 @@ def _tags(registry: ContainerRegistry, repo: str) -> list[str]:
     auth = (registry.username, registry.password.get_secret_value())
     resp = httpx.get(f"{registry.url}/v2/{repo}/tags/list", auth=auth, timeout=10)
     return (resp.json().get("tags") or []) if resp.status_code == 200 else []
+
+
+def _rolled_back_in_production(platform: Platform) -> float:
+    """What the platform's metrics exporter counts of canaries rolled back in production."""
+    text = httpx.get(platform.metrics.url, timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            want = {"environment": "production", "strategy": "canary", "result": "rolled_back"}
+            if s.name == "kyb_release_attempts_total" and s.labels == want:
+                return s.value
+    raise AssertionError("the exporter serves no kyb_release_attempts_total for production")
 
 
 def _labels(state) -> dict:
@@ -147,6 +163,7 @@ def test_faulty_commit_is_rolled_back_in_production(platform, cluster, tmp_path)
         assert _deliver(_sha()).is_completed()
         before = _image(cluster, "kyb-production")
     serving = users(platform, "production").send(20)
+    since, counted = datetime.now(UTC), _rolled_back_in_production(platform)
     config = EXAMPLE / "deploy" / "production" / "config.env"
     faulty = {"deploy/production/config.env": f"{config.read_text()}KYB_ERROR_RATE=0.3\n"}
     commit = _pushed(tmp_path, faulty)
@@ -162,12 +179,21 @@ def test_faulty_commit_is_rolled_back_in_production(platform, cluster, tmp_path)
     assert record["kyb.release.production.result"] == "rolled_back"
     assert "error-rate" in record["kyb.release.production.cause"]
     assert record["kyb.commit"] == commit
+    dora_keys = dora(facts_from_prefect(since, datetime.now(UTC)), since, datetime.now(UTC))
+    assert (dora_keys.attempts, dora_keys.deployments) == (1, 0)  # production's attempt
+    assert dora_keys.failures == {"automatic rollback": 1}
+    deadline = time.monotonic() + 30  # the platform's exporter caches its reads for 5 s
+    while _rolled_back_in_production(platform) == counted and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _rolled_back_in_production(platform) == counted + 1
     report = str(Artifact.get("delivery-kyb-platform").data)  # each stage, linked to its runs
     assert f"at `{commit[:12]}` (main): FAILED at production release: rolled_back" in report
+    assert "| production release | **rolled_back** |" in report
+    assert "Why: ReleaseFailed: production: failed: step analysis error-rate ended Failed" in report
     stages = {
         line.split("|")[1].strip(): line for line in report.splitlines() if line.startswith("| ")
     }
-    assert "| passed: image " in stages["CI"] and "(subflow)" in stages["CI"]
+    assert "| CI | passed |" in stages["CI"] and "(subflow)" in stages["CI"]
     assert "| passed |" in stages["staging checks"]
     assert "/runs/task-run/" in stages["production release"]
     assert "release-result-kyb-platform" in stages["production release"]
