@@ -71,3 +71,19 @@ def argo_rollouts(platform: Platform):
     except PlatformError as exc:
         _unavailable(f"argo-rollouts: {exc}")
     return platform.argo_rollouts
+
+
+@pytest.fixture
+def environment(platform: Platform, namespace: str) -> str:
+    """A saved Environment of its own whose namespace is the test's; its name.
+
+    A release into that namespace records its attempts under this environment (flows/record.py).
+    """
+    import uuid
+
+    from blocks import Environment, KubernetesCluster
+
+    name = f"env-{uuid.uuid4().hex[:8]}"
+    cluster = KubernetesCluster.load(BLOCK_NAME)
+    Environment(name=name, cluster=cluster, namespace=namespace, analysis_templates=[]).save(name)
+    return name

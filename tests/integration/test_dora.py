@@ -6,7 +6,6 @@ the report and the exporter read them back from the Prefect server.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.states import Crashed, Running
 
-from blocks import Environment, KubernetesCluster
+from blocks import KubernetesCluster
 from core.delivery.dora import dora
 from core.delivery.record import RECORD_TAG, Attempt, Result, labels_of
 from core.release.actions import Pause
@@ -55,15 +54,6 @@ def released(s: ReleaseSpec, runner: Scripted, aborts: bool = False, checks_fail
     if checks_fail:  # what flows/delivery.py does when the post-deployment checks fail
         record.mark(result.record, Result.CHECKS_FAILED, "5xx: 34.6% of requests failed")
     return result
-
-
-@pytest.fixture
-def environment(platform, namespace) -> str:
-    """A saved Environment whose namespace is the test's: releases into it are its attempts."""
-    name = f"dora-{uuid.uuid4().hex[:6]}"
-    cluster = KubernetesCluster.load(BLOCK_NAME)
-    Environment(name=name, cluster=cluster, namespace=namespace, analysis_templates=[]).save(name)
-    return name
 
 
 def crashed_run(env: str, app: str, ns: str) -> None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventOccurredFilter, EventResourceFilter
 
-from blocks import Environment, KubernetesCluster
+from blocks import KubernetesCluster
 from core.release.actions import Pause
 from core.release.decisions import Choice, Decision
 from core.release.spec import ReleaseSpec
@@ -32,14 +30,6 @@ def _answer(choice: Choice):
 @flow(name="release-with-events")
 def _release(s: ReleaseSpec, choice: Choice):
     return perform_release(s, KubernetesCluster.load(BLOCK_NAME), Scripted(), ask=_answer(choice))
-
-
-@pytest.fixture
-def environment(platform, namespace) -> str:
-    name = f"ev-{uuid.uuid4().hex[:6]}"
-    cluster = KubernetesCluster.load(BLOCK_NAME)
-    Environment(name=name, cluster=cluster, namespace=namespace, analysis_templates=[]).save(name)
-    return name
 
 
 def _events(resource: str, since: datetime, expected: dict[str, int]) -> list:
