@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from core.delivery.approval import DEMO_SETTING
 from core.delivery.reach import EGRESS_SETTING
+from sandbox import ports
 from sandbox.argo import crds as argo_crds
 from sandbox.components import Component, Status
 from sandbox.components.argo_rollouts import ArgoRollouts
@@ -132,6 +133,9 @@ class Platform:
 
     def _up(self, picked: list[Component], everything: bool, say: Callable[[str], None]) -> Timings:
         timings = Timings()
+        said = ports.reserve(self.settings)  # before any service binds, or a client takes one
+        if not said.startswith(("ports already", "reserved")):
+            say(said)
         crds: list[dict] | None = None  # Argo Rollouts' CRDs, read once for both clusters
         for comp in picked:
             for phase, step in (("install", comp.install), ("start", comp.up)):
