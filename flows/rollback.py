@@ -8,11 +8,15 @@ back), moves traffic back first, then scales the bad version down, then verifies
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, resume_flow_run
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.exceptions import NotPausedError, ObjectNotFound
 from prefect.runtime import flow_run
 
 from blocks import KubernetesCluster
@@ -178,14 +182,71 @@ def rollback(
     cluster = cluster or KubernetesCluster.load("local")
     where = record.environment_for(namespace, cluster)
     purpose = f"rollback (to revision {to_revision or 'previous'})"
-    # the same lock as releases: never interleave with one
+    aborted: list[str] = []  # the paused releases this rollback pre-empted
+    # the same lock as releases: never interleave with one, but never wait behind one at a pause
     with (
-        lease.hold(cluster, namespace, app, purpose),
+        lease.hold(cluster, namespace, app, purpose, on_held=preempt(app, aborted)),
         record.recorded("rollback", app, where, namespace) as rec,
     ):
-        done = _roll_back(cluster, app, namespace, to_revision, health_url)
+        if aborted and not to_revision:
+            done = _after_preemption(cluster, app, namespace, aborted, health_url)
+        else:
+            done = _roll_back(cluster, app, namespace, to_revision, health_url)
         rec.result = Result.SUCCEEDED
     return done
+
+
+def preempt(app: str, aborted: list[str]) -> Callable[[str], None]:
+    """What a rollback does while the app's lock is held: abort a release waiting for a person.
+
+    The release is answered as a person would answer it (its pause's form: abort, by this
+    rollback, and why), so it rolls its new version back itself and frees the lock; its record
+    says `aborted`. A release that is not at a pause is waited for.
+    """
+    by = f"rollback {flow_run.get_name() or 'run'}"
+
+    def on_held(holder: str) -> None:
+        run_id = holder.removeprefix("flow-run/")
+        if not holder.startswith("flow-run/") or run_id in aborted:
+            return
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(UUID(run_id)).state
+            if state is None or not state.is_paused():
+                return
+            answer = {"choice": "abort", "decided_by": by, "reason": EMERGENCY.format(app=app)}
+            resume_flow_run(UUID(run_id), run_input=answer)
+        except (ValueError, ObjectNotFound, NotPausedError):
+            return  # not a run of this server, or no longer paused: wait for it
+        aborted.append(run_id)
+        get_run_logger().warning("pre-empted release run %s of %s at its pause", run_id, app)
+
+    return on_held
+
+
+EMERGENCY = "an emergency rollback of {app} pre-empted this release at its pause"
+
+
+def _after_preemption(
+    cluster: KubernetesCluster, app: str, namespace: str, aborted: list[str], health_url: str
+) -> dict[str, Any]:
+    """The pre-empted release's abort already put the app back: nothing further back to go."""
+    found = load_history(cluster, namespace, app)  # its last successful release serves again
+    image = found.spec.image if found is not None and found.spec is not None else "?"
+    health = _verify_health(health_url) if health_url else None
+    summary = (
+        f"{app} is back on {image}: the release waiting at a pause (run {', '.join(aborted)}) "
+        "was aborted by this rollback and rolled its new version back; nothing further back"
+    )
+    get_run_logger().info(summary)
+    return {
+        "app": app,
+        "namespace": namespace,
+        "image": image,
+        "preempted": aborted,
+        "summary": summary,
+        "health": health,
+    }
 
 
 def _roll_back(

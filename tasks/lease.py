@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from logging import Logger, LoggerAdapter
@@ -117,12 +117,18 @@ def _body(app: str, holder: str, purpose: str, taken: client.V1Lease | None) -> 
 
 @task(name="release-lock", cache_policy=NO_CACHE)
 def acquire(
-    cluster: KubernetesCluster, namespace: str, app: str, purpose: str, timeout: float
+    cluster: KubernetesCluster,
+    namespace: str,
+    app: str,
+    purpose: str,
+    timeout: float,
+    on_held: Callable[[str], None] | None = None,
 ) -> str:
     """Take the app's lock, waiting up to `timeout` seconds for its holder; return our identity.
 
     A task run of its own, so a release that waits shows it in the UI: who it waits for, and
-    how long. Passing faults are retried inside, up to `timeout`.
+    how long. Passing faults are retried inside, up to `timeout`. `on_held` is called with the
+    holder's identity each time the lock is found held (at most every RENEW_SECONDS).
 
     Raises:
         ReleaseLocked: another run still held it after `timeout` seconds (named in the message).
@@ -154,6 +160,8 @@ def acquire(
             run_logger().info(
                 "waiting for %s to release %s/%s (%s)", told, namespace, name, _purpose(current)
             )
+        if on_held is not None:
+            on_held(current.spec.holder_identity)
         _wait_change(leases, current, min(left, max(1.0, free_at(current) - time.time())))
 
 
@@ -230,15 +238,22 @@ def check_held() -> None:
 
 @contextlib.contextmanager
 def hold(
-    cluster: KubernetesCluster, namespace: str, app: str, purpose: str, timeout: float = 1800
+    cluster: KubernetesCluster,
+    namespace: str,
+    app: str,
+    purpose: str,
+    timeout: float = 1800,
+    on_held: Callable[[str], None] | None = None,
 ) -> Iterator[Held]:
     """Hold the app's lock for the body: acquired, renewed from a thread, released at the end.
+
+    `on_held` sees the holder while this run waits (an emergency rollback pre-empts with it).
 
     Raises:
         ReleaseLocked: another run held it for longer than `timeout` seconds.
     """
     leases = client.CoordinationV1Api(api_for(cluster))
-    holder = acquire(cluster, namespace, app, purpose, timeout)
+    holder = acquire(cluster, namespace, app, purpose, timeout, on_held)
     held = Held(namespace, app, holder, run_logger())
     stop = threading.Event()
     renewer = threading.Thread(
