@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 from blocks import KubernetesCluster
 from core.release.errors import LockLost, ReleaseLocked
@@ -67,12 +67,16 @@ def test_two_releases_of_one_app_run_one_after_the_other(cluster, namespace):
 
     first = threading.Thread(target=run, args=(V2,))
     first.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not holders:  # the first holds the lock: start the next
-        holder = _lock(cluster, namespace).spec.holder_identity
+    for event in watch.Watch().stream(  # until the first holds the lock: then start the next
+        _leases(cluster).list_namespaced_lease,
+        namespace,
+        field_selector=f"metadata.name={lease.lease_name('web')}",
+        timeout_seconds=60,
+    ):
+        holder = event["object"].spec.holder_identity
         if holder and "flow-run/" in holder:
             holders.append(holder)
-        time.sleep(0.2)
+            break
     second = threading.Thread(target=run, args=(V3,))
     second.start()
     first.join(180)
