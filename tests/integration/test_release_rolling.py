@@ -54,7 +54,11 @@ def test_rolling_release_then_rerun_changes_nothing(cluster, namespace) -> None:
         name=f"{namespace}-web",
     )
     waits = [r for rows in versions for r in rows if r["step"].startswith("wait for stable")]
-    assert len({r["detail"] for r in waits}) >= 3, waits  # counts seen while it rolled
+    # counts seen while it rolled: at least one mid-roll count before the end (how many depends
+    # on how fast the pods turn ready against the table's update rate, so not a fixed number)
+    rolling = {r["detail"] for r in waits if r["state"] == "running"}
+    assert rolling and all("updated" in d for d in rolling), waits
+    assert any(r["state"] == "done" and r["detail"].startswith("Complete") for r in waits), waits
     assert 0 < max(r["progress"] for r in waits) < 100
 
     again = release_flow(spec(namespace, V2, ROLLING), Scripted())
