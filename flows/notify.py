@@ -49,7 +49,11 @@ def _block_name(value: Any) -> str:
     return slug.rpartition("/")[2]
 
 
-WAITING = {"kyb.release.paused": "waiting for a person"}  # what a kyb event says happened
+WAITING = {  # what a kyb event says happened
+    "kyb.release.paused": "waiting for a person",
+    "kyb.release.reconciled": "its run died half-way; reconciled",
+    "kyb.rollback.reconciled": "its run died half-way; reconciled",
+}
 
 
 def describe(

@@ -98,11 +98,13 @@ def recorded(
     namespace: str,
     strategy: str = "",
     image: str = "",
+    cluster: KubernetesCluster | None = None,
 ) -> Iterator[Recording]:
     """Record an attempt as running now, and how it ended when the body ends.
 
     A ConfigError (refused before any write) records `refused`; any other error `failed`, with
-    the error as the cause; a body that set no result `failed`.
+    the error as the cause; a body that set no result `failed`. `cluster`'s block name is kept,
+    so the reconciler (flows/reconcile.py) can find what a crashed attempt left.
     """
     attempt = Attempt(
         kind=kind,
@@ -113,6 +115,7 @@ def recorded(
         started=datetime.now(UTC),
         strategy=strategy,
         image=image,
+        cluster=str(getattr(cluster, "_block_document_name", None) or ""),
     )
     write(labels_of(attempt))
     events.emit("started", {"image": image}, attempt)

@@ -186,12 +186,12 @@ def rollback(
     # the same lock as releases: never interleave with one, but never wait behind one at a pause
     with (
         lease.hold(cluster, namespace, app, purpose, on_held=preempt(app, aborted)),
-        record.recorded("rollback", app, where, namespace) as rec,
+        record.recorded("rollback", app, where, namespace, cluster=cluster) as rec,
     ):
         if aborted and not to_revision:
             done = _after_preemption(cluster, app, namespace, aborted, health_url)
         else:
-            done = _roll_back(cluster, app, namespace, to_revision, health_url)
+            done = roll_back_locked(cluster, app, namespace, to_revision, health_url)
         rec.result = Result.SUCCEEDED
     return done
 
@@ -249,7 +249,7 @@ def _after_preemption(
     }
 
 
-def _roll_back(
+def roll_back_locked(
     cluster: KubernetesCluster, app: str, namespace: str, to_revision: int, health_url: str
 ) -> dict[str, Any]:
     """The rollback itself, under the app's lock."""

@@ -93,6 +93,19 @@ def free_at(lease: client.V1Lease) -> float:
     return spec.renew_time.timestamp() + (spec.lease_duration_seconds or LEASE_SECONDS)
 
 
+def holder(cluster: KubernetesCluster, namespace: str, app: str) -> tuple[str, float]:
+    """Who holds the app's lock and until when (epoch seconds): ("", 0) when nobody does."""
+    leases = client.CoordinationV1Api(api_for(cluster))
+    try:
+        found = leases.read_namespaced_lease(lease_name(app), namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return "", 0.0
+        raise
+    until = free_at(found)
+    return ((found.spec.holder_identity or "") if until else ""), until
+
+
 def _body(app: str, holder: str, purpose: str, taken: client.V1Lease | None) -> dict[str, Any]:
     now = _stamp()
     meta: dict[str, Any] = {

@@ -88,9 +88,30 @@ def save_record(cluster: KubernetesCluster, spec: ReleaseSpec, rec: RunRecord | 
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": spec.namespace, "labels": layout.MANAGED_BY},
-            "data": {"record": _dump(rec, spec.image)},
+            # the spec too: a reconciler finishes or rolls back a crashed run from the cluster alone
+            "data": {
+                "record": _dump(rec, spec.image),
+                "spec": spec.model_dump_json(by_alias=True, exclude_none=True),
+            },
         },
     )
+
+
+def unfinished(cluster: KubernetesCluster, namespace: str, app: str) -> ReleaseSpec | None:
+    """The spec of the release of `app` whose run record is still on the cluster (None: none).
+
+    A record without its spec (written before the spec was kept) reads as None: re-run that
+    release by hand.
+    """
+    core = client.CoreV1Api(kube.api_for(cluster))
+    try:
+        cm = core.read_namespaced_config_map(app + layout.RECORD_SUFFIX, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    text = (cm.data or {}).get("spec")
+    return ReleaseSpec.model_validate_json(text) if text else None
 
 
 # ---- observing -----------------------------------------------------------------------------

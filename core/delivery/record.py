@@ -8,7 +8,7 @@ whose namespace it released into), not a guess from a name. Labels are flat stri
 
     kyb.app = web                              kyb.commit, kyb.commit_time (a delivery's)
     kyb.release.production.result = rolled_back
-    kyb.release.production.namespace / strategy / image / started / ended / cause
+    kyb.release.production.namespace / strategy / image / cluster / started / ended / cause
 
 A run that ended while its label still says `running` crashed (nothing could write its end).
 """
@@ -64,6 +64,7 @@ class Attempt:
     commit: str = ""
     commit_time: datetime | None = None
     run_id: str = ""
+    cluster: str = ""  # the saved KYB Kubernetes Cluster block it wrote to ("" if unsaved)
 
 
 def slug(name: str) -> str:
@@ -99,6 +100,8 @@ def labels_of(attempt: Attempt) -> dict[str, str]:
         out[f"{base}.strategy"] = attempt.strategy
     if attempt.image:
         out[f"{base}.image"] = attempt.image
+    if attempt.cluster:
+        out[f"{base}.cluster"] = attempt.cluster
     if attempt.ended is not None:
         out[f"{base}.ended"] = stamp(attempt.ended)
     if attempt.cause:
@@ -144,6 +147,7 @@ def attempts_from(
                 commit=str(labels.get(f"{PREFIX}.commit", "")),
                 commit_time=_time(labels.get(f"{PREFIX}.commit_time")),
                 run_id=run_id,
+                cluster=str(labels.get(f"{base}.cluster", "")),
             )
         )
     return sorted(found, key=lambda a: a.started)

@@ -143,6 +143,9 @@ class Executor:
                 self.result.summary = entry.action
                 self._ended(action, rec)
                 break
+            if not stored:  # before the first write: the cluster says a release is under way
+                save_record(self.cluster, self.spec, rec)  # (what flows/reconcile.py looks for)
+                stored = True
             row = self.progress.start(entry.action, percent=self._percent(action, rec, seen))
             events.emit("step", {"action": entry.action, "canary_step": rec.step_index})
             try:

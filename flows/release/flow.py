@@ -168,7 +168,9 @@ def perform_release(
     where = environment or record.environment_for(spec.namespace, cluster)
     with (
         lease.hold(cluster, spec.namespace, spec.app, purpose, lock_timeout),
-        record.recorded("release", spec.app, where, spec.namespace, spec.kind, spec.image) as rec,
+        record.recorded(
+            "release", spec.app, where, spec.namespace, spec.kind, spec.image, cluster
+        ) as rec,
     ):
         engine = ArgoEngine if spec.engine == "argo" else Executor
         result = engine(spec, cluster, runner, ask).run()

@@ -148,6 +148,7 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
         "disaster-recovery/disaster-recovery",
         "dr-drill/dr-drill",
         "notify-run/notify",
+        "reconcile/reconcile",
     )
     for name in names:
         resp = api.get(f"/deployments/name/{name}")
@@ -165,6 +166,9 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
     assert crons("backup/backup") == ["0 2 * * *"]  # the seed's nightly backup
     assert crons("dr-drill/dr-drill") == ["0 4 * * 0"]
     assert crons("disaster-recovery/disaster-recovery") == []  # started by hand from the UI
+    # a release whose run died is ended within minutes: every minute, and when such a run crashes
+    [every] = found["reconcile/reconcile"]["schedules"]
+    assert every["schedule"]["interval"] == 60 and every["active"]
     resp = api.get("/deployments/name/release/release-in-cluster")
     assert resp.status_code == 200
     in_cluster = resp.json()
@@ -196,6 +200,11 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
         "$ref": {"block_document_slug": "kyb-environment/{{ event.payload.environment }}"}
     }
     assert set(action["parameters"]) <= set(form["properties"])  # only what the flow takes
+    [crashed] = [a for a in automations if a["name"] == "reconcile-crashed-runs"]
+    assert "prefect.flow-run.Crashed" in crashed["trigger"]["expect"]
+    assert crashed["actions"][0]["deployment_id"] == found["reconcile/reconcile"]["id"]
+    [told] = [a for a in automations if a["name"] == "notify-reconciled-releases"]
+    assert told["actions"][0]["parameters"]["flow_run_id"] == "{{ event.payload.run }}"
 
 
 def _handles(pid: int, database: str) -> int:

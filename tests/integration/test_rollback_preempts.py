@@ -43,7 +43,7 @@ def _paused_run(since: datetime, timeout: float = 120) -> str:
     raise AssertionError("the release never reached its pause")
 
 
-def test_an_emergency_rollback_aborts_a_release_waiting_at_a_pause(namespace) -> None:
+def test_an_emergency_rollback_aborts_a_release_waiting_at_a_pause(namespace, record_property):
     cluster = KubernetesCluster.load("local")
     assert release_flow(spec(namespace, V1, CANARY), Scripted()).ok  # a first deploy: no pause
     since = datetime.now(UTC)
@@ -60,6 +60,7 @@ def test_an_emergency_rollback_aborts_a_release_waiting_at_a_pause(namespace) ->
     done = rollback("web", namespace)
     took = time.monotonic() - started
     waiting.join(120)
+    record_property("seconds_to_clean", round(took, 1))  # benchmarks/faults.py prints it
 
     assert done["preempted"] == [run_id]
     assert done["image"] == V1 and "nothing further back" in done["summary"]

@@ -46,10 +46,13 @@ def release_limit() -> ConcurrencyLimitConfig:
 
 
 @contextlib.contextmanager
-def deployed(entrypoints: tuple[str, ...], **options: Any) -> Iterator[str]:
+def deployed(
+    entrypoints: tuple[str, ...], per_flow: dict[str, dict[str, Any]] | None = None, **options: Any
+) -> Iterator[str]:
     """A process work pool of the caller's own, with deployments of these flows on it.
 
-    Each deployment is named like the pool; `options` go to `deploy` (a concurrency limit).
+    Each deployment is named like the pool; `options` go to every `deploy` (a concurrency
+    limit), `per_flow[<function name>]` to that flow's only (a schedule, parameters).
     """
     from prefect import flow
 
@@ -58,7 +61,11 @@ def deployed(entrypoints: tuple[str, ...], **options: Any) -> Iterator[str]:
         client.create_work_pool(WorkPoolCreate(name=name, type="process"))
     ids = [
         flow.from_source(str(ROOT), entrypoint).deploy(
-            name=name, work_pool_name=name, print_next_steps=False, **options
+            name=name,
+            work_pool_name=name,
+            print_next_steps=False,
+            **options,
+            **(per_flow or {}).get(entrypoint.rpartition(":")[2], {}),
         )
         for entrypoint in entrypoints
     ]

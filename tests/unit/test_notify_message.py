@@ -43,3 +43,12 @@ def test_a_failed_backup_names_its_namespaces_and_velero_s_reason() -> None:
     assert (event, title) == ("backup-failed", "backup of kyb-staging: failed")
     assert "reason: BackupFailed: PartiallyFailed" in body
     assert body.splitlines()[-1].startswith("flow run: fancy-zebra")  # a link when a UI is known
+
+
+def test_a_release_the_reconciler_ended_says_what_it_did() -> None:
+    run = _run(app="web", namespace="kyb-production", image=IMAGE)
+    why = "its run ended Crashed with the release unfinished: resumed: run x scheduled again"
+    event, title, body = describe("release", run, Crashed(), "kyb.release.reconciled", why)
+    assert event == "release-reconciled"
+    assert title == "release of web in kyb-production: its run died half-way; reconciled"
+    assert f"reason: {why}" in body

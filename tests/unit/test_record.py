@@ -40,6 +40,14 @@ def test_an_attempt_reads_back_from_its_labels() -> None:
     assert labels["kyb.release.production.strategy"] == "canary"
 
 
+def test_the_cluster_block_an_attempt_wrote_to_reads_back() -> None:
+    labels = labels_of(attempt(result=Result.RUNNING, ended=None, cluster="prod-eu"))
+    assert labels["kyb.release.production.cluster"] == "prod-eu"  # where reconcile looks
+    [back] = attempts_from(labels, run_final=True, run_ended=T0 + timedelta(minutes=1))
+    assert (back.cluster, back.result) == ("prod-eu", Result.CRASHED)
+    assert "kyb.release.production.cluster" not in labels_of(attempt())  # unsaved: none
+
+
 def test_one_delivery_run_records_each_environment() -> None:
     labels = {
         **labels_of(attempt(environment="staging", namespace="kyb-staging")),
