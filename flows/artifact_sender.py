@@ -6,14 +6,20 @@ import atexit
 import contextvars
 import logging
 import threading
+import time
 import weakref
 from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
+from tasks import is_transient
+
 IDLE_SECONDS = 2.0  # the thread ends after this long without work; the next update starts one
 FLUSH_SECONDS = 10.0  # how long a run's end waits for its last updates to reach the server
+RETRY_SECONDS = 5.0  # between tries while the server cannot be reached
+KEEP_SECONDS = 900.0  # how long the newest content waits for a server that cannot be reached
+AWAY_FLUSH_SECONDS = 180.0  # how long a run's end waits for a server that is away to come back
 
 log = logging.getLogger(__name__)
 _live: weakref.WeakSet[ArtifactSender] = weakref.WeakSet()
@@ -27,7 +33,10 @@ class ArtifactSender:
     own path (8 ms here, more on a busy server). Here the caller only records what it wants the
     artifact to say; the thread sends the newest of it, and an update superseded before it was
     sent is never sent. `flush()` waits until the server holds the newest of each: a run calls
-    it at its end, and at the process's exit what is left is flushed too.
+    it at its end, and at the process's exit what is left is flushed too. While the server cannot
+    be reached (restarting, upgrading), the newest content is kept and sent once it answers
+    again, for up to KEEP_SECONDS: the table shows where the release got to, not where it was
+    when the server went away.
     """
 
     def __init__(self) -> None:
@@ -35,6 +44,7 @@ class ArtifactSender:
         self._busy = False
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
+        self._failing_since: float | None = None  # the server has not answered since then
         _live.add(self)
 
     def want(self, artifact_id: Any, update: ArtifactUpdate) -> None:
@@ -50,7 +60,13 @@ class ArtifactSender:
             self._cond.notify_all()
 
     def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
-        """Wait until everything wanted was sent (False: `timeout` passed first)."""
+        """Wait until everything wanted was sent (False: `timeout` passed first).
+
+        While the server is away, up to AWAY_FLUSH_SECONDS: the run cannot record its end
+        without the server either, and its last progress is what a person looks at.
+        """
+        if self._failing_since is not None:
+            timeout = max(timeout, AWAY_FLUSH_SECONDS)
         with self._cond:
             return self._cond.wait_for(lambda: not self._wanted and not self._busy, timeout)
 
@@ -65,13 +81,34 @@ class ArtifactSender:
             artifact_id = next(iter(self._wanted))
             return artifact_id, self._wanted.pop(artifact_id)
 
+    def _again(self, artifact_id: Any, update: ArtifactUpdate) -> None:
+        """Want `update` again unless newer content came meanwhile; wait before the next try."""
+        with self._cond:
+            self._wanted.setdefault(artifact_id, update)
+            self._busy = False
+            self._cond.notify_all()
+        time.sleep(RETRY_SECONDS)  # bounded: at most KEEP_SECONDS of tries in all
+
     def _run(self) -> None:
         with get_client(sync_client=True) as client:
             while (job := self._take()) is not None:
                 try:
                     client.update_artifact(*job)
+                    self._failing_since = None
                 except Exception as exc:  # a lost progress line must not fail the release
+                    now = time.monotonic()
+                    if self._failing_since is None:
+                        self._failing_since = now
+                    if is_transient(exc) and now - self._failing_since < KEEP_SECONDS:
+                        if self._failing_since == now:
+                            log.warning(
+                                "progress artifact %s: server unreachable (%s), kept", job[0], exc
+                            )
+                        self._again(*job)
+                        continue
                     log.warning("progress artifact %s not updated: %s", job[0], exc)
+                    if not is_transient(exc):  # the server answered
+                        self._failing_since = None
 
 
 @atexit.register

@@ -35,7 +35,7 @@ from prefect.states import Crashed, Scheduled
 
 from blocks import KubernetesCluster
 from core.analysis.verdict import NoJudge
-from core.delivery.record import PREFIX, Attempt, Result, stamp
+from core.delivery.record import CAUSE_CHARS, PREFIX, Attempt, Result, stamp
 from core.errors import PipelineError
 from core.release.decisions import Choice, Decision
 from core.release.errors import ReleaseLocked
@@ -51,6 +51,8 @@ MAX_RESUMES = 1  # a run resumed once that dies again is rolled back: it may be 
 LOCK_WAIT = 60.0  # seconds to wait for the app's lock (a release that just started holds it)
 ABANDONED = (Result.RUNNING, Result.CRASHED, Result.FAILED)
 RESUMABLE = {"release", "rollback"}  # flows whose re-run carries on where the cluster is
+RESUMED, NOTHING = "resumed:", "nothing to do:"  # how what was done begins
+NO_CLUSTER = "cannot reach its cluster: the run's cluster was not a saved block"
 
 
 @task(name="find-abandoned", cache_policy=NO_CACHE)
@@ -102,7 +104,7 @@ def _roll_back_release(cluster: KubernetesCluster, attempt: Attempt, why: str) -
     """The release's own abort path, from the spec its record keeps on the cluster."""
     spec = unfinished(cluster, attempt.namespace, attempt.app)
     if spec is None or spec.image != attempt.image:
-        return "nothing to do: no unfinished release of this image on the cluster"
+        return f"{NOTHING} no unfinished release of this image on the cluster"
     rec = load_record(cluster, spec)
     if not rec.aborted:  # recorded first: a reconciler that dies now is carried on by the next
         save_record(cluster, spec, replace(rec, aborted=why))
@@ -118,7 +120,7 @@ def _resume(run: FlowRun, attempt: Attempt, why: str) -> str:
         client.set_flow_run_state(
             run.id, Scheduled(message=f"resumed by reconcile: {why}"), force=True
         )
-    return f"resumed: run {run.name} scheduled again ({resumes} of {MAX_RESUMES})"
+    return f"{RESUMED} run {run.name} scheduled again ({resumes} of {MAX_RESUMES})"
 
 
 def _can_resume(run: FlowRun, flow_name: str) -> bool:
@@ -126,28 +128,30 @@ def _can_resume(run: FlowRun, flow_name: str) -> bool:
     return run.deployment_id is not None and flow_name in RESUMABLE and resumes < MAX_RESUMES
 
 
-def _settle(cluster: KubernetesCluster, attempt: Attempt, run: FlowRun, resume: bool) -> str:
-    """End one abandoned attempt under the app's lock; return what was done."""
+def _settle(
+    cluster: KubernetesCluster, attempt: Attempt, run: FlowRun, resume: bool
+) -> tuple[str, str] | None:
+    """End one abandoned attempt under the app's lock: (why, what was done); None: it lives."""
     why = _dead(attempt, run, cluster)
     if not why:
-        return ""
+        return None
     with get_client(sync_client=True) as client:
         flow_name = client.read_flow(run.flow_id).name
     purpose = f"reconcile of {attempt.kind} run {run.name}"
     ns, app = attempt.namespace, attempt.app
     with lease.hold(cluster, ns, app, purpose, LOCK_WAIT):
         if attempt.kind == "release" and unfinished(cluster, ns, app) is None:
-            action = "nothing to do: the cluster holds no unfinished release"
+            action = f"{NOTHING} the cluster holds no unfinished release"
         elif resume and _can_resume(run, flow_name):
             action = _resume(run, attempt, why)
         elif attempt.kind == "release":
             action = _roll_back_release(cluster, attempt, f"{why}; rolled back by reconcile")
         else:
             action = _finish_rollback(cluster, attempt)
-    if not action.startswith("resumed") and not (run.state and run.state.is_final()):
+    if not action.startswith(RESUMED) and not (run.state and run.state.is_final()):
         with get_client(sync_client=True) as client:  # what the UI shows for a dead process
             client.set_flow_run_state(run.id, Crashed(message=why), force=True)
-    return f"{why}: {action}"
+    return why, action
 
 
 def _finish_rollback(cluster: KubernetesCluster, attempt: Attempt) -> str:
@@ -155,24 +159,29 @@ def _finish_rollback(cluster: KubernetesCluster, attempt: Attempt) -> str:
     found = load_history(cluster, attempt.namespace, attempt.app)
     kept = found.rollback if found is not None else None
     if kept is None or kept.done is not None:
-        return "nothing to do: its rollback had finished or had not begun"
+        return f"{NOTHING} its rollback had finished or had not begun"
     done = roll_back_locked(cluster, attempt.app, attempt.namespace, 0, "")
     return f"rolled back: {done['summary']}"
 
 
-def _mark(attempt: Attempt, run: FlowRun, action: str) -> None:
+def _mark(attempt: Attempt, run: FlowRun, why: str, action: str) -> str:
     """Write what was done into the crashed run's record, and tell (event, notification)."""
     result = attempt.result if attempt.result is not Result.RUNNING else Result.CRASHED
-    labels = {
-        _key(attempt, "reconciled"): stamp(attempt.started),
-        _key(attempt, "result"): str(result) if not action.startswith("resumed") else "running",
-        _key(attempt, "cause"): " ".join(action.split())[:200],
-    }
-    if attempt.ended is None and not action.startswith("resumed"):
-        labels[_key(attempt, "ended")] = stamp(datetime.now(UTC))
+    completed = run.state is not None and run.state.is_completed()
+    if completed and action.startswith(NOTHING):  # only its end's label was lost
+        result, action = Result.SUCCEEDED, f"{action}; the run completed, its end went unrecorded"
+    resumed = action.startswith(RESUMED)
+    action = f"{why}: {action}" if why else action
+    labels = {_key(attempt, "reconciled"): stamp(attempt.started)}
+    if not resumed:  # a resumed run writes its own end
+        labels[_key(attempt, "result")] = str(result)
+        labels[_key(attempt, "cause")] = " ".join(action.split())[:CAUSE_CHARS]
+        if _key(attempt, "ended") not in (run.labels or {}):
+            labels[_key(attempt, "ended")] = stamp(run.end_time or datetime.now(UTC))
     with get_client(sync_client=True) as client:
         client.update_flow_run_labels(run.id, labels)
     events.emit("reconciled", {"run": str(run.id), "action": action}, attempt)
+    return action
 
 
 @flow(name="reconcile")
@@ -192,20 +201,19 @@ def reconcile(
     rows = []
     for attempt, run in abandoned(lookback_hours, namespaces or []):
         started = time.monotonic()
-        if not attempt.cluster:
-            action = "cannot reach its cluster: the run's cluster was not a saved block"
-        else:
+        done: tuple[str, str] | None = ("", NO_CLUSTER)
+        if attempt.cluster:
             try:
                 cluster = KubernetesCluster.load(attempt.cluster)
-                action = _settle(cluster, attempt, run, resume)
+                done = _settle(cluster, attempt, run, resume)
             except ReleaseLocked as exc:
                 log.info("%s of %s: left for now: %s", attempt.kind, attempt.app, exc)
                 continue
             except (PipelineError, ValueError) as exc:
-                action = f"could not end it: {type(exc).__name__}: {exc}"
-        if not action:
+                done = ("", f"could not end it: {type(exc).__name__}: {exc}")
+        if done is None:
             continue  # its run is alive
-        _mark(attempt, run, action)
+        action = _mark(attempt, run, *done)
         log.warning("%s of %s (run %s): %s", attempt.kind, attempt.app, run.name, action)
         rows.append(
             {

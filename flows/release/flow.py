@@ -38,7 +38,7 @@ from flows.environments import (
 from flows.form import titled
 from flows.release.argo_engine import ArgoEngine
 from flows.release.executor import Asker, Executor, ReleaseResult
-from tasks import analysis_templates, kube, lease, workload
+from tasks import analysis_templates, is_transient, kube, lease, workload
 from tasks.environment import check_namespaces
 
 POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
@@ -140,7 +140,16 @@ def publish_result(spec: ReleaseSpec, result: ReleaseResult) -> None:
     if result.decisions:
         lines += ["", "## Human decisions", ""]
         lines += [f"- {d.choice} by {d.decided_by}: {d.reason}" for d in result.decisions]
-    create_markdown_artifact("\n".join(lines), key=f"release-result-{spec.app}")
+    try:
+        create_markdown_artifact("\n".join(lines), key=f"release-result-{spec.app}")
+    except Exception as exc:  # the release is done on the cluster: a report must not undo that
+        if not is_transient(exc):
+            raise
+        get_run_logger().warning(
+            "the release result artifact was not written (Prefect unreachable: %s); the run's "
+            "logs and its record say how it ended",
+            type(exc).__name__,
+        )
 
 
 def perform_release(

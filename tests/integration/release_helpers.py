@@ -16,7 +16,10 @@ from prefect.client.schemas.filters import (
     FlowFilterName,
     FlowRunFilter,
     FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
 )
+from prefect.client.schemas.objects import StateType
 
 from blocks import KubernetesCluster
 from core.analysis.verdict import Verdict
@@ -126,6 +129,11 @@ def selector(cluster: KubernetesCluster, ns: str, service: str) -> dict[str, str
     return dict(core.read_namespaced_service(service, ns).spec.selector)
 
 
+PAUSED = FlowRunFilter(
+    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+)
+
+
 def resume_when_paused(
     answers: list[dict],
     timeout: float = 120,
@@ -146,7 +154,12 @@ def resume_when_paused(
         pending = list(answers)
         with get_client(sync_client=True) as c:
             while pending and time.monotonic() < deadline:
-                runs = c.read_flow_runs(flow_filter=only, limit=20, sort="START_TIME_DESC")
+                runs = c.read_flow_runs(  # paused ones only: scheduled runs (a reconcile
+                    flow_filter=only,  # every minute) have no start time and sort first
+                    flow_run_filter=PAUSED,
+                    limit=20,
+                    sort="START_TIME_DESC",
+                )
                 paused = [
                     r
                     for r in runs

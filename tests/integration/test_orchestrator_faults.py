@@ -16,10 +16,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
 from tests.integration.faults import ROOT, Scene, prefect_away, scene
+from tests.integration.progress_helpers import final_progress
 from tests.integration.release_helpers import V1, V2
 
 
@@ -57,6 +59,9 @@ def test_prefect_server_away_90s_mid_step(s: Scene, record_property) -> None:
     took = s.clean_after(time.monotonic(), V2)
     record_property("seconds_to_clean", round(took, 1))
     assert s.run().state_name == "Completed"
+    # the progress it made while the server was away reached the server once it was back
+    percent, _ = final_progress(f"release-progress-{s.namespace}-web", UUID(s.run_id))
+    assert percent == 100
 
 
 def test_worker_killed_mid_step_is_resumed(s: Scene, record_property) -> None:
