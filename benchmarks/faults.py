@@ -38,6 +38,8 @@ def main() -> int:
                 "-q",
                 "-p",
                 "no:logging",
+                "-o",
+                "junit_family=legacy",  # the family that keeps record_property's figures
                 f"--junitxml={report}",
                 *FILES,
             ],
