@@ -60,14 +60,20 @@ def load_record(cluster: KubernetesCluster, spec: ReleaseSpec) -> RunRecord:
     Reads here are plain calls, not task runs (a run repeats them at every step); the client
     retries them (tasks.kube.READ_RETRIES).
     """
+    data = _record_data(cluster, spec.namespace, spec.app)
+    return RunRecord() if data is None else _load(data.get("record", "{}"), spec.image)
+
+
+def _record_data(cluster: KubernetesCluster, namespace: str, app: str) -> dict[str, str] | None:
+    """The data of ConfigMap `<app>-release` (None: no release of `app` is under way)."""
     core = client.CoreV1Api(kube.api_for(cluster))
     try:
-        cm = core.read_namespaced_config_map(spec.app + layout.RECORD_SUFFIX, spec.namespace)
+        cm = core.read_namespaced_config_map(app + layout.RECORD_SUFFIX, namespace)
     except ApiException as exc:
         if exc.status == 404:
-            return RunRecord()
+            return None
         raise
-    return _load((cm.data or {}).get("record", "{}"), spec.image)
+    return cm.data or {}
 
 
 @task(name="release-record-save", cache_policy=NO_CACHE, **RETRIES)
@@ -103,14 +109,7 @@ def unfinished(cluster: KubernetesCluster, namespace: str, app: str) -> ReleaseS
     A record without its spec (written before the spec was kept) reads as None: re-run that
     release by hand.
     """
-    core = client.CoreV1Api(kube.api_for(cluster))
-    try:
-        cm = core.read_namespaced_config_map(app + layout.RECORD_SUFFIX, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    text = (cm.data or {}).get("spec")
+    text = (_record_data(cluster, namespace, app) or {}).get("spec")
     return ReleaseSpec.model_validate_json(text) if text else None
 
 
