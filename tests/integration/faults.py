@@ -1,6 +1,6 @@
 """Faults of the orchestrator itself, injected into a canary release run by a real worker.
 
-A canary of 4 replicas (setWeight 50, pause 45 s, setWeight 100) from V1 to V2, a deployment run
+A canary of 4 replicas (setWeight 50, pause 30 s, setWeight 100) from V1 to V2, a deployment run
 of the release flow on a process pool of its own, with the reconcile flow deployed beside it on
 a schedule (every RECONCILE_EVERY s, for this namespace only): what prefect.yaml sets up, minus
 the wait. Used by tests/integration/test_orchestrator_faults.py and benchmarks/faults.py.
@@ -28,7 +28,7 @@ from tasks import kube
 from tests.integration.release_helpers import V1, V2, Scripted, deployments, release_flow, spec
 from tests.integration.workers import PREFECT, ROOT, deployed
 
-CANARY = {"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": 45}}, {"setWeight": 100}]}}
+CANARY = {"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": 30}}, {"setWeight": 100}]}}
 REPLICAS = 4
 RECONCILE_EVERY = 20  # seconds; prefect.yaml runs it every 60
 OUTAGE = 90  # seconds the Prefect server is away
