@@ -101,9 +101,19 @@ def kwok_module_dir() -> Path:
 
 
 def default_stages() -> list[dict]:
-    """The five stages kwokctl uses when a config lists none."""
+    """The five stages kwokctl uses when a config lists none.
+
+    pod-complete ends every running pod a Job owns at once; a Job's pod the pod runner runs
+    (kyb.dev/run=true) ends when its container exits, so that stage skips the label.
+    """
     base = kwok_module_dir()
-    return [yaml.safe_load((base / rel).read_text()) for rel in DEFAULT_STAGES]
+    stages = [yaml.safe_load((base / rel).read_text()) for rel in DEFAULT_STAGES]
+    for stage in stages:
+        if stage["metadata"]["name"] == "pod-complete":
+            stage["spec"]["selector"]["matchExpressions"].append(
+                {"key": '.metadata.labels["kyb.dev/run"]', "operator": "NotIn", "values": ["true"]}
+            )
+    return stages
 
 
 def project_stages() -> list[dict]:

@@ -17,9 +17,16 @@ The contract (README, "Pods that run"):
   initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold, failureThreshold); the
   livenessProbe restarts the container after failureThreshold failures; a container that exits
   is restarted per restartPolicy with the kubelet's back-off (10 s doubling to 300 s).
+- In-cluster configuration, as a kubelet gives it: KUBERNETES_SERVICE_HOST/PORT name the
+  apiserver's own loopback address (nothing routes Service IPs here), and the projected volume
+  the ServiceAccount admission adds holds a token of the pod's account from the TokenRequest API,
+  bound to the pod and renewed at 80% of its life, the cluster's CA and the namespace. configMap,
+  secret and downwardAPI volumes are files too (sandbox/podrunner/volumes.py), mounted read-only.
+- A Job's pod (restartPolicy Never or OnFailure) ends Succeeded or Failed when its container
+  exits (kwok's pod-complete stage skips these pods), so the Job controller sees it finish.
 - Not supported (said in the pod's status or the runner's log): exec probes, startupProbe,
-  lifecycle hooks but a preStop sleep (run before SIGTERM), secret/configMap volumes, more
-  than one container, Jobs.
+  lifecycle hooks but a preStop sleep (run before SIGTERM), hostPath and other volume types,
+  subPath mounts, more than one container.
 """
 
 from __future__ import annotations

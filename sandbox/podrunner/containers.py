@@ -66,6 +66,7 @@ def start(
         mem_limit=spec.mem_limit,
         nano_cpus=spec.nano_cpus,
         tmpfs=spec.tmpfs or None,
+        volumes=spec.binds or None,
     )
     container.reload()
     return container

@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import docker
 import urllib3
@@ -41,6 +42,7 @@ class Runner:
     ) -> None:
         self.settings, self.cluster, self.status_file = settings, cluster, status
         self.core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+        self.volumes = status.parent / "volumes"  # pod UID -> its file volumes
         self.registry = Registry(settings)
         self.cidr = ipaddress.ip_network(cidr)
         self.cursor = 0
@@ -92,6 +94,44 @@ class Runner:
             raise
         data = found.get("data") or {}
         return decode_secret(data) if kind == "secret" else data
+
+    def token_for(self, pod: dict, audience: str, seconds: int) -> tuple[str, int]:
+        """A token of the pod's ServiceAccount bound to the pod (TokenRequest), and its life (s)."""
+        meta = pod["metadata"]
+        body = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(
+                audiences=[audience] if audience else [],
+                expiration_seconds=seconds,
+                bound_object_ref=client.V1BoundObjectReference(
+                    api_version="v1", kind="Pod", name=meta["name"], uid=meta["uid"]
+                ),
+            )
+        )
+        account = pod["spec"].get("serviceAccountName") or "default"
+        answer = self.core.create_namespaced_service_account_token(
+            account, meta["namespace"], body, _request_timeout=API_TIMEOUT
+        )
+        expires = answer.status.expiration_timestamp.timestamp()
+        return answer.status.token, max(int(expires - time.time()), 60)
+
+    def cluster_env(self) -> dict[str, str]:
+        """The in-cluster environment a kubelet gives every container: where the apiserver is.
+
+        A kubelet names the `kubernetes` Service's ClusterIP; nothing routes Service IPs here, so
+        the runner names the apiserver's own loopback address, which its certificate covers.
+        """
+        url = urlsplit(self.core.api_client.configuration.host)
+        host, port = url.hostname or "127.0.0.1", str(url.port or 443)
+        return {
+            "KUBERNETES_SERVICE_HOST": host,
+            "KUBERNETES_SERVICE_PORT": port,
+            "KUBERNETES_SERVICE_PORT_HTTPS": port,
+            "KUBERNETES_PORT": f"tcp://{host}:{port}",
+            f"KUBERNETES_PORT_{port}_TCP": f"tcp://{host}:{port}",
+            f"KUBERNETES_PORT_{port}_TCP_PROTO": "tcp",
+            f"KUBERNETES_PORT_{port}_TCP_ADDR": host,
+            f"KUBERNETES_PORT_{port}_TCP_PORT": port,
+        }
 
     def pull(self, docker_client: docker.DockerClient, image: str, policy: str) -> Image:
         """The image, pulled with the registry's credentials unless the policy says otherwise."""

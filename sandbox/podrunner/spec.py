@@ -102,9 +102,11 @@ class RunSpec:
     tmpfs: dict[str, str]
     pull_policy: str
     grace_seconds: int
+    binds: dict[str, dict[str, str]] = field(default_factory=dict)  # host folder -> bind, mode
 
 
-def _field(pod: dict, path: str) -> str:
+def field_value(pod: dict, path: str) -> str:
+    """A pod's field (a fieldRef's fieldPath) as a kubelet gives it to env and downward volumes."""
     meta, status = pod["metadata"], pod.get("status") or {}
     labels = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
     if labels:
@@ -167,7 +169,7 @@ def environment(pod: dict, container: dict, lookup: Lookup) -> dict[str, str]:
             env[var["name"]] = expand(var.get("value") or "", env)
             continue
         if ref := source.get("fieldRef"):
-            value: str | None = _field(pod, ref["fieldPath"])
+            value: str | None = field_value(pod, ref["fieldPath"])
         elif ref := source.get("resourceFieldRef"):
             value = _resource(container, ref)
         elif ref := source.get("configMapKeyRef"):

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 import docker
 from docker.models.containers import Container
+from kubernetes.client.rest import ApiException
 
-from sandbox.podrunner import ATTEMPT, POD_IP
+from sandbox.podrunner import ATTEMPT, POD_IP, volumes
 from sandbox.podrunner.containers import ended, remove_all, running_state, start
 from sandbox.podrunner.probes import ProbeState, check
 from sandbox.podrunner.spec import SpecError, from_registry, parse_probe, run_spec
@@ -61,6 +62,7 @@ class PodWorker(threading.Thread):
         self.liveness: ProbeState | None = None
         self.backoff, self.backoff_until, self.killed = 0.0, 0.0, ""
         self.sent: dict | None = None
+        self.renew_at: float | None = None  # when its ServiceAccount token is renewed
         self.docker = runner.docker_client()
         self._adopt(adopted)
 
@@ -113,6 +115,7 @@ class PodWorker(threading.Thread):
         if ready:
             self.view.ready_since = ready[0].get("lastTransitionTime") or now_rfc3339()
         self._probes(time.monotonic() - 86400, self.view.ready)  # delays passed long ago
+        self.renew_at = 0.0  # its volumes (a token) are written again at once: renewed from now
         log.info("%s: adopted container %s", self.name, newest.name)
 
     def _step(self) -> float:
@@ -158,8 +161,16 @@ class PodWorker(threading.Thread):
             log.info("%s: %s", self.name, "ready" if ready else "not ready")
 
     def _probe(self) -> float:
-        """Run the probes that are due; a failed liveness probe kills the container."""
+        """Run the probes that are due; a failed liveness probe kills the container.
+
+        Also renews the pod's ServiceAccount token when 80% of its life is spent.
+        """
         wait = 10.0
+        if self.renew_at is not None:
+            if time.monotonic() >= self.renew_at:
+                self._volumes(self.pod)
+                log.info("%s: renewed its ServiceAccount token", self.name)
+            wait = min(wait, max(self.renew_at - time.monotonic(), 0.05))
         for state in (self.readiness, self.liveness):
             if state is None:
                 continue
@@ -187,7 +198,13 @@ class PodWorker(threading.Thread):
             if not from_registry(spec.image, self.runner.registry.address):
                 where = self.runner.registry.address
                 raise SpecError("ErrImageNotLocal", f"{spec.image} is not from registry {where}")
+            spec.environment = {**self.runner.cluster_env(), **spec.environment}
+            spec.binds = self._volumes(pod)
             image = self.runner.pull(self.docker, spec.image, spec.pull_policy)
+        except ApiException as exc:  # a token or a ConfigMap the apiserver would not give
+            self.view.current = ContainerState("waiting", "CreateContainerConfigError", str(exc))
+            self._back_off(f"CreateContainerConfigError: {exc.status} {exc.reason}")
+            return
         except (SpecError, docker.errors.DockerException) as exc:
             reason = getattr(exc, "reason", "ErrImagePull")
             self.view.current = ContainerState("waiting", reason, str(exc)[:500])
@@ -207,6 +224,13 @@ class PodWorker(threading.Thread):
         self._probes(time.monotonic(), False)
         self._set_ready(self.readiness is None)  # no readiness probe: ready once running
         log.info("%s: started on %s (attempt %d)", self.name, self.view.pod_ip, attempt)
+
+    def _volumes(self, pod: dict) -> dict[str, dict[str, str]]:
+        """Fill the pod's file volumes (its token among them); Docker's binds of them."""
+        filled = volumes.files(pod, self.runner.lookup, self.runner.token_for)
+        due = [v.renew_in for v in filled if v.renew_in is not None]
+        self.renew_at = time.monotonic() + min(due) if due else None
+        return volumes.write(self.runner.volumes / self.uid, filled)
 
     def _back_off(self, why: str) -> None:
         delay, self.backoff = self.backoff, min(max(self.backoff * 2, 10.0), MAX_BACKOFF)
@@ -264,4 +288,5 @@ class PodWorker(threading.Thread):
             log.info("%s: preStop sleep %ds", self.name, wait)
             time.sleep(wait)  # a kubelet's preStop sleep: bounded by the grace period
         remove_all(self.docker, self.runner.cluster, self.uid, max(_grace(self.pod) - wait, 1))
+        volumes.remove(self.runner.volumes / self.uid)
         log.info("%s: gone", self.name)
