@@ -17,6 +17,7 @@ from sandbox.components.argo_rollouts import ArgoRollouts
 from sandbox.components.cluster import Cluster
 from sandbox.components.docker import Docker
 from sandbox.components.git_server import GitServer
+from sandbox.components.kube_worker import KubeWorker
 from sandbox.components.metrics_exporter import MetricsExporter
 from sandbox.components.podrunner import PodRunner
 from sandbox.components.postgres import Postgres
@@ -40,7 +41,6 @@ BLOCK_NAME = "local"  # name of the block documents that point at this platform
 TOKEN_BLOCK_NAME = "token"  # the ContainerRegistry block of the token-auth registry
 DR_BLOCK_NAME = "dr"  # the disaster-recovery cluster's KubernetesCluster and VeleroInstall
 WORK_POOL = "kyb-local"  # the process work pool prefect.yaml's deployments run on
-KUBERNETES_POOL = "kyb-kubernetes"  # the in-cluster variant's pool (a prefect-kubernetes worker)
 
 
 @dataclass
@@ -89,6 +89,8 @@ class Platform:
         self.dr_velero = Velero(s, self.dr_cluster, self.s3)
         self.traefik = Traefik(s, self.cluster, self.dr_cluster)  # the entry point: Gateway API
         self.argo_rollouts = ArgoRollouts(s, self.cluster)  # opt-in: `sandbox up argo-rollouts`
+        # opt-in: `sandbox up kube-worker`, the kyb-kubernetes pool's worker and the image it runs
+        self.kube_worker = KubeWorker(s, self.prefect, build=self._pipeline_image)
         self.components: list[Component] = [
             self.docker,
             self.registry,
@@ -111,7 +113,13 @@ class Platform:
         ]
         # started only when named (`sandbox up argo-rollouts`), so the default platform's cost
         # does not grow; `status`, `env` and a plain `down` include them
-        self.optional: list[Component] = [self.argo_rollouts]
+        self.optional: list[Component] = [self.argo_rollouts, self.kube_worker]
+
+    def _pipeline_image(self) -> str:
+        """The pipeline's image by digest, built and pushed unless the registry has it."""
+        from sandbox.pipeline_image import build_and_push
+
+        return build_and_push(self)
 
     def _pick(self, only: list[str] | None) -> list[Component]:
         if not only:
@@ -200,24 +208,22 @@ class Platform:
             self._create_kubernetes_pool()
 
     def _create_kubernetes_pool(self) -> None:
-        """The `kyb-kubernetes` pool that prefect.yaml's in-cluster variants name (no worker here.
+        """The `kyb-kubernetes` pool prefect.yaml's in-cluster variants name.
 
-        pods never run on this cluster), so `prefect deploy --all` can create them.
+        So `prefect deploy --all` can create them; `sandbox up kube-worker` gives the pool its
+        image and its worker.
         """
         import contextlib
+        import json
 
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.actions import WorkPoolCreate
         from prefect.exceptions import ObjectAlreadyExists
-        from prefect.utilities.asyncutils import run_coro_as_sync
-        from prefect.workers.utilities import (
-            get_default_base_job_template_for_infrastructure_type as default_template,
-        )
 
-        # the server's bundled copy of the collections registry has the kubernetes worker's
-        # default job template, so this works offline and without prefect-kubernetes installed
-        template = run_coro_as_sync(default_template("kubernetes")) or {}
-        pool = WorkPoolCreate(name=KUBERNETES_POOL, type="kubernetes", base_job_template=template)
+        from sandbox.components.kube_worker import POOL, TEMPLATE
+
+        template = json.loads(TEMPLATE.read_text())
+        pool = WorkPoolCreate(name=POOL, type="kubernetes", base_job_template=template)
         with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
             client.create_work_pool(pool)
 

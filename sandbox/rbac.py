@@ -72,6 +72,8 @@ def _writers(api: client.ApiClient) -> dict[str, tuple[bool, Callable[..., Any]]
     return {
         "Namespace": (False, core.patch_namespace),
         "ServiceAccount": (True, core.patch_namespaced_service_account),
+        "Secret": (True, core.patch_namespaced_secret),  # the in-cluster worker's API auth
+        "Deployment": (True, client.AppsV1Api(api).patch_namespaced_deployment),
         "ClusterRole": (False, rbac.patch_cluster_role),
         "ClusterRoleBinding": (False, rbac.patch_cluster_role_binding),
         "Role": (True, rbac.patch_namespaced_role),

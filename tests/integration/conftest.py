@@ -73,6 +73,19 @@ def argo_rollouts(platform: Platform):
     return platform.argo_rollouts
 
 
+@pytest.fixture(scope="session")
+def kube_worker(platform: Platform):
+    """The kyb-kubernetes pool's worker in the main cluster (opt-in): started if needed.
+
+    `.ci/run` starts it; a run without it builds the pipeline's image here first (minutes cold).
+    """
+    try:
+        platform.up(["kube-worker"], say=lambda _msg: None)
+    except PlatformError as exc:
+        _unavailable(f"kube-worker: {exc}")
+    return platform.kube_worker
+
+
 @pytest.fixture
 def environment(platform: Platform, namespace: str) -> str:
     """A saved Environment of its own whose namespace is the test's; its name.

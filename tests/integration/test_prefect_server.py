@@ -173,8 +173,13 @@ def test_prefect_yaml_deploys_on_the_platform(platform: Platform) -> None:
     assert resp.status_code == 200
     in_cluster = resp.json()
     assert in_cluster["work_pool_name"] == "kyb-kubernetes"
-    assert in_cluster["job_variables"]["service_account_name"] == "kyb-pipeline"
+    assert in_cluster["job_variables"]["service_account_name"] == "kyb-pipeline-dev"
     assert in_cluster["job_variables"]["namespace"] == "kyb-system"
+    # its code is the image's: no folder of the machine that deployed it
+    where = [
+        step["prefect.deployments.steps.set_working_directory"] for step in in_cluster["pull_steps"]
+    ]
+    assert where == [{"directory": "/opt/kyb/app"}]
     pool = api.get("/work_pools/kyb-kubernetes").json()
     assert pool["type"] == "kubernetes"
     assert "service_account_name" in pool["base_job_template"]["variables"]["properties"]

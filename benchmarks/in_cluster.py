@@ -1,0 +1,148 @@
+"""How long an in-cluster flow run waits for its flow: scheduled, Job, pod, flow Running.
+
+Needs `uv run sandbox up kube-worker`. Each round creates a run of `release-in-cluster` (deployed
+from prefect.yaml by the test suite's way: `prefect deploy`) that releases a small canary into a
+namespace of its own, and reads back from the API and the cluster:
+
+- scheduled: the run's Scheduled state (it was created to start at once);
+- job: the Job's creationTimestamp (the worker polled, and created it);
+- container: the pod's container startedAt (the pod runner pulled the image and started it);
+- running: the run's Running state (the flow's process started, loaded the code and began).
+
+Cold: the worker's Deployment scaled to 0, its containers gone and the image removed from Docker,
+so the worker's pod and then the Job's pod pull the image first (a new node's view). Warm: the
+image is there and the worker polls. Run: `uv run python -m benchmarks.in_cluster [--rounds N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import docker
+from kubernetes import client
+from prefect.client.orchestration import get_client
+from prefect.settings import temporary_settings
+
+from blocks import KubernetesCluster, PrometheusServer, block_ref
+from sandbox.components.kube_worker import IN_CLUSTER_BLOCK, NAMESPACE, WORKER
+from sandbox.platform import Platform
+from tasks import kube
+from tests.integration import rbac
+from tests.integration.release_helpers import V1, V2, Scripted, release_flow, spec
+
+ROOT = Path(__file__).resolve().parents[1]
+CANARY = {"canary": {"steps": [{"setWeight": 100}]}}
+DEPLOYMENT = "release/release-in-cluster"
+
+
+def _deploy(platform: Platform) -> str:
+    prefect = Path(sys.executable).parent / "prefect"
+    subprocess.run(
+        [str(prefect), "--no-prompt", "deploy", "--name=release-in-cluster"],
+        cwd=ROOT,
+        env={**platform.env(), "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    with get_client(sync_client=True) as api:
+        return str(api.read_deployment_by_name(DEPLOYMENT).id)
+
+
+def _state_time(run_id: uuid.UUID, name: str) -> datetime:
+    with get_client(sync_client=True) as api:
+        states = api.read_flow_run_states(run_id)
+    return min(s.timestamp for s in states if s.name == name)
+
+
+def _round(admin: KubernetesCluster, deployment: str, namespace: str, image: str) -> dict:
+    params = {
+        "spec": spec(namespace, image, CANARY).model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        ),
+        "cluster": block_ref(KubernetesCluster, IN_CLUSTER_BLOCK),
+        "prometheus": block_ref(PrometheusServer, "local"),
+    }
+    with get_client(sync_client=True) as api:
+        run = api.create_flow_run_from_deployment(uuid.UUID(deployment), parameters=params)
+        deadline = time.monotonic() + 600
+        while not (run := api.read_flow_run(run.id)).state.is_final():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run.id} still {run.state_name}")
+            time.sleep(0.5)  # the API has no watch on a run's state: polled, bounded
+    selector = f"prefect.io/flow-run-id={run.id}"
+    api_client = kube.api_for(admin)
+    [job] = (
+        client.BatchV1Api(api_client).list_namespaced_job(NAMESPACE, label_selector=selector).items
+    )
+    [pod] = (
+        client.CoreV1Api(api_client).list_namespaced_pod(NAMESPACE, label_selector=selector).items
+    )
+    scheduled = _state_time(run.id, "Scheduled")
+    started = pod.status.container_statuses[0].state.terminated.started_at
+    return {
+        "state": run.state_name,
+        "job": (job.metadata.creation_timestamp - scheduled).total_seconds(),
+        "container": (started - scheduled).total_seconds(),
+        "running": (_state_time(run.id, "Running") - scheduled).total_seconds(),
+    }
+
+
+def _cold(platform: Platform, admin: KubernetesCluster, image: str) -> None:
+    """The worker stopped and its containers gone, the image removed: a new node's view."""
+    apps = client.AppsV1Api(kube.api_for(admin))
+    apps.patch_namespaced_deployment_scale(WORKER, NAMESPACE, {"spec": {"replicas": 0}})
+    dc = docker.DockerClient(base_url=platform.docker.env()["DOCKER_HOST"], timeout=120)
+    deadline = time.monotonic() + 120
+    while dc.containers.list(all=True, filters={"ancestor": image}):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the worker's container is still there")
+        time.sleep(1)  # the pod runner removes it once the pod is gone: polled, bounded
+    dc.images.remove(image, force=True)
+    apps.patch_namespaced_deployment_scale(WORKER, NAMESPACE, {"spec": {"replicas": 1}})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="warm rounds")
+    args = parser.parse_args()
+    platform = Platform()
+    os.environ.update(platform.env())
+    with temporary_settings(platform.prefect.client_settings()):
+        platform.up(["kube-worker"], say=lambda _msg: None)
+        image = platform.kube_worker.image
+        admin = KubernetesCluster.load("local")
+        core = client.CoreV1Api(kube.api_for(admin))
+        namespace = f"bench-{uuid.uuid4().hex[:6]}"
+        core.create_namespace({"metadata": {"name": namespace}})
+        rbac.bind(admin, "dev", [namespace])
+        try:
+            deployment = _deploy(platform)
+            assert release_flow(spec(namespace, V1, CANARY), Scripted()).ok
+            _cold(platform, admin, image)
+            rows = [("cold", _round(admin, deployment, namespace, V2))]
+            for i in range(args.rounds):
+                rows.append(
+                    (f"warm {i + 1}", _round(admin, deployment, namespace, [V1, V2][i % 2]))
+                )
+        finally:
+            rbac.unbind(admin, namespace)
+            core.delete_namespace(namespace)
+    print("seconds from the run scheduled to: its Job, its container started, the flow Running")
+    print(f"{'round':<8} {'job':>6} {'container':>10} {'running':>8}  state")
+    for name, row in rows:
+        times = f"{row['job']:6.1f} {row['container']:10.1f} {row['running']:8.1f}"
+        print(f"{name:<8} {times}  {row['state']}")
+    warm = sorted(r["running"] for n, r in rows if n != "cold")
+    print(f"cold {rows[0][1]['running']:.1f}s vs warm median {warm[len(warm) // 2]:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
