@@ -22,7 +22,7 @@ os.environ.update(client_env())
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 
-from sandbox import demo_push
+from sandbox import demo_in_cluster, demo_push
 from sandbox.errors import PlatformError
 from sandbox.load import Load
 from sandbox.platform import WORK_POOL, Platform
@@ -171,9 +171,12 @@ def _production_image(cluster: Any) -> str:
 
 def main() -> int:
     """Run the demo; return the exit code."""
+    from blocks import KubernetesCluster
+
     plat = Platform()
     _say("bringing the platform up")
     plat.up()
+    plat.up(["kube-worker"])  # the pipeline's image and the in-cluster pool's worker
     ensure_gosec()  # the delivery's security scan finds it through KYB_GOSEC
     env = {**os.environ, **plat.env(), "PWD": str(ROOT)}
     _prefect(env, "block", "register", "-m", "blocks")
@@ -190,13 +193,19 @@ def main() -> int:
     _say(f"webhook receiver at {hook}; the git server's {demo_push.REPOSITORY} posts to it")
     with _users(plat) as users:
         ok, lines = _deliveries(plat, ui, users)
-    _say("3/3 backing up production and staging, then a DR drill of that backup")
+    image = _production_image(KubernetesCluster.load("local"))
+    _say(f"3/4 release-in-cluster: production's version into {demo_in_cluster.NAMESPACE}, as a Job")
+    inside = _finished(demo_in_cluster.release_in_cluster(image), ui)
+    _say(f"  ran as {demo_in_cluster.job_of(inside)}")
+    _say("4/4 backing up production and staging, then a DR drill of that backup")
     saved, drill = _backup_and_drill(ui)
+    ok = ok and inside.state.is_completed()
     ok = ok and saved.state.is_completed() and drill.state.is_completed()
     _say("summary")
     print(f"  Prefect UI:             {ui}")
     for line in lines:
         print(f"  {line}")
+    print(f"  in-cluster release:     {inside.state.name} ({demo_in_cluster.job_of(inside)})")
     print(f"  backup:                 {saved.state.name}")
     print(f"  DR drill:               {drill.state.name} (report: artifact dr-drill-report)")
     print(f"  DORA, production, 24 h: {_dora_line(ui)}")
@@ -246,14 +255,14 @@ def _deliveries(plat: Platform, ui: str, users: dict[str, Load]) -> tuple[bool, 
     from blocks import KubernetesCluster
 
     head = _git("rev-parse", "HEAD")
-    _say(f"1/3 git push of the project at {head[:12]} to main: staging, then production")
+    _say(f"1/4 git push of the project at {head[:12]} to main: staging, then production")
     good_sha, pushed = demo_push.push(plat, f"demo: kyb-platform at {head}")
     _say(f"  pushed {good_sha[:12]}; the git server's hook: {_hook_answer(pushed)}")
     good = _finished(demo_push.wait_for(demo_push.started_run(good_sha)), ui)
     cluster = KubernetesCluster.load("local")
     released = _production_image(cluster)
     _say(
-        f"2/3 git push of a faulty version: production's config makes {FAULT:.0%} of requests fail"
+        f"2/4 git push of a faulty version: production's config makes {FAULT:.0%} of requests fail"
     )
     before = sum(users["production"].tally.values())
     bad_sha, pushed = demo_push.push(
