@@ -91,7 +91,11 @@ def test_saved_block_secrets_are_masked_by_the_api(platform: Platform) -> None:
             "block_types": {"slug": {"any_": ["kyb-kubernetes-cluster"]}},
         },
     ).json()
-    assert clusters and all(d["data"]["kubeconfig"] == "********" for d in clusters)
+    # every block with a kubeconfig shows it masked; the `in-cluster` one holds none (its pod's
+    # ServiceAccount is its credential)
+    with_kubeconfig = [d for d in clusters if not d["data"].get("in_cluster")]
+    assert with_kubeconfig and all(d["data"]["kubeconfig"] == "********" for d in with_kubeconfig)
+    assert all(d["data"]["kubeconfig"] is None for d in clusters if d["data"].get("in_cluster"))
     key = (platform.settings.kubeconfig.parent / "pki" / "admin.key").read_text()
     assert key.splitlines()[1] not in str(clusters)
 

@@ -42,7 +42,7 @@ def test_second_up_reuses_running_services(platform: Platform) -> None:
     assert before == after and all(before)
     rows = platform.status()
     optional = {c.name for c in platform.optional}  # opt-in: listed last, up only when asked
-    assert [row.name for row in rows][-len(optional) :] == ["argo-rollouts"]
+    assert [row.name for row in rows][-len(optional) :] == ["argo-rollouts", "kube-worker"]
     default = [row for row in rows if row.name not in optional]
     assert all(row.state in ("running", "external") for row in default)
     names = [row.name for row in default]
