@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prefect import flow, get_run_logger
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,7 @@ from core.delivery.reach import served_by
 from core.delivery.record import Result
 from core.errors import ConfigError
 from core.release import layout
+from core.release.defaults import COLOR_LABEL
 from core.release.errors import ReleaseFailed
 from core.release.spec import ReleaseSpec
 from flows import record
@@ -231,6 +233,18 @@ def _release(env: str, stage: Stage, opts: DeliveryOptions) -> ReleaseResult:
     return perform_release(spec, stage.cluster, stage.runner, ask=ask, environment=env)
 
 
+def _active_color(cluster: KubernetesCluster, spec: ReleaseSpec) -> str | None:
+    """A blue-green release's active color (its active Service's selector); None otherwise."""
+    blue_green = spec.strategy.blue_green
+    if blue_green is None:
+        return None
+    core = client.CoreV1Api(kube.api_for(cluster))
+    service = core.read_namespaced_service(
+        blue_green.active_service, spec.namespace, _request_timeout=30
+    )
+    return (service.spec.selector or {}).get(COLOR_LABEL)
+
+
 def _checks(
     env: str,
     stage: Stage,
@@ -244,7 +258,8 @@ def _checks(
     human = stage.human
     url = _endpoint(opts, spec, env, stage.environment)
     smoke = smoke_test(url, SMOKE, budget_seconds=30) if url and env == "staging" else []
-    post = post_deploy_checks(stage.prometheus, url, app, spec.namespace, "stable")
+    color = _active_color(cluster, spec)
+    post = post_deploy_checks(stage.prometheus, url, app, spec.namespace, "stable", color=color)
     after = checklist.add(*post, *(human_items("post") if human else []))
     if human:
         after = confirm_human_items(after, opts.auto_approve, opts.approval_timeout, phase="post")

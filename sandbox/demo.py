@@ -219,7 +219,7 @@ def _dora_line(ui: str) -> str:
     from prefect.artifacts import Artifact
     from prefect.deployments import run_deployment
 
-    run = run_deployment("dora/dora", parameters={"days": 1}, timeout=300)
+    run = run_deployment("dora-report/dora", parameters={"days": 1}, timeout=300)
     if not run.state.is_completed():
         return f"{run.state.name}: {ui}/runs/flow-run/{run.id}"
     report = Artifact.get("dora-report")

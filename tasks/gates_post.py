@@ -143,6 +143,7 @@ def post_deploy_checks(
     track: str = "stable",
     error_threshold: float | None = None,
     health_budget_seconds: float = HEALTH_BUDGET_SECONDS,
+    color: str | None = None,
 ) -> list[Item]:
     """The post-deployment machine items: health, performance, error rate, metrics collecting.
 
@@ -156,6 +157,8 @@ def post_deploy_checks(
         app: the `service` label of the service's metrics.
         namespace: its `namespace` label.
         track: its `track` label (the settled version is "stable").
+        color: a blue-green release's active color: its pods carry `color`, not `track`, so the
+            checks select that color's pods instead.
         error_threshold: the highest acceptable error rate; the error-rate template's 0.05 if
             None.
         health_budget_seconds: the time the health check may take, retries included.
@@ -163,12 +166,14 @@ def post_deploy_checks(
     Returns:
         The four post-deployment machine items.
     """
-    labels = {"service": app, "namespace": namespace, "track": track}
+    pods = {"color": color} if color else {"track": track}
+    labels = {"service": app, "namespace": namespace, **pods}
     _selector(labels)  # refuse unsafe label values before any query
     args = {
         "service-name": app,
         "namespace": namespace,
-        "track": track,
+        "track": ".*" if color else track,
+        "color": color or ".*",
         "window": _window(prometheus),
     }
     if error_threshold is not None:

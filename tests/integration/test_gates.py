@@ -213,7 +213,14 @@ def _settled(prom, url: str, labels: dict[str, str], timeout: float = 45.0):
     deadline = time.monotonic() + timeout
     while True:
         found = _status(
-            post_deploy_checks(prom, url, labels["service"], labels["namespace"], labels["track"])
+            post_deploy_checks(
+                prom,
+                url,
+                labels["service"],
+                labels["namespace"],
+                labels.get("track", "stable"),
+                color=labels.get("color"),
+            )
         )
         waiting = [d for _s, d in found.values() if d.startswith("no ")]
         if not waiting or time.monotonic() > deadline:
@@ -235,6 +242,19 @@ def test_post_deploy_checks_pass_for_a_healthy_instance(platform: Platform, prom
         "Error rates acceptable": Status.PASSED,
         "Metrics collecting": Status.PASSED,
     }, found
+
+
+def test_post_deploy_checks_of_a_blue_green_release_select_its_active_color(
+    platform: Platform, prom
+) -> None:
+    """Blue-green pods carry `color`, not `track`: the checks select the active color's pods."""
+    labels = {"service": f"gate-{uuid.uuid4().hex[:6]}", "namespace": "kyb-production"}
+    with scraped(platform.prometheus, {**labels, "color": "green"}) as inst, Load([inst.url]):
+        found = _settled(prom, inst.url, {**labels, "color": "green"})
+        by_track = _status(post_deploy_checks(prom, None, labels["service"], labels["namespace"]))
+    assert all(s is Status.PASSED for s, _d in found.values()), found
+    status, detail = by_track["Metrics collecting"]  # what the checks found before: nothing
+    assert status is Status.FAILED and "no scrape target" in detail, detail
 
 
 def test_post_deploy_checks_fail_the_error_rate_at_30_percent(platform: Platform, prom) -> None:
