@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Any
 
 import httpx
@@ -40,6 +41,7 @@ from tasks.prometheus import instant_query
 
 POLL_SECONDS = int(os.environ.get("KYB_PAUSE_POLL_SECONDS", "5"))
 HEALTH_BUDGET_SECONDS = 30.0
+SETTLE_SECONDS = 60.0  # the rate window: by then pods that serve have data, or something is wrong
 
 
 def _query(prometheus: PrometheusServer, query: str) -> tuple[list[dict[str, Any]] | None, str]:
@@ -66,6 +68,18 @@ def _window(prometheus: PrometheusServer) -> str:
     return f"{max(60, math.ceil(4 * prometheus.scrape_interval_seconds))}s"
 
 
+def _pods(args: dict[str, str]) -> str:
+    """Which pods a check measured: a blue-green color, else a track."""
+    return f"color {args['color']}" if args.get("color", ".*") != ".*" else f"track {args['track']}"
+
+
+def _waiting(item: Item) -> bool:
+    """A Prometheus item that failed only because its data does not exist yet."""
+    return item.status is Status.FAILED and (
+        item.detail.startswith("no ") or "no http_requests_total samples" in item.detail
+    )
+
+
 def _template_item(
     prometheus: PrometheusServer, name: str, template: str, args: dict[str, str], unit: str
 ) -> Item:
@@ -81,7 +95,7 @@ def _template_item(
             "post",
             False,
             f"no data for {template} of {args['service-name']} "
-            f"(track {args['track']}) in the last {args['window']}",
+            f"({_pods(args)}) in the last {args['window']}",
         )
     value = sum(float(series["value"][1]) for series in result)
     if math.isnan(value):
@@ -144,6 +158,7 @@ def post_deploy_checks(
     error_threshold: float | None = None,
     health_budget_seconds: float = HEALTH_BUDGET_SECONDS,
     color: str | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
 ) -> list[Item]:
     """The post-deployment machine items: health, performance, error rate, metrics collecting.
 
@@ -159,6 +174,7 @@ def post_deploy_checks(
         track: its `track` label (the settled version is "stable").
         color: a blue-green release's active color: its pods carry `color`, not `track`, so the
             checks select that color's pods instead.
+        settle_seconds: how long a check without data yet is measured again before it fails.
         error_threshold: the highest acceptable error rate; the error-rate template's 0.05 if
             None.
         health_budget_seconds: the time the health check may take, retries included.
@@ -178,12 +194,22 @@ def post_deploy_checks(
     }
     if error_threshold is not None:
         args["error-threshold"] = str(error_threshold)
-    return [
-        _health_item(base_url, health_budget_seconds),
-        _template_item(prometheus, PERFORMANCE, "latency-p95", args, "s"),
-        _template_item(prometheus, ERROR_RATE, "error-rate", args, ""),
-        _metrics_item(prometheus, labels),
-    ]
+    health = _health_item(base_url, health_budget_seconds)
+
+    def measured() -> list[Item]:
+        return [
+            _template_item(prometheus, PERFORMANCE, "latency-p95", args, "s"),
+            _template_item(prometheus, ERROR_RATE, "error-rate", args, ""),
+            _metrics_item(prometheus, labels),
+        ]
+
+    # Pods that took their first requests a moment ago (a blue-green's new color, promoted just
+    # now) have no rate yet: wait for their data, boundedly; a missing series still fails after.
+    deadline, items = time.monotonic() + settle_seconds, measured()
+    while any(_waiting(i) for i in items) and time.monotonic() < deadline:
+        time.sleep(2 * prometheus.scrape_interval_seconds)  # a rate needs two new scrapes
+        items = measured()
+    return [health, *items]
 
 
 def publish_checklist(checklist: Checklist, key: str, title: str = "Deployment checklist") -> str:

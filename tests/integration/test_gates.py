@@ -251,7 +251,9 @@ def test_post_deploy_checks_of_a_blue_green_release_select_its_active_color(
     labels = {"service": f"gate-{uuid.uuid4().hex[:6]}", "namespace": "kyb-production"}
     with scraped(platform.prometheus, {**labels, "color": "green"}) as inst, Load([inst.url]):
         found = _settled(prom, inst.url, {**labels, "color": "green"})
-        by_track = _status(post_deploy_checks(prom, None, labels["service"], labels["namespace"]))
+        by_track = _status(
+            post_deploy_checks(prom, None, labels["service"], labels["namespace"], settle_seconds=5)
+        )
     assert all(s is Status.PASSED for s, _d in found.values()), found
     status, detail = by_track["Metrics collecting"]  # what the checks found before: nothing
     assert status is Status.FAILED and "no scrape target" in detail, detail
@@ -272,7 +274,8 @@ def test_post_deploy_checks_fail_the_error_rate_at_30_percent(platform: Platform
 
 
 def test_metrics_fail_for_a_service_nobody_scrapes(prom) -> None:
-    found = _status(post_deploy_checks(prom, None, f"ghost-{uuid.uuid4().hex[:6]}", "kyb-staging"))
+    ghost = f"ghost-{uuid.uuid4().hex[:6]}"
+    found = _status(post_deploy_checks(prom, None, ghost, "kyb-staging", settle_seconds=5))
     assert found["Health checks passing"][0] is Status.SKIPPED
     status, detail = found["Metrics collecting"]
     assert status is Status.FAILED and "no scrape target" in detail, detail
