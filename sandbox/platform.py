@@ -213,19 +213,11 @@ class Platform:
         So `prefect deploy --all` can create them; `sandbox up kube-worker` gives the pool its
         image and its worker.
         """
-        import contextlib
         import json
 
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.actions import WorkPoolCreate
-        from prefect.exceptions import ObjectAlreadyExists
+        from sandbox.components.kube_worker import TEMPLATE, ensure_pool
 
-        from sandbox.components.kube_worker import POOL, TEMPLATE
-
-        template = json.loads(TEMPLATE.read_text())
-        pool = WorkPoolCreate(name=POOL, type="kubernetes", base_job_template=template)
-        with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
-            client.create_work_pool(pool)
+        ensure_pool(json.loads(TEMPLATE.read_text()), update=False)
 
     def _save_backup_blocks(self, local: KubernetesCluster) -> None:
         """Save the DR cluster, object store and Velero blocks (Prefect API already set)."""

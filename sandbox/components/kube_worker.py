@@ -75,6 +75,26 @@ def worker_objects(image: str, api_url: str, auth: str) -> list[dict[str, Any]]:
     return [secret, *objects]
 
 
+def ensure_pool(template: dict[str, Any], update: bool) -> None:
+    """Create the `kyb-kubernetes` pool with `template` (Prefect's API must be set).
+
+    If it exists, its template is replaced only when `update`: otherwise a pool a team tuned is
+    left as it is.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as api:
+        try:
+            api.create_work_pool(
+                WorkPoolCreate(name=POOL, type="kubernetes", base_job_template=template)
+            )
+        except ObjectAlreadyExists:
+            if update:
+                api.update_work_pool(POOL, WorkPoolUpdate(base_job_template=template))
+
+
 class KubeWorker:
     """The `kyb-kubernetes` pool's worker, in the main cluster (see the module's docstring)."""
 
@@ -108,47 +128,47 @@ class KubeWorker:
         apply_objects(admin, load(RBAC))  # kyb-system and the environments' ServiceAccounts
         apply_objects(admin, worker_objects(self.image, self.prefect.api_url, auth))
         with temporary_settings(self.prefect.client_settings()):
-            self._pool(job_template(self.image))
+            ensure_pool(job_template(self.image), update=True)
             KubernetesCluster(in_cluster=True).save(IN_CLUSTER_BLOCK, overwrite=True)
             self._wait_for_worker()
 
-    def _pool(self, template: dict[str, Any]) -> None:
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-        from prefect.exceptions import ObjectAlreadyExists
+    def _rolled_out(self, seconds: float) -> bool:
+        """Watch the worker's Deployment until it runs this image on a ready pod, or time out."""
+        from kubernetes import watch
 
-        with get_client(sync_client=True) as api:
-            try:
-                api.create_work_pool(
-                    WorkPoolCreate(name=POOL, type="kubernetes", base_job_template=template)
-                )
-            except ObjectAlreadyExists:
-                api.update_work_pool(POOL, WorkPoolUpdate(base_job_template=template))
-
-    def _online(self) -> bool:
-        """The worker's pod runs this image and a worker of the pool sent a heartbeat lately."""
-        from prefect.client.orchestration import get_client
-
-        deployment = self._apps().read_namespaced_deployment(WORKER, NAMESPACE, _request_timeout=10)
-        status = deployment.status
-        current = deployment.spec.template.spec.containers[0].image == self.image
-        if not current or (status.updated_replicas or 0) < 1 or (status.ready_replicas or 0) < 1:
-            return False
-        with get_client(sync_client=True) as api:
-            workers = api.read_workers_for_work_pool(POOL)
-        return any(w.status == "ONLINE" for w in workers)
+        stream = watch.Watch().stream(
+            self._apps().list_namespaced_deployment,
+            NAMESPACE,
+            field_selector=f"metadata.name={WORKER}",
+            timeout_seconds=max(int(seconds), 1),
+        )
+        for event in stream:
+            found = event["object"]
+            status = found.status
+            current = found.spec.template.spec.containers[0].image == self.image
+            if current and (status.updated_replicas or 0) >= 1 and (status.ready_replicas or 0):
+                return True
+        return False
 
     def _wait_for_worker(self) -> None:
+        """The worker's pod ready (a watch), then a worker of the pool ONLINE in Prefect."""
+        from prefect.client.orchestration import get_client
+
         deadline = time.monotonic() + READY_SECONDS
-        while not self._online():
-            if time.monotonic() > deadline:
-                raise PlatformError(
-                    self.name,
-                    f"no worker of pool {POOL} online within {READY_SECONDS}s",
-                    f"see `kubectl -n {NAMESPACE} describe pod -l app.kubernetes.io/name={WORKER}`"
-                    " and the podrunner's log in the state folder",
-                )
-            time.sleep(2)  # a Prefect heartbeat and a Deployment's status: both polled, bounded
+        online = self._rolled_out(READY_SECONDS)
+        with get_client(sync_client=True) as api:
+            while online and not any(
+                w.status == "ONLINE" for w in api.read_workers_for_work_pool(POOL)
+            ):
+                online = time.monotonic() < deadline
+                time.sleep(2)  # Prefect has no watch on a worker's heartbeat: polled, bounded
+        if not online:
+            raise PlatformError(
+                self.name,
+                f"no worker of pool {POOL} online within {READY_SECONDS}s",
+                f"see `kubectl -n {NAMESPACE} describe pod -l app.kubernetes.io/name={WORKER}`"
+                " and the podrunner's log in the state folder",
+            )
 
     def down(self) -> None:
         """Delete the worker's Deployment (the pool, its Jobs' history and the image stay)."""

@@ -10,12 +10,8 @@ only. The runs' logs and artifacts reach the Prefect server.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,34 +24,20 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 
-from blocks import KubernetesCluster, PrometheusServer, block_ref
+from blocks import KubernetesCluster, block_ref
 from sandbox.components.kube_worker import IN_CLUSTER_BLOCK, NAMESPACE, SECRET
 from tasks import kube
+from tests.integration import in_cluster as jobs
 from tests.integration import rbac
 from tests.integration.release_helpers import V1, V2, Scripted, deployments, release_flow, spec
 
-ROOT = Path(__file__).resolve().parents[2]
 CANARY = {"canary": {"steps": [{"setWeight": 50}, {"setWeight": 100}]}}
-RUN_SECONDS = 420  # a Job's pod started, the flow's imports, the release itself
 
 
 @pytest.fixture(scope="module")
 def in_cluster(platform, kube_worker) -> dict[str, str]:
     """prefect.yaml's in-cluster deployments, created by `prefect deploy`: name -> id."""
-    prefect = Path(sys.executable).parent / "prefect"
-    names = ["release/release-in-cluster", "rollback/rollback-in-cluster"]
-    done = subprocess.run(
-        [str(prefect), "--no-prompt", "deploy", *[f"--name={n.split('/')[1]}" for n in names]],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=ROOT,
-        env={**platform.env(), "PATH": "/usr/bin:/bin"},
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    with get_client(sync_client=True) as api:
-        return {n: str(api.read_deployment_by_name(n).id) for n in names}
+    return jobs.deploy(platform, ["release/release-in-cluster", "rollback/rollback-in-cluster"])
 
 
 @pytest.fixture
@@ -79,43 +61,6 @@ def namespaces(admin: KubernetesCluster) -> Iterator[tuple[str, str]]:
             core.delete_namespace(name)
 
 
-def _run(deployment_id: str, parameters: dict[str, Any]) -> Any:
-    """Start a run of the deployment as the UI would; wait until it is over; the run."""
-    with get_client(sync_client=True) as api:
-        run = api.create_flow_run_from_deployment(uuid.UUID(deployment_id), parameters=parameters)
-        deadline = time.monotonic() + RUN_SECONDS
-        while not (run := api.read_flow_run(run.id)).state.is_final():
-            assert time.monotonic() < deadline, f"{run.state_name}: {run.state.message}"
-            time.sleep(2)  # the API has no watch on a run's state: polled, bounded
-    return run
-
-
-def _release(namespace: str, image: str) -> dict[str, Any]:
-    body = spec(namespace, image, CANARY)
-    return {
-        "spec": body.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "cluster": block_ref(KubernetesCluster, IN_CLUSTER_BLOCK),
-        "prometheus": block_ref(PrometheusServer, "local"),
-    }
-
-
-def _job_pod(admin: KubernetesCluster, run_id: uuid.UUID) -> tuple[Any, Any]:
-    """The run's Job in kyb-system once it is over (its pod exited), and the pod it ran."""
-    selector = f"prefect.io/flow-run-id={run_id}"
-    api = kube.api_for(admin)
-    batch = client.BatchV1Api(api)
-    job = None
-    for event in watch.Watch().stream(  # the run reports its end just before its process exits
-        batch.list_namespaced_job, NAMESPACE, label_selector=selector, timeout_seconds=120
-    ):
-        job = event["object"]
-        if job.status.succeeded or job.status.failed:
-            break
-    assert job is not None and (job.status.succeeded or job.status.failed), job
-    pods = client.CoreV1Api(api).list_namespaced_pod(NAMESPACE, label_selector=selector).items
-    return job, pods[0]
-
-
 def _artifacts(run_id: uuid.UUID) -> list[Any]:
     with get_client(sync_client=True) as api:
         mine = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
@@ -134,10 +79,12 @@ def test_a_release_and_a_rollback_run_as_jobs_with_the_service_account_s_rights(
     allowed, refused = namespaces
     assert release_flow(spec(allowed, V1, CANARY), Scripted()).ok  # the stable version
 
-    run = _run(in_cluster["release/release-in-cluster"], _release(allowed, V2))
+    run = jobs.run(
+        in_cluster["release/release-in-cluster"], jobs.release_params(allowed, V2, CANARY)
+    )
     assert run.state_name == "Completed", run.state.message
     assert deployments(admin, allowed)["web"] == (V2, 3, 3)
-    job, pod = _job_pod(admin, run.id)
+    job, pod = jobs.finished_job(admin, run.id)
     assert job.status.succeeded == 1
     assert pod.spec.service_account_name == "kyb-pipeline-dev"
     assert pod.status.phase == "Succeeded"
@@ -154,12 +101,14 @@ def test_a_release_and_a_rollback_run_as_jobs_with_the_service_account_s_rights(
     assert V2 in artifacts["release-result-web"]
     assert f"release-progress-{allowed}-web" in artifacts
 
-    denied = _run(in_cluster["release/release-in-cluster"], _release(refused, V2))
+    denied = jobs.run(
+        in_cluster["release/release-in-cluster"], jobs.release_params(refused, V2, CANARY)
+    )
     assert denied.state_name == "Failed"
     assert "403" in denied.state.message or "forbidden" in denied.state.message.lower()
     assert deployments(admin, refused) == {}  # refused before any write
 
-    back = _run(
+    back = jobs.run(
         in_cluster["rollback/rollback-in-cluster"],
         {
             "app": "web",
@@ -169,7 +118,7 @@ def test_a_release_and_a_rollback_run_as_jobs_with_the_service_account_s_rights(
     )
     assert back.state_name == "Completed", back.state.message
     assert deployments(admin, allowed)["web"] == (V1, 3, 3)
-    _, rollback_pod = _job_pod(admin, back.id)
+    _, rollback_pod = jobs.finished_job(admin, back.id)
     assert rollback_pod.spec.service_account_name == "kyb-pipeline-dev"
 
 
