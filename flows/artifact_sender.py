@@ -20,6 +20,7 @@ FLUSH_SECONDS = 10.0  # how long a run's end waits for its last updates to reach
 RETRY_SECONDS = 5.0  # between tries while the server cannot be reached
 KEEP_SECONDS = 900.0  # how long the newest content waits for a server that cannot be reached
 AWAY_FLUSH_SECONDS = 180.0  # how long a run's end waits for a server that is away to come back
+SLOW_SECONDS = 2.0  # a send taking longer is a server away: the client retries it inside the call
 
 log = logging.getLogger(__name__)
 _live: weakref.WeakSet[ArtifactSender] = weakref.WeakSet()
@@ -45,6 +46,7 @@ class ArtifactSender:
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
         self._failing_since: float | None = None  # the server has not answered since then
+        self._sending_since = 0.0  # when the send in progress began
         _live.add(self)
 
     def want(self, artifact_id: Any, update: ArtifactUpdate) -> None:
@@ -63,12 +65,22 @@ class ArtifactSender:
         """Wait until everything wanted was sent (False: `timeout` passed first).
 
         While the server is away, up to AWAY_FLUSH_SECONDS: the run cannot record its end
-        without the server either, and its last progress is what a person looks at.
+        without the server either, and its last progress is what a person looks at. Away means
+        a send failed and none succeeded since, or the send in progress has taken longer than
+        SLOW_SECONDS (Prefect's client retries a refused connection inside the call, for more
+        than a minute, before it raises).
         """
-        if self._failing_since is not None:
-            timeout = max(timeout, AWAY_FLUSH_SECONDS)
+        start = time.monotonic()
         with self._cond:
-            return self._cond.wait_for(lambda: not self._wanted and not self._busy, timeout)
+            while self._wanted or self._busy:
+                now = time.monotonic()
+                stuck = self._busy and now - self._sending_since > SLOW_SECONDS
+                away = self._failing_since is not None or stuck
+                left = start + (max(timeout, AWAY_FLUSH_SECONDS) if away else timeout) - now
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, SLOW_SECONDS))  # wakes at once when a send ends
+            return True
 
     def _take(self) -> tuple[Any, ArtifactUpdate] | None:
         with self._cond:
@@ -77,7 +89,7 @@ class ArtifactSender:
             if not self._cond.wait_for(lambda: self._wanted, IDLE_SECONDS):
                 self._thread = None
                 return None
-            self._busy = True
+            self._busy, self._sending_since = True, time.monotonic()
             artifact_id = next(iter(self._wanted))
             return artifact_id, self._wanted.pop(artifact_id)
 
@@ -90,25 +102,35 @@ class ArtifactSender:
         time.sleep(RETRY_SECONDS)  # bounded: at most KEEP_SECONDS of tries in all
 
     def _run(self) -> None:
-        with get_client(sync_client=True) as client:
-            while (job := self._take()) is not None:
-                try:
-                    client.update_artifact(*job)
-                    self._failing_since = None
-                except Exception as exc:  # a lost progress line must not fail the release
-                    now = time.monotonic()
-                    if self._failing_since is None:
-                        self._failing_since = now
-                    if is_transient(exc) and now - self._failing_since < KEEP_SECONDS:
-                        if self._failing_since == now:
-                            log.warning(
-                                "progress artifact %s: server unreachable (%s), kept", job[0], exc
-                            )
-                        self._again(*job)
-                        continue
-                    log.warning("progress artifact %s not updated: %s", job[0], exc)
-                    if not is_transient(exc):  # the server answered
-                        self._failing_since = None
+        try:
+            with get_client(sync_client=True) as client:
+                while (job := self._take()) is not None:
+                    self._send(client, *job)
+        finally:  # however it ended (a client that cannot start), the next want starts a thread
+            with self._cond:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+                self._busy = False
+                self._cond.notify_all()
+
+    def _send(self, client: Any, artifact_id: Any, update: ArtifactUpdate) -> None:
+        try:
+            client.update_artifact(artifact_id, update)
+            self._failing_since = None
+        except Exception as exc:  # a lost progress line must not fail the release
+            now = time.monotonic()
+            if self._failing_since is None:
+                self._failing_since = now
+            if is_transient(exc) and now - self._failing_since < KEEP_SECONDS:
+                if self._failing_since == now:
+                    log.warning(
+                        "progress artifact %s: server unreachable (%s), kept", artifact_id, exc
+                    )
+                self._again(artifact_id, update)
+                return
+            log.warning("progress artifact %s not updated: %s", artifact_id, exc)
+            if not is_transient(exc):  # the server answered
+                self._failing_since = None
 
 
 @atexit.register
