@@ -111,7 +111,11 @@ def worker_pool() -> Iterator[tuple[str, dict[str, Any], subprocess.Popen]]:
         yield name, deployments, worker
     finally:
         worker.terminate()
-        worker.wait(timeout=60)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # it waits on its runs' processes: the figures are in
+            worker.kill()
+            worker.wait(timeout=30)
         with get_client(sync_client=True) as api:
             for deployment_id in deployments.values():
                 api.delete_deployment(deployment_id)
