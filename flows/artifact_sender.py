@@ -106,12 +106,11 @@ class ArtifactSender:
             with get_client(sync_client=True) as client:
                 while (job := self._take()) is not None:
                     self._send(client, *job)
-        finally:  # however it ended (a client that cannot start), the next want starts a thread
+        finally:  # ended by a fault (a client that cannot start): the next want starts a thread
             with self._cond:
-                if self._thread is threading.current_thread():
-                    self._thread = None
-                self._busy = False
-                self._cond.notify_all()
+                if self._thread is threading.current_thread():  # else it ended idle, in _take
+                    self._thread, self._busy = None, False
+                    self._cond.notify_all()
 
     def _send(self, client: Any, artifact_id: Any, update: ArtifactUpdate) -> None:
         try:
