@@ -1,4 +1,4 @@
-"""Artifact updates sent from a thread of their own, newest first, so a run never waits on them."""
+"""Artifacts created and updated from a thread of their own, newest first, so a run never waits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import weakref
 from typing import Any
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import ArtifactUpdate
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 
 from tasks import is_transient
 
@@ -38,6 +38,11 @@ class ArtifactSender:
     be reached (restarting, upgrading), the newest content is kept and sent once it answers
     again, for up to KEEP_SECONDS: the table shows where the release got to, not where it was
     when the server went away.
+
+    An artifact can be created the same way (`create`): its first content is what is newest
+    when the thread gets to it, and later `want`s under the same handle update it. A run's start
+    then does not wait for its progress and table to exist on the server (two creates, about
+    35 ms here, before the run's first real step).
     """
 
     def __init__(self) -> None:
@@ -47,6 +52,8 @@ class ArtifactSender:
         self._cond = threading.Condition()
         self._failing_since: float | None = None  # the server has not answered since then
         self._sending_since = 0.0  # when the send in progress began
+        self._new: dict[Any, ArtifactCreate] = {}  # handles to create at their first send
+        self._ids: dict[Any, Any] = {}  # handle -> the server's id, once created
         _live.add(self)
 
     def want(self, artifact_id: Any, update: ArtifactUpdate) -> None:
@@ -60,6 +67,21 @@ class ArtifactSender:
                 )
                 self._thread.start()
             self._cond.notify_all()
+
+    def __contains__(self, handle: Any) -> bool:
+        """Whether `handle` was given to `create` (made or still to make)."""
+        with self._cond:
+            return handle in self._new or handle in self._ids
+
+    def create(self, handle: Any, artifact: ArtifactCreate) -> None:
+        """Create `artifact` from the thread; `want(handle, ...)` after that updates it.
+
+        The artifact (its key, type, run) is validated here, in the caller: a bad one raises
+        now, not in the thread.
+        """
+        with self._cond:
+            self._new[handle] = artifact
+        self.want(handle, ArtifactUpdate(data=artifact.data, description=artifact.description))
 
     def flush(self, timeout: float = FLUSH_SECONDS) -> bool:
         """Wait until everything wanted was sent (False: `timeout` passed first).
@@ -114,7 +136,13 @@ class ArtifactSender:
 
     def _send(self, client: Any, artifact_id: Any, update: ArtifactUpdate) -> None:
         try:
-            client.update_artifact(artifact_id, update)
+            new = self._new.get(artifact_id)
+            if new is None:
+                client.update_artifact(self._ids.get(artifact_id, artifact_id), update)
+            else:  # its first send: created with the newest content
+                content = {"data": update.data, "description": update.description}
+                self._ids[artifact_id] = client.create_artifact(new.model_copy(update=content)).id
+                del self._new[artifact_id]
             self._failing_since = None
         except Exception as exc:  # a lost progress line must not fail the release
             now = time.monotonic()

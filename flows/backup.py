@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -37,19 +38,23 @@ from tasks.kube import api_for, to_dict
 ARTIFACT = "backup-report"
 
 
-@task(name="backup-check-namespaces", cache_policy=NO_CACHE, **RETRIES)
-def check_namespaces(install: VeleroInstall, namespaces: list[str]) -> list[dict[str, Any]]:
-    """Fail unless every namespace exists; return their pods (for the file-system warning)."""
-    api = api_for(install.cluster)
-    core = client.CoreV1Api(api)
-    present = {ns.metadata.name for ns in core.list_namespace().items}
+def _existing(install: VeleroInstall, namespaces: list[str]) -> None:
+    """Fail unless every namespace exists."""
+    present = {
+        ns.metadata.name for ns in client.CoreV1Api(api_for(install.cluster)).list_namespace().items
+    }
     missing = [ns for ns in namespaces if ns not in present]
     if missing:
         raise ConfigError(
             f"namespace(s) {missing} do not exist in the cluster: back up existing ones "
             f"(there are {sorted(present - {'kube-system', 'kube-public', 'kube-node-lease'})})"
         )
-    return [to_dict(api, p) for ns in namespaces for p in core.list_namespaced_pod(ns).items]
+
+
+def _pods(install: VeleroInstall, namespace: str) -> list[dict[str, Any]]:
+    """The namespace's pods (none if it does not exist), for the file-system warning."""
+    api = api_for(install.cluster)
+    return [to_dict(api, p) for p in client.CoreV1Api(api).list_namespaced_pod(namespace).items]
 
 
 @task(name="velero-free-name", cache_policy=NO_CACHE, **RETRIES)
@@ -82,9 +87,14 @@ def preflight(
         ConfigError: a namespace or the storage location does not exist; no free name.
         StorageUnavailable: Velero reports the storage location Unavailable.
     """
-    pods = check_namespaces.fn(install, namespaces)
-    velero.storage_location.fn(install)
-    return pods, free_name.fn(install, now)
+    with ThreadPoolExecutor(4, thread_name_prefix="backup-preflight") as pool:
+        exist = pool.submit(_existing, install, namespaces)
+        location = pool.submit(velero.storage_location.fn, install)
+        name = pool.submit(free_name.fn, install, now)
+        pods = [pool.submit(_pods, install, ns) for ns in namespaces]
+        exist.result()  # the first failure, in this order: namespaces, location, name
+        location.result()
+        return [p for read in pods for p in read.result()], name.result()
 
 
 @task(name="velero-create-backup", cache_policy=NO_CACHE, **RETRIES)

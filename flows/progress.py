@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from prefect.artifacts import create_progress_artifact, create_table_artifact
-from prefect.client.schemas.actions import ArtifactUpdate
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+from prefect.utilities.context import get_task_and_flow_run_ids
 
 from core.names import artifact_key
 from core.recovery.progress import Stages, velero_progress
@@ -48,9 +48,9 @@ class Progress:
     Both are created at the first move and updated in place (by id) after, so a run shows one
     of each: the table whenever a step starts, ends or says something new, never when nothing
     changed (each update is a `prefect.artifact.updated` event carrying the rows). Progress never
-    goes back: a failure leaves it where the run got to. Updates go out from a thread of their
-    own (flows/artifact_sender.py), the newest first; the run's end (`finish`, a failed step)
-    waits for them.
+    goes back: a failure leaves it where the run got to. Creates and updates go out from a
+    thread of their own (flows/artifact_sender.py), the newest first, for the run (or task run)
+    that made the first move; the run's end (`finish`, a failed step) waits for them.
     """
 
     def __init__(
@@ -68,8 +68,6 @@ class Progress:
         self.table_key = artifact_key(kind, "steps", name)
         self.title = title or " ".join(p for p in (kind, name) if p)
         self.stages = stages
-        self.id: Any = None
-        self.table_id: Any = None
         self.percent = 0.0
         self.steps: list[Step] = []
         self._said: tuple[float, str] | None = None
@@ -189,22 +187,38 @@ class Progress:
         entry.percent, entry.detail = self.percent, entry.detail[:300]
         text = f"{self.title}: {entry.step}" + (f": {entry.detail}" if entry.detail else "")
         said = (self.percent, text[:500])
+        shown = [(s.step, s.state, s.detail, s.percent) for s in self.steps]
+        about = f"{self.title}: {self.percent:g}%, {entry.step} {entry.state}"[:500]
+        if self.key not in self.sender:  # the first move creates both, as they stand now
+            self._said, self._shown = said, shown
+            self._create(said[1], json.dumps(self._rows()), about)
         if said != self._said:
             self._said = said
-            if self.id is None:
-                self.id = create_progress_artifact(self.percent, key=self.key, description=said[1])
-            else:
-                self.sender.want(self.id, ArtifactUpdate(data=self.percent, description=said[1]))
-        shown = [(s.step, s.state, s.detail, s.percent) for s in self.steps]
+            self.sender.want(self.key, ArtifactUpdate(data=self.percent, description=said[1]))
         if shown != self._shown:
             self._shown = shown
-            now = time.monotonic()
-            rows = [s.row(now) for s in self.steps]
-            about = f"{self.title}: {self.percent:g}%, {entry.step} {entry.state}"[:500]
-            if self.table_id is None:
-                self.table_id = create_table_artifact(rows, key=self.table_key, description=about)
-            else:  # in place: one table per run in the UI, each change an artifact-updated event
-                update = ArtifactUpdate(data=json.dumps(rows), description=about)
-                self.sender.want(self.table_id, update)
+            update = ArtifactUpdate(data=json.dumps(self._rows()), description=about)
+            self.sender.want(self.table_key, update)  # in place: each an artifact-updated event
         if entry.state == FAILED:
             self.flush()  # a failure is shown before the run goes on (a rollback) or ends
+
+    def _rows(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [s.row(now) for s in self.steps]
+
+    def _create(self, progress: str, rows: str, table: str) -> None:
+        """Ask the sender to create the progress and table artifacts for the current run."""
+        task_run_id, flow_run_id = get_task_and_flow_run_ids()
+        for key, kind, data, description in (
+            (self.key, "progress", self.percent, progress),
+            (self.table_key, "table", rows, table),
+        ):
+            new = ArtifactCreate(
+                key=key,
+                type=kind,
+                data=data,
+                description=description,
+                flow_run_id=flow_run_id,
+                task_run_id=task_run_id,
+            )
+            self.sender.create(key, new)

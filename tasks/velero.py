@@ -175,6 +175,8 @@ def storage_location(install: VeleroInstall, wait_seconds: float = 30) -> dict[s
             f"backup storage location {name!r} does not exist in namespace "
             f"{install.namespace!r}: use one of {names or 'none (is Velero installed?)'}"
         )
+    if phase_in("Available")(bsl):  # as it mostly is: no second read
+        return bsl
     try:
         return wait_for(
             install,
