@@ -136,7 +136,8 @@ def for_release(
     if not isinstance(runner, PrometheusRunner):
         return runner
     keys = {key for _, ref in spec.analysis_refs() for key in ref.names}
-    found = read_templates(cluster, spec.namespace, keys - set(runner.given))
+    wanted = keys - set(runner.given)  # none (no analysis): no task run that reads nothing
+    found = read_templates(cluster, spec.namespace, wanted) if wanted else {}
     templates: dict[str, Any] = {**runner.templates, **found}
     used = [templates[k] for k in keys if k in templates]
     secrets = (
