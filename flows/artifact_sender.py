@@ -39,8 +39,8 @@ class ArtifactSender:
     again, for up to KEEP_SECONDS: the table shows where the release got to, not where it was
     when the server went away.
 
-    An artifact can be created the same way (`create`): its first content is what is newest
-    when the thread gets to it, and later `want`s under the same handle update it. A run's start
+    An artifact can be created the same way (`create`): the thread creates it as it was given,
+    then sends the newest content wanted under the same handle as an update. A run's start
     then does not wait for its progress and table to exist on the server (two creates, about
     35 ms here, before the run's first real step).
     """
@@ -137,12 +137,11 @@ class ArtifactSender:
     def _send(self, client: Any, artifact_id: Any, update: ArtifactUpdate) -> None:
         try:
             new = self._new.get(artifact_id)
-            if new is None:
-                client.update_artifact(self._ids.get(artifact_id, artifact_id), update)
-            else:  # its first send: created with the newest content
-                content = {"data": update.data, "description": update.description}
-                self._ids[artifact_id] = client.create_artifact(new.model_copy(update=content)).id
+            if new is not None:  # created as it was given (a table's history is its create and
+                self._ids[artifact_id] = client.create_artifact(new).id  # its updates' events)
                 del self._new[artifact_id]
+            if new is None or (update.data, update.description) != (new.data, new.description):
+                client.update_artifact(self._ids.get(artifact_id, artifact_id), update)
             self._failing_since = None
         except Exception as exc:  # a lost progress line must not fail the release
             now = time.monotonic()
