@@ -11,6 +11,10 @@ Run `uv run sandbox up` first. Each round, in alternating order:
            Deployments available, objects checked, DNS step confirmed by the benchmark, report)
 The restored namespaces are deleted from the DR cluster before each restore (not timed).
 
+Each round also times an empty flow run (benchmarks/empty_flow.py) the same way: Prefect's own
+floor for any flow, which no work inside a flow can go under (the backup flow cannot be faster
+than the CLI plus that).
+
 A flow is timed twice: to its run's Completed state on the server (what the UI, `kyb --wait`
 and automations see) and to the call's return, which adds Prefect's end-of-run wait for its
 heartbeat thread (it sleeps in 1 s steps: prefect/flow_engine.py `_send_heartbeats`).
@@ -36,6 +40,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from prefect.client.orchestration import get_client
 from prefect.states import State
 
+from benchmarks.empty_flow import empty
 from blocks import VeleroInstall
 from core.recovery.backups import DEFAULT_EXCLUDED, DEFAULT_NAMESPACES
 from flows.backup import backup
@@ -94,6 +99,7 @@ def one_round(plat: Platform, local: VeleroInstall, dr: VeleroInstall, flip: boo
     for step in (by_flow, by_cli) if flip else (by_cli, by_flow):
         time.sleep(SETTLE)  # neither pays for the other's after-work (see SETTLE)
         step()
+    row["empty_flow"], _, _ = timed_flow(lambda: empty(return_state=True))
     name = row["backup_name"]
     velero.wait_for(dr, "backups", name, velero.phase_in("Completed"), 120, "sync to the DR side")
 
@@ -149,6 +155,12 @@ def main() -> None:
             f"{what} (median of {args.rounds}): {by_hand} {c:.2f}s; flow to Completed {f:.2f}s "
             f"({f / c:.2f}x, goal <= 1.2x); flow call returned {back:.2f}s ({back / c:.2f}x)"
         )
+    floor, cli_b, flow_b = med["empty_flow"], med["backup_cli"], med["backup_flow"]
+    print(
+        f"Prefect's floor, an empty flow run to Completed: {floor:.2f}s; the backup flow vs the "
+        f"CLI plus that floor: {flow_b / (cli_b + floor):.2f}x; the flow's own time over the "
+        f"CLI beyond the floor: {(flow_b - cli_b - floor) * 1000:.0f} ms"
+    )
     print(
         f"restore by the velero CLI alone (objects created, app not yet serving): "
         f"{med['restore_velero']:.2f}s"

@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+from prefect.utilities.context import get_task_and_flow_run_ids
 
 from tasks import is_transient
 
@@ -24,6 +25,23 @@ SLOW_SECONDS = 2.0  # a send taking longer is a server away: the client retries 
 
 log = logging.getLogger(__name__)
 _live: weakref.WeakSet[ArtifactSender] = weakref.WeakSet()
+
+
+def new_artifact(key: str, kind: str, data: Any, description: str) -> ArtifactCreate:
+    """An artifact of the current flow run (or task run), as Prefect's create_*_artifact makes.
+
+    Raises:
+        pydantic.ValidationError: a key Prefect refuses (lowercase letters, digits, dashes).
+    """
+    task_run_id, flow_run_id = get_task_and_flow_run_ids()
+    return ArtifactCreate(
+        key=key,
+        type=kind,
+        data=data,
+        description=description,
+        flow_run_id=flow_run_id,
+        task_run_id=task_run_id,
+    )
 
 
 class ArtifactSender:

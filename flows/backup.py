@@ -240,10 +240,10 @@ def backup(
         with progress.stage("check stored contents") as row:
             stored = contents_size(install, name)
             progress.note(row, f"{stored[1]} objects, {stored[0] / 1024:.1f} KiB in the store")
-    create_markdown_artifact(
+    progress.report(  # sent while the last moves are: the run's end waits for both at once
+        ARTIFACT,
         _report(info, stored, warning, problems),
-        key=ARTIFACT,
-        description=f"backup {name}: {info.items_backed_up} items",
+        f"backup {name}: {info.items_backed_up} items",
     )
     progress.finish(f"{info.items_backed_up} items backed up in {name}")
     seconds = info.duration.total_seconds() if info.duration else 0.0

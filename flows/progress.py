@@ -9,12 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
-from prefect.utilities.context import get_task_and_flow_run_ids
+from prefect.client.schemas.actions import ArtifactUpdate
 
 from core.names import artifact_key
 from core.recovery.progress import Stages, velero_progress
-from flows.artifact_sender import ArtifactSender
+from flows.artifact_sender import ArtifactSender, new_artifact
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
 
@@ -73,6 +72,7 @@ class Progress:
         self._said: tuple[float, str] | None = None
         self._shown: list[tuple[str, str, str, float]] | None = None
         self.sender = ArtifactSender()
+        self.reports = ArtifactSender()  # a thread of its own: sent while the last moves are
 
     def start(self, step: str, detail: str = "", percent: float | None = None) -> Step:
         """Add a running step (a new row), moving the progress to `percent` if given."""
@@ -135,8 +135,13 @@ class Progress:
         self.end(entry, percent=to, state=DONE if entry.state == RUNNING else entry.state)
 
     def flush(self) -> None:
-        """Wait until the server shows the newest progress and table."""
+        """Wait until the server shows the newest progress and table (and the report)."""
         self.sender.flush()
+        self.reports.flush()
+
+    def report(self, key: str, markdown: str, description: str) -> None:
+        """The run's markdown report `key`, created from a thread; `finish` waits for it."""
+        self.reports.create(key, new_artifact(key, "markdown", markdown, description))
 
     def stage(self, name: str, detail: str = "", counted: bool = False) -> Any:
         """`step()` over one of the run's weighted stages (its percent from `stages`).
@@ -208,17 +213,5 @@ class Progress:
 
     def _create(self, progress: str, rows: str, table: str) -> None:
         """Ask the sender to create the progress and table artifacts for the current run."""
-        task_run_id, flow_run_id = get_task_and_flow_run_ids()
-        for key, kind, data, description in (
-            (self.key, "progress", self.percent, progress),
-            (self.table_key, "table", rows, table),
-        ):
-            new = ArtifactCreate(
-                key=key,
-                type=kind,
-                data=data,
-                description=description,
-                flow_run_id=flow_run_id,
-                task_run_id=task_run_id,
-            )
-            self.sender.create(key, new)
+        self.sender.create(self.key, new_artifact(self.key, "progress", self.percent, progress))
+        self.sender.create(self.table_key, new_artifact(self.table_key, "table", rows, table))
