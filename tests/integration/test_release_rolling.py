@@ -39,10 +39,23 @@ def cluster(platform) -> KubernetesCluster:
     return KubernetesCluster.load("local")
 
 
+def _slow_to_ready(image: str) -> dict:
+    """A pod template whose pods turn Ready 1 s after they start (the probe readiness stage).
+
+    The roll then takes seconds, as a real one does, and the table has moves a person could see.
+    """
+    probe = {"httpGet": {"path": "/health", "port": 8080}, "initialDelaySeconds": 1}
+    return {
+        "metadata": {"labels": {"app": "web", "sandbox.kyb.dev/readiness": "probe"}},
+        "spec": {"containers": [{"name": "web", "image": image, "readinessProbe": probe}]},
+    }
+
+
 def test_rolling_release_then_rerun_changes_nothing(cluster, namespace) -> None:
     first = release_flow(spec(namespace, V1, ROLLING), Scripted())
     assert first.ok, first.summary
-    state = release_flow(spec(namespace, V2, ROLLING), Scripted(), return_state=True)
+    v2 = spec(namespace, V2, ROLLING, template=_slow_to_ready(V2))
+    state = release_flow(v2, Scripted(), return_state=True)
     second = state.result()
     assert second.ok, second.summary
     assert deployments(cluster, namespace) == {"web": (V2, 3, 3)}
@@ -61,7 +74,7 @@ def test_rolling_release_then_rerun_changes_nothing(cluster, namespace) -> None:
     assert any(r["state"] == "done" and r["detail"].startswith("Complete") for r in waits), waits
     assert 0 < max(r["progress"] for r in waits) < 100
 
-    again = release_flow(spec(namespace, V2, ROLLING), Scripted())
+    again = release_flow(v2, Scripted())
     assert again.ok
     assert [e.action for e in again.journal] == [again.summary]  # Done at once, no write
     assert deployments(cluster, namespace) == {"web": (V2, 3, 3)}
