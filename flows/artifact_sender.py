@@ -58,9 +58,8 @@ class ArtifactSender:
     when the server went away.
 
     An artifact can be created the same way (`create`): the thread creates it as it was given,
-    then sends the newest content wanted under the same handle as an update. A run's start
-    then does not wait for its progress and table to exist on the server (two creates, about
-    35 ms here, before the run's first real step).
+    then sends the newest content wanted under the same handle as an update. A run's report is
+    created so while its last progress moves are sent (flows/progress.py `report`).
     """
 
     def __init__(self) -> None:

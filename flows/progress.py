@@ -215,3 +215,7 @@ class Progress:
         """Ask the sender to create the progress and table artifacts for the current run."""
         self.sender.create(self.key, new_artifact(self.key, "progress", self.percent, progress))
         self.sender.create(self.table_key, new_artifact(self.table_key, "table", rows, table))
+        # made before the run goes on: the moves after this are updates of their own (the
+        # table's history), not folded into a create still on its way (a fast backup or roll
+        # then showed only 2 versions)
+        self.sender.flush()
