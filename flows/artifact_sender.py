@@ -85,11 +85,6 @@ class ArtifactSender:
                 self._thread.start()
             self._cond.notify_all()
 
-    def __contains__(self, handle: Any) -> bool:
-        """Whether `handle` was given to `create` (made or still to make)."""
-        with self._cond:
-            return handle in self._new or handle in self._ids
-
     def create(self, handle: Any, artifact: ArtifactCreate) -> None:
         """Create `artifact` from the thread; `want(handle, ...)` after that updates it.
 

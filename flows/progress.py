@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from prefect.artifacts import create_progress_artifact, create_table_artifact
 from prefect.client.schemas.actions import ArtifactUpdate
 
 from core.names import artifact_key
@@ -47,9 +48,9 @@ class Progress:
     Both are created at the first move and updated in place (by id) after, so a run shows one
     of each: the table whenever a step starts, ends or says something new, never when nothing
     changed (each update is a `prefect.artifact.updated` event carrying the rows). Progress never
-    goes back: a failure leaves it where the run got to. Creates and updates go out from a
-    thread of their own (flows/artifact_sender.py), the newest first, for the run (or task run)
-    that made the first move; the run's end (`finish`, a failed step) waits for them.
+    goes back: a failure leaves it where the run got to. Updates go out from a thread of their
+    own (flows/artifact_sender.py), the newest first; the run's end (`finish`, a failed step)
+    waits for them.
     """
 
     def __init__(
@@ -67,6 +68,8 @@ class Progress:
         self.table_key = artifact_key(kind, "steps", name)
         self.title = title or " ".join(p for p in (kind, name) if p)
         self.stages = stages
+        self.id: Any = None
+        self.table_id: Any = None
         self.percent = 0.0
         self.steps: list[Step] = []
         self._said: tuple[float, str] | None = None
@@ -192,30 +195,22 @@ class Progress:
         entry.percent, entry.detail = self.percent, entry.detail[:300]
         text = f"{self.title}: {entry.step}" + (f": {entry.detail}" if entry.detail else "")
         said = (self.percent, text[:500])
-        shown = [(s.step, s.state, s.detail, s.percent) for s in self.steps]
-        about = f"{self.title}: {self.percent:g}%, {entry.step} {entry.state}"[:500]
-        if self.key not in self.sender:  # the first move creates both, as they stand now
-            self._said, self._shown = said, shown
-            self._create(said[1], json.dumps(self._rows()), about)
         if said != self._said:
             self._said = said
-            self.sender.want(self.key, ArtifactUpdate(data=self.percent, description=said[1]))
+            if self.id is None:
+                self.id = create_progress_artifact(self.percent, key=self.key, description=said[1])
+            else:
+                self.sender.want(self.id, ArtifactUpdate(data=self.percent, description=said[1]))
+        shown = [(s.step, s.state, s.detail, s.percent) for s in self.steps]
         if shown != self._shown:
             self._shown = shown
-            update = ArtifactUpdate(data=json.dumps(self._rows()), description=about)
-            self.sender.want(self.table_key, update)  # in place: each an artifact-updated event
+            now = time.monotonic()
+            rows = [s.row(now) for s in self.steps]
+            about = f"{self.title}: {self.percent:g}%, {entry.step} {entry.state}"[:500]
+            if self.table_id is None:
+                self.table_id = create_table_artifact(rows, key=self.table_key, description=about)
+            else:  # in place: one table per run in the UI, each change an artifact-updated event
+                update = ArtifactUpdate(data=json.dumps(rows), description=about)
+                self.sender.want(self.table_id, update)
         if entry.state == FAILED:
             self.flush()  # a failure is shown before the run goes on (a rollback) or ends
-
-    def _rows(self) -> list[dict[str, Any]]:
-        now = time.monotonic()
-        return [s.row(now) for s in self.steps]
-
-    def _create(self, progress: str, rows: str, table: str) -> None:
-        """Ask the sender to create the progress and table artifacts for the current run."""
-        self.sender.create(self.key, new_artifact(self.key, "progress", self.percent, progress))
-        self.sender.create(self.table_key, new_artifact(self.table_key, "table", rows, table))
-        # made before the run goes on: the moves after this are updates of their own (the
-        # table's history), not folded into a create still on its way (a fast backup or roll
-        # then showed only 2 versions)
-        self.sender.flush()
