@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -12,14 +11,14 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import KubernetesCluster, VeleroInstall
 from core.errors import ConfigError, PipelineError
 from core.recovery.backups import BackupInfo, is_terminal
 from core.recovery.contents import BackedUpObject, object_key, read_backup_tarball
-from core.recovery.errors import RestoreFailed, VeleroTimeout
+from core.recovery.errors import RestoreFailed
 from core.recovery.selection import select_backup
 from core.release.status import RolloutState
 from tasks import RETRIES, velero
@@ -37,19 +36,24 @@ def _is_name(which: str) -> bool:
 
 
 @task(name="velero-find-backup", cache_policy=NO_CACHE, **RETRIES)
-def find_backup(install: VeleroInstall, which: str, sync_seconds: float = 75) -> BackupInfo:
+def find_backup(install: VeleroInstall, which: str, sync_seconds: float = 300) -> BackupInfo:
     """The backup `which` names ("latest", a day, or a name) among those Velero knows here.
 
     A backup made in another cluster reaches this one through Velero's backup sync; a name not
-    seen yet is waited for up to `sync_seconds` before it counts as unknown.
+    seen yet is waited for until a sync that listed the store after the wait began has not brought
+    it (up to `sync_seconds`); then it counts as unknown.
 
     Raises:
         ConfigError: no such completed backup (the message lists the newest that exist).
     """
     if _is_name(which) and velero.get(install, "backups", which) is None:
-        # unknown after the wait: select_backup below says so and lists what exists
-        with contextlib.suppress(VeleroTimeout):
-            velero.wait_for(install, "backups", which, lambda o: True, sync_seconds, "sync")
+        get_run_logger().info(
+            "backup %s is not in this cluster yet: waiting for Velero's backup sync (up to %.0f s)",
+            which,
+            sync_seconds,
+        )
+        # still unknown after that: select_backup below says so and lists what exists
+        velero.await_synced(install, which, sync_seconds)
     found = [BackupInfo.from_object(o) for o in velero.list_objects(install, "backups")]
     return select_backup(found, which)
 

@@ -195,6 +195,28 @@ def storage_location(install: VeleroInstall, wait_seconds: float = 30) -> dict[s
         ) from None
 
 
+def await_synced(install: VeleroInstall, name: str, timeout: float, poll: float = 2.0) -> bool:
+    """Wait until Velero's backup sync brings backup `name` into this cluster; say if it came.
+
+    Stops early, answering False, once the storage location has finished two syncs since the wait
+    began: the second of them listed the store after the wait began, so a backup it did not bring
+    is not there. Velero syncs on a one-minute tick when the location is due (its sync period,
+    one minute by default, counts from the end of the last sync), so two syncs take up to ~4 min.
+    """
+    deadline = time.monotonic() + timeout
+    synced: list[str | None] = []
+    while True:
+        if get(install, "backups", name) is not None:
+            return True
+        bsl = get(install, "backupstoragelocations", install.storage_location) or {}
+        last = bsl.get("status", {}).get("lastSyncedTime")
+        if not synced or synced[-1] != last:
+            synced.append(last)
+        if len(synced) > 2 or time.monotonic() + poll > deadline:
+            return False
+        time.sleep(poll)
+
+
 @task(name="velero-set-access-mode", cache_policy=NO_CACHE, **RETRIES)
 def set_access_mode(install: VeleroInstall, mode: str) -> str:
     """Set the storage location's accessMode (ReadOnly or ReadWrite); return the previous one."""
