@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -195,26 +196,31 @@ def storage_location(install: VeleroInstall, wait_seconds: float = 30) -> dict[s
         ) from None
 
 
-def await_synced(install: VeleroInstall, name: str, timeout: float, poll: float = 2.0) -> bool:
+def await_synced(install: VeleroInstall, name: str, timeout: float) -> bool:
     """Wait until Velero's backup sync brings backup `name` into this cluster; say if it came.
 
-    Stops early, answering False, once the storage location has finished two syncs since the wait
-    began: the second of them listed the store after the wait began, so a backup it did not bring
-    is not there. Velero syncs on a one-minute tick when the location is due (its sync period,
-    one minute by default, counts from the end of the last sync), so two syncs take up to ~4 min.
+    Watches the storage location: a sync creates the backups it found before it records its
+    `lastSyncedTime`, so the backup is looked for at each new sync time. The wait ends early,
+    answering False, once two syncs have finished since it began: the second of them listed the
+    store after the wait began, so a backup it did not bring is not there. Velero syncs on a
+    one-minute tick when the location is due (its sync period, one minute by default, counts
+    from the end of the last sync), so two syncs take up to ~4 min.
     """
-    deadline = time.monotonic() + timeout
-    synced: list[str | None] = []
-    while True:
-        if get(install, "backups", name) is not None:
-            return True
-        bsl = get(install, "backupstoragelocations", install.storage_location) or {}
+    if get(install, "backups", name) is not None:
+        return True
+    syncs: list[str | None] = []
+
+    def settled(bsl: dict[str, Any]) -> bool:
         last = bsl.get("status", {}).get("lastSyncedTime")
-        if not synced or synced[-1] != last:
-            synced.append(last)
-        if len(synced) > 2 or time.monotonic() + poll > deadline:
-            return False
-        time.sleep(poll)
+        if syncs and syncs[-1] == last:
+            return False  # another status write (the store's validation), not a sync
+        syncs.append(last)
+        return len(syncs) > 2 or (len(syncs) > 1 and get(install, "backups", name) is not None)
+
+    with contextlib.suppress(VeleroTimeout):  # still absent then: the caller says so
+        location = install.storage_location
+        wait_for(install, "backupstoragelocations", location, settled, timeout, "backup sync")
+    return get(install, "backups", name) is not None
 
 
 @task(name="velero-set-access-mode", cache_policy=NO_CACHE, **RETRIES)
